@@ -1,0 +1,50 @@
+"""Shared test set-up: backend, quiet logs, numba cache, MovieLens files, and serialisation checks."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("KERAS_YT_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def movielens_dir(tmp_path_factory) -> Path:
+    """Folder holding the real MovieLens-100K `u.data` / `u.user` (laid out by the shared script).
+
+    Uses the Keras cache (`~/.keras/datasets/ml-100k`) when the files are already there; otherwise
+    runs `../shared/data/get-movielens-100k`, which checks the files' md5 sums.
+    """
+    script = SHARED / "data" / "get-movielens-100k"
+    if not script.exists():
+        pytest.fail(f"MovieLens helper script not found at {script}; set KERAS_YT_SHARED")
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        pytest.fail(f"get-movielens-100k failed: {out.stderr.strip()}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def assert_config_round_trip(obj) -> None:
+    """The config is JSON-serialisable and `from_config` rebuilds an object with the same config."""
+    config = obj.get_config()
+    restored = type(obj).from_config(json.loads(json.dumps(config)))
+    assert restored.get_config() == config
+
+
+def assert_saved_model_reproduces(model: keras.Model, inputs, tmp_path: Path, atol=1e-6) -> None:
+    """A `.keras` save/load of `model` gives the same outputs on `inputs`."""
+    path = tmp_path / "model.keras"
+    expected = model.predict(inputs, verbose=0)
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    actual = restored.predict(inputs, verbose=0)
+    for e, a in zip(keras.tree.flatten(expected), keras.tree.flatten(actual)):
+        np.testing.assert_allclose(a, e, atol=atol, rtol=1e-5)
