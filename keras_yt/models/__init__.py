@@ -1,0 +1,7 @@
+"""Prebuilt models: the candidate generator and the ranker of the paper."""
+
+from keras_yt.models.candidate_generator import CandidateGenerator
+from keras_yt.models.presets import load_preset, preset_names
+from keras_yt.models.ranker import Ranker
+
+__all__ = ["CandidateGenerator", "Ranker", "load_preset", "preset_names"]

@@ -1,0 +1,69 @@
+"""Presets: model configurations stored as JSON in the package's `zoo/` folder."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped with keras_yt (files `zoo/<name>.json`)."""
+    return sorted(p.name[: -len(".json")] for p in _zoo().iterdir() if p.name.endswith(".json"))
+
+
+def load_preset(name_or_path: str | Path) -> dict:
+    """Reads a preset: a shipped name (see `preset_names()`) or the path of a JSON file.
+
+    Returns:
+        The preset dict: `{"class_name": str, "description": str, "config": dict}`.
+    """
+    path = Path(name_or_path)
+    if path.suffix == ".json" or path.exists():
+        if not path.is_file():
+            raise ValueError(f"preset file {str(path)!r} does not exist")
+        text = path.read_text()
+    else:
+        entry = _zoo() / f"{name_or_path}.json"
+        if not entry.is_file():
+            raise ValueError(
+                f"unknown preset {str(name_or_path)!r}; expected one of {preset_names()} "
+                "or the path of a .json preset file"
+            )
+        text = entry.read_text()
+    preset = json.loads(text)
+    if not isinstance(preset, dict) or not isinstance(preset.get("config"), dict):
+        raise ValueError(f"preset {str(name_or_path)!r} has no 'config' dict")
+    return preset
+
+
+def _zoo():
+    try:
+        return resources.files("keras_yt.zoo")
+    except ModuleNotFoundError:  # running from a source checkout without installing
+        return Path(__file__).resolve().parents[2] / "zoo"
+
+
+class PresetMixin:
+    """Adds `from_preset` to a model class whose presets carry its `class_name`."""
+
+    @classmethod
+    def from_preset(cls, name_or_path: str | Path, **overrides):
+        """Builds the model from a preset, with keyword `overrides` of its config.
+
+        Args:
+            name_or_path: a preset name from `keras_yt.models.preset_names()` (e.g.
+                `"youtube_paper_candidate"`, `"movielens_candidate"`, `"tiny_candidate"`) or the
+                path of a JSON preset file.
+            **overrides: config entries to replace (e.g. `num_videos=10_000`).
+
+        Returns:
+            A new, unbuilt model.
+        """
+        preset = load_preset(name_or_path)
+        if preset.get("class_name") != cls.__name__:
+            raise ValueError(
+                f"preset {str(name_or_path)!r} is for {preset.get('class_name')!r}, "
+                f"not {cls.__name__!r}"
+            )
+        return cls(**{**preset["config"], **overrides})

@@ -1,0 +1,1 @@
+"""Model presets (JSON configs), installed as `keras_yt.zoo`."""
