@@ -1,4 +1,4 @@
-"""Shared test set-up: backend, quiet logs, numba cache, MovieLens files, and serialisation checks."""
+"""Shared test set-up: backend, quiet logs, MovieLens files, and serialisation checks."""
 
 import json
 import os

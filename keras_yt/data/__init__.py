@@ -1,0 +1,25 @@
+"""Streaming training-example generation from watch and impression logs.
+
+Watch logs are numpy structured arrays with the fields of `WATCH_DTYPE` (``user``, ``video``,
+``timestamp`` in seconds, ``watch_time``); video ids are in ``[1, num_videos)``, 0 is padding.
+"""
+
+from keras_yt.data.candidate import candidate_examples, leave_last_out_split
+from keras_yt.data.io import (
+    WATCH_DTYPE,
+    iter_watch_log,
+    read_watch_log,
+    to_watch_log,
+)
+from keras_yt.data.ranking import ranking_examples, to_impressions
+
+__all__ = [
+    "WATCH_DTYPE",
+    "candidate_examples",
+    "iter_watch_log",
+    "leave_last_out_split",
+    "ranking_examples",
+    "read_watch_log",
+    "to_impressions",
+    "to_watch_log",
+]

@@ -6,12 +6,14 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_yt import _checks
 from keras_yt.layers.embedding_bag import EmbeddingBag
 from keras_yt.layers.example_age import ExampleAge
 from keras_yt.layers.sampled_softmax import SampledSoftmax
 from keras_yt.layers.token_bag import TokenBag
-from keras_yt import _checks
+from keras_yt.models._string_features import StringFeaturesMixin
 from keras_yt.models.presets import PresetMixin
+from keras_yt.models.user_tower import UserTower
 from keras_yt.optimizers.sparse_adagrad import SparseAdagrad
 
 WATCH_HISTORY = "watch_history"
@@ -20,7 +22,7 @@ EXAMPLE_AGE = "example_age"
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")
-class CandidateGenerator(PresetMixin, keras.Model):
+class CandidateGenerator(StringFeaturesMixin, PresetMixin, keras.Model):
     """Candidate generator: user features → ReLU tower → user vector → softmax over all videos.
 
     Each input feature is embedded and the embeddings are concatenated: the averaged watch history
@@ -173,6 +175,7 @@ class CandidateGenerator(PresetMixin, keras.Model):
         if tie_output_embeddings:
             self.softmax.tie_weights(self.watch_embedding)
         self._loss_is_sampled = True
+        object.__setattr__(self, "_retrieval_metrics", ())
 
     # ---------------------------------------------------------------- inputs and building
 
@@ -236,7 +239,7 @@ class CandidateGenerator(PresetMixin, keras.Model):
                         f"CandidateGenerator needs the '{EXAMPLE_AGE}' feature in training; "
                         f"got features {sorted(features)}"
                     )
-                age = ops.zeros((ops.shape(history)[0],), dtype=self.compute_dtype)
+                age = ops.zeros_like(ops.cast(history[:, 0], self.compute_dtype))
             parts.append(self.example_age(age, training=training))
         for name, layer in self.categorical_embeddings.items():
             _checks.has_features(features, [name], "CandidateGenerator")
@@ -280,7 +283,14 @@ class CandidateGenerator(PresetMixin, keras.Model):
                 for k in (10, 100)
                 if k < self.num_videos
             ]
-        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        # Kept out of Keras' compiled metrics, which would expect an update in every train step:
+        # these need the full logits and are updated in evaluation only.
+        object.__setattr__(self, "_retrieval_metrics", tuple(metrics))
+        super().compile(optimizer=optimizer, **kwargs)
+
+    @property
+    def metrics(self):
+        return [*super().metrics, *self._retrieval_metrics]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         self._loss_is_sampled = bool(training)
@@ -305,6 +315,8 @@ class CandidateGenerator(PresetMixin, keras.Model):
         logits = self.softmax.logits(y_pred)
         is_padding = ops.expand_dims(ops.arange(self.num_videos) == 0, 0)
         logits = ops.where(is_padding, ops.cast(-1e9, logits.dtype), logits)
+        for metric in self._retrieval_metrics:
+            metric.update_state(y, logits, sample_weight)
         return super().compute_metrics(x, y, logits, sample_weight)
 
     # ---------------------------------------------------------------- serving
@@ -317,7 +329,7 @@ class CandidateGenerator(PresetMixin, keras.Model):
         """
         self.build()
         inputs = self.serving_inputs()
-        return keras.Model(inputs, self.user_vector(inputs, training=False), name="user_tower")
+        return UserTower(inputs, self.user_vector(inputs, training=False), name="user_tower")
 
     def get_output_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """The output video embeddings W `(num_videos, d)` and biases b `(num_videos,)`."""
@@ -338,9 +350,7 @@ class CandidateGenerator(PresetMixin, keras.Model):
         """
         _checks.positive_int("k", k)
         self.build()
-        user_vectors = self.user_vector(
-            {name: _as_tensor(value) for name, value in features.items()}, training=False
-        )
+        user_vectors = self.predict(features, verbose=0, batch_size=1024)
         exclude = features[WATCH_HISTORY] if exclude_watched else None
         scores, ids = self.softmax.top_k(user_vectors, k, exclude=exclude)
         return ops.convert_to_numpy(ids), ops.convert_to_numpy(scores)
@@ -369,13 +379,6 @@ class CandidateGenerator(PresetMixin, keras.Model):
             }
         )
         return config
-
-
-def _as_tensor(value):
-    value = np.asarray(value)
-    if value.dtype.kind in "OUS":
-        return value
-    return ops.convert_to_tensor(value)
 
 
 def _to_list(value):

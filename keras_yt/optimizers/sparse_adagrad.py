@@ -11,12 +11,13 @@ class SparseAdagrad(keras.optimizers.Adagrad):
     """Adagrad whose step cost does not grow with the size of an embedding table.
 
     An embedding lookup (`ops.take`) gives a row-sparse gradient (a `tf.IndexedSlices` on the
-    TensorFlow backend): only the rows of the videos in the batch are non-zero. Keras' own optimizers
-    still touch every row of the table or of their slot variables on each step (Adam updates its
-    moments densely; Adagrad takes `sqrt` of the whole accumulator), so a 1M-video table costs
-    seconds per step. `SparseAdagrad` gives the same result as `keras.optimizers.Adagrad` but, for a
-    row-sparse gradient, it sums duplicate rows, then reads and writes only the touched rows of the
-    accumulator and of the variable. Dense gradients (the ReLU tower) take Adagrad's usual path.
+    TensorFlow backend): only the rows of the videos in the batch are non-zero. Keras' own
+    optimizers still touch every row of the table or of their slot variables on each step (Adam
+    updates its moments densely; Adagrad takes `sqrt` of the whole accumulator), so a 1M-video
+    table costs seconds per step. `SparseAdagrad` gives the same result as
+    `keras.optimizers.Adagrad`, but for a row-sparse gradient it sums duplicate rows, then reads
+    and writes only the touched rows of the accumulator and of the variable. Dense gradients (the
+    ReLU tower) take Adagrad's usual path.
 
     This is the default optimizer of `CandidateGenerator` and `Ranker`; use it in your own models
     with a large `EmbeddingBag` or `SampledSoftmax` in the same way as any Keras optimizer. On

@@ -1,0 +1,174 @@
+"""The one backend-specific module of `keras_yt`: TensorFlow helpers for ragged ids and strings.
+
+Every layer does its arithmetic with `keras.ops` and stays backend-agnostic. The few things that
+have no `keras.ops` equivalent live here and use TensorFlow directly:
+
+* `is_ragged` / `ragged_to_dense`: accept a `tf.RaggedTensor` of ids (e.g. watch histories of
+  different lengths) and turn it into padded dense ids (padding id 0) plus dense weights.
+* `tokenize_queries`: string handling for `TokenBag` (lower-case, whitespace split, n-grams).
+* `row_sparse_parts`, `scatter_assign_rows`, `scatter_sub_rows`: row-wise updates for
+  `keras_yt.optimizers.SparseAdagrad` (gradients of embedding lookups are `tf.IndexedSlices`).
+* `strings_to_tensors`: numpy string features (search queries) as `tf.string` tensors, since
+  Keras' data adapters take numeric arrays only.
+
+Keep this module small: anything that can be written with `keras.ops` belongs in the layers.
+"""
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def is_ragged(x) -> bool:
+    """Whether `x` is a `tf.RaggedTensor`.
+
+    Args:
+        x: any object.
+
+    Returns:
+        `True` for a `tf.RaggedTensor`, `False` otherwise.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> is_ragged(tf.ragged.constant([[1, 2], [3]]))
+    True
+    >>> is_ragged([[1, 2], [3, 0]])
+    False
+    """
+    return isinstance(x, tf.RaggedTensor)
+
+
+def ragged_to_dense(ids, weights=None):
+    """Pads ragged `ids` (and optional ragged `weights`) into dense tensors.
+
+    Padding uses id `0` (the padding / out-of-vocabulary id) and weight `0`, so that the padded
+    positions contribute nothing to a bag.
+
+    Args:
+        ids: `tf.RaggedTensor` of integer ids, shape `(batch, None)`.
+        weights: `None`, or a `tf.RaggedTensor` with the same row lengths as `ids`, or a dense
+            tensor already of the padded shape.
+
+    Returns:
+        A tuple `(dense_ids, dense_weights)`; `dense_weights` is `None` when `weights` is `None`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> ids, w = ragged_to_dense(tf.ragged.constant([[4, 2], [7]]))
+    >>> ids.numpy().tolist(), w
+    ([[4, 2], [7, 0]], None)
+    """
+    dense_ids = ids.to_tensor(default_value=0)
+    if weights is None:
+        return dense_ids, None
+    if isinstance(weights, tf.RaggedTensor):
+        weights = weights.to_tensor(default_value=0, shape=tf.shape(dense_ids, out_type=tf.int64))
+    return dense_ids, weights
+
+
+def tokenize_queries(queries, ngrams: Sequence[int], max_tokens: int | None = None):
+    """Turns search queries into padded bags of lower-cased word n-grams.
+
+    Each query is lower-cased (UTF-8 aware) and split on whitespace; its n-grams of every width
+    in `ngrams` are formed *within that query* (words joined by one space); the tokens of all the
+    queries of a row are put together in one bag, in the order: query 0 (all n-grams of width
+    `ngrams[0]`, then `ngrams[1]`, ...), query 1, ...
+
+    Args:
+        queries: string tensor (or array) of shape `(batch,)` (one query per row) or
+            `(batch, num_queries)`.
+        ngrams: n-gram widths, e.g. `(1, 2)` for unigrams and bigrams.
+        max_tokens: if set, keep only the first `max_tokens` tokens of a row and pad every row to
+            exactly `max_tokens`.
+
+    Returns:
+        A tuple `(tokens, mask)`: a dense string tensor `(batch, T)` padded with `""` and a
+        boolean tensor `(batch, T)` that is `True` on real tokens.
+
+    Example:
+
+    >>> tokens, mask = tokenize_queries(["Cat  videos", ""], ngrams=(1, 2))
+    >>> [t.decode() for t in tokens.numpy()[0]]
+    ['cat', 'videos', 'cat videos']
+    >>> mask.numpy().tolist()
+    [[True, True, True], [False, False, False]]
+    """
+    queries = tf.convert_to_tensor(queries, dtype=tf.string)
+    if queries.shape.rank == 1:
+        queries = queries[:, tf.newaxis]
+    if queries.shape.rank != 2:
+        raise ValueError(
+            f"queries must have shape (batch,) or (batch, num_queries), got shape {queries.shape}"
+        )
+    num_queries = tf.shape(queries, out_type=tf.int64)[1]
+    words = tf.strings.split(tf.strings.lower(tf.reshape(queries, [-1]), encoding="utf-8"))
+    grams = [
+        words if n == 1 else tf.strings.ngrams(words, ngram_width=n, separator=" ") for n in ngrams
+    ]
+    per_query = grams[0] if len(grams) == 1 else tf.concat(grams, axis=1)
+    tokens = tf.RaggedTensor.from_uniform_row_length(per_query, num_queries).merge_dims(1, 2)
+    if max_tokens is not None:
+        tokens = tokens[:, :max_tokens]
+        dense = tokens.to_tensor(default_value="", shape=[None, max_tokens])
+    else:
+        dense = tokens.to_tensor(default_value="")
+    mask = tf.sequence_mask(tokens.row_lengths(), maxlen=tf.shape(dense)[1])
+    return dense, mask
+
+
+# --- Row-sparse gradients (used by keras_yt.optimizers.SparseAdagrad) -----------------------------
+
+
+def row_sparse_parts(gradient):
+    """Returns `(unique_row_indices, summed_row_values)` of a row-sparse gradient, else `None`.
+
+    On TensorFlow an embedding lookup's gradient is a `tf.IndexedSlices` whose indices may repeat
+    (a video watched by several users of the batch); repeated rows are summed here so that an
+    optimizer sees each touched row once, as it would in the dense gradient.
+    """
+    if not isinstance(gradient, tf.IndexedSlices):
+        return None
+    unique, position = tf.unique(gradient.indices)
+    values = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(unique)[0])
+    return unique, values
+
+
+def _tf_variable(variable):
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+def scatter_assign_rows(variable, indices, rows) -> None:
+    """Writes `rows` into `variable[indices]` without touching the other rows."""
+    _tf_variable(variable).scatter_update(tf.IndexedSlices(rows, indices))
+
+
+def scatter_sub_rows(variable, indices, rows) -> None:
+    """Subtracts `rows` from `variable[indices]` without touching the other rows."""
+    _tf_variable(variable).scatter_sub(tf.IndexedSlices(rows, indices))
+
+
+# --- String features ------------------------------------------------------------------------------
+
+
+def strings_to_tensors(features):
+    """Turns numpy string arrays of a feature dict into `tf.string` tensors.
+
+    Keras' data adapters take numeric numpy arrays but not numpy string arrays (dtype `U`, `S` or
+    object); `CandidateGenerator.fit/evaluate/predict` pass search queries through this first.
+    """
+    if not isinstance(features, dict):
+        return features
+    converted = {}
+    for name, value in features.items():
+        if isinstance(value, (list, tuple)) or (
+            hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "USO"
+        ):
+            array = np.asarray(value)
+            if array.dtype.kind in "USO":
+                value = tf.constant(array.astype(str))
+        converted[name] = value
+    return converted

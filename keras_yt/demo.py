@@ -1,0 +1,377 @@
+"""`keras-yt demo`: the whole two-stage recommender, end to end, on one data set.
+
+data → training examples (next watch from the watches before it) → candidate generator → Recall@k
+/ MAP@k vs popularity → SavedModel of the user tower → PyNNDescent index → top-10 for a few users
+→ ranker on impressions (AUC, weighted per-user loss) → a run folder with metrics, models, index
+and plots.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from keras_yt import data as yt_data
+from keras_yt import metrics as yt_metrics
+from keras_yt import pipeline
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    num_users: int
+    num_videos: int
+    embedding_dim: int
+    hidden_units: tuple
+    num_sampled: int
+    max_history: int
+    epochs: int
+    ranker_epochs: int
+    batch_size: int = 256
+
+
+SIZES = {
+    "tiny": DemoSize(300, 400, 16, (64, 32), 50, 20, 3, 2),
+    "default": DemoSize(2000, 5000, 64, (256, 128, 64), 500, 50, 6, 4),
+}
+
+
+def _step(title: str) -> float:
+    print(f"\n==> {title}", flush=True)
+    return time.perf_counter()
+
+
+def _done(start: float, timings: dict, name: str) -> None:
+    timings[name] = round(time.perf_counter() - start, 2)
+    print(f"    done in {timings[name]:.1f} s", flush=True)
+
+
+def run_demo(
+    dataset: str = "synthetic",
+    out: Path = Path("runs/demo"),
+    size: str = "default",
+    epochs: int | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+) -> dict:
+    """Runs the demo and writes its run folder; returns the metrics dict (also in metrics.json).
+
+    Args:
+        dataset: `"synthetic"` (the embedded simulator) or `"ml-100k"` (MovieLens-100K, read from
+            `data_dir` or the Keras cache).
+        out: run folder to write.
+        size: `"default"` (a few minutes on 2 cores) or `"tiny"` (seconds; for tests).
+        epochs: candidate-generator epochs (default: by size).
+        seed: seed of the data, the sampler and the index.
+        data_dir: folder holding the MovieLens files.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    config = SIZES[size]
+    epochs = config.epochs if epochs is None else epochs
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict = {}
+
+    start = _step(f"loading the {dataset} data")
+    logs = _load(dataset, config, seed, data_dir)
+    watches = logs["watches"]
+    print(f"    {len(watches):,} watches by {len(np.unique(watches['user'])):,} users of "
+          f"{logs['num_videos'] - 1:,} videos")
+    _done(start, timings, "load")
+
+    start = _step("building training examples: each user's next watch from the watches before it")
+    train_log, test = yt_data.leave_last_out_split(
+        watches, max_history=config.max_history, queries=logs.get("queries"), max_queries=5,
+        example_age_reference=logs["window_end"],
+    )
+    examples = yt_data.candidate_examples(
+        train_log, max_history=config.max_history, max_examples_per_user=50,
+        queries=logs.get("queries"), max_queries=5, example_age_reference=logs["window_end"],
+        verbose=True,
+    )
+    for part in (examples, test):
+        part.update(logs["user_features"](part["user"]))
+    counts = np.bincount(train_log["video"], minlength=logs["num_videos"])
+    print(f"    {len(examples['label']):,} training examples (at most 50 per user), "
+          f"{len(test['label']):,} held-out next watches")
+    _done(start, timings, "examples")
+
+    start = _step("training the candidate generator (sampled softmax)")
+    model = _candidate_generator(logs, config, seed)
+    history = pipeline.train_candidate_generator(model, examples, epochs, config.batch_size)
+    _done(start, timings, "train_candidate_generator")
+
+    start = _step("evaluating: rank the whole corpus for each held-out next watch")
+    candidate_metrics = pipeline.evaluate_candidate_generator(model, test, counts)
+    for name in ("model", "popularity"):
+        shown = {k: round(candidate_metrics[name][k], 4)
+                 for k in ("recall@10", "recall@100", "map@10") if k in candidate_metrics[name]}
+        print(f"    {name:>10}: {shown}")
+    _done(start, timings, "evaluate_candidate_generator")
+
+    start = _step("exporting the user tower as a SavedModel")
+    from keras_yt.serving import CandidateIndex, ExactIndex, export_saved_model
+
+    model.save(out / pipeline.MODEL_FILE)
+    export_saved_model(model, out / "user_tower")
+    _done(start, timings, "export")
+
+    start = _step("building the PyNNDescent index of the output embeddings (first run compiles)")
+    index = CandidateIndex.from_model(model, random_state=seed, verbose=True)
+    index.save(out / "index.h5")
+    names = [n for n in model.feature_specs() if n != "example_age"]
+    user_vectors = model.predict(pipeline.features_of(test, names), verbose=0)
+    k = min(100, len(index) - 1)
+    approx, _ = index.query(user_vectors, k=k)
+    exact, _ = ExactIndex.from_model(model).query(user_vectors, k=k)
+    index_recall = float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx, exact)]))
+    query_start = time.perf_counter()
+    index.query(user_vectors[:1], k=10)
+    single_ms = 1000 * (time.perf_counter() - query_start)
+    print(f"    recall@{k} of the index vs exact search: {index_recall:.3f}; "
+          f"one query: {single_ms:.1f} ms")
+    _done(start, timings, "index")
+
+    _print_recommendations(model, index, test, logs, names)
+
+    start = _step("training the ranker on impressions (weighted logistic regression)")
+    ranker_metrics, ranker_history = _rank(logs, config, seed, out)
+    _done(start, timings, "ranker")
+
+    start = _step("writing plots and metrics")
+    vocabulary = dict(_identity_vocabulary(logs), counts=counts)
+    np.savez(out / "vocabulary.npz", **vocabulary)
+    np.savez(out / "test.npz", **{k: _plain(v) for k, v in test.items()})
+    latest = pipeline.latest_histories(watches, config.max_history, logs.get("queries"))
+    latest.update(logs["user_features"](latest["user"]))
+    np.savez(out / "histories.npz", **{k: _plain(v) for k, v in latest.items()})
+    metrics = {
+        "dataset": dataset,
+        "size": size,
+        "candidate_generator": candidate_metrics,
+        "index": {f"recall@{k}_vs_exact": index_recall, "single_query_ms": single_ms,
+                  "build_seconds": index.build_seconds},
+        "ranker": ranker_metrics,
+        "timings_seconds": timings,
+    }
+    pipeline.save_json(out / "metrics.json", metrics)
+    pipeline.save_json(out / "history.json",
+                       {"candidate_generator": history, "ranker": ranker_history})
+    pipeline.plot_training_loss(
+        {"candidate generator (sampled softmax)": history}, out / "training_loss.png"
+    )
+    pipeline.plot_recall_curve(candidate_metrics, out / "recall_at_k.png")
+    pipeline.plot_model_vs_popularity(candidate_metrics, out / "model_vs_popularity.png")
+    _done(start, timings, "write")
+    print(f"\nwrote {out}/: metrics.json, {pipeline.MODEL_FILE}, user_tower/, index.h5, "
+          "ranker_saved_model/, *.png")
+    return metrics
+
+
+# ------------------------------------------------------------------ data
+
+
+def _load(dataset: str, config: DemoSize, seed: int, data_dir: str | None) -> dict:
+    if dataset == "synthetic":
+        from keras_yt.datasets import synthetic
+
+        logs = synthetic.watch_logs(
+            num_users=config.num_users, num_videos=config.num_videos, seed=seed, verbose=True
+        )
+        users = logs.users
+
+        def user_features(ids):
+            rows = users[np.asarray(ids) - 1]
+            return {
+                "geography": rows["geography"].astype("int32"),
+                "gender": rows["gender"].astype("int32"),
+                "device": rows["device"].astype("int32"),
+                "user_age": (rows["age"] / 100.0).astype("float32"),
+            }
+
+        return {
+            "watches": logs.watches,
+            "queries": logs.queries,
+            "num_videos": logs.num_videos,
+            "window_end": logs.window_end,
+            "titles": {int(v["id"]): str(v["title"]) for v in logs.videos},
+            "impressions": logs.impressions,
+            "user_features": user_features,
+            "categorical": {
+                "geography": logs.num_geographies, "gender": logs.num_genders,
+                "device": logs.num_devices,
+            },
+            "num_languages": logs.num_languages,
+            "num_topics": logs.num_topics,
+            "search": True,
+        }
+    if dataset == "ml-100k":
+        from keras_yt.datasets import movielens
+
+        data = movielens.load_data("ml-100k", data_dir=data_dir)
+        users = data.users
+        by_id = {int(u): i for i, u in enumerate(users["id"])}
+
+        def user_features(ids):
+            rows = users[[by_id[int(i)] for i in ids]]
+            return {
+                "gender": rows["gender_id"].astype("int32"),
+                "occupation": rows["occupation_id"].astype("int32"),
+                "user_age": (rows["age"] / 100.0).astype("float32"),
+            }
+
+        titles = {int(v["id"]): str(v["title"]) for v in data.videos} if len(data.videos) else {}
+        return {
+            "watches": data.watches,
+            "num_videos": data.num_videos,
+            "window_end": float(data.watches["timestamp"].max()),
+            "titles": titles,
+            "impressions": None,
+            "user_features": user_features,
+            "categorical": {"gender": 3, "occupation": len(data.occupations) + 1},
+            "search": False,
+        }
+    raise ValueError(f"dataset must be 'synthetic' or 'ml-100k', got {dataset!r}")
+
+
+def _identity_vocabulary(logs: dict) -> dict:
+    """The demo's model ids are the data set's own video ids (both reserve 0 for padding)."""
+    ids = np.arange(logs["num_videos"], dtype="int64")
+    titles = logs.get("titles") or {}
+    return {"videos": ids, "titles": np.array([titles.get(int(i), "") for i in ids])}
+
+
+def _plain(value: np.ndarray) -> np.ndarray:
+    """Object arrays (query strings) as fixed-width unicode, so `np.load` needs no pickle."""
+    value = np.asarray(value)
+    return value.astype(str) if value.dtype == object else value
+
+
+# ------------------------------------------------------------------ models
+
+
+def _candidate_generator(logs: dict, config: DemoSize, seed: int):
+    from keras_yt.models import CandidateGenerator
+
+    dim = config.embedding_dim
+    return CandidateGenerator(
+        num_videos=logs["num_videos"],
+        video_embedding_dim=dim,
+        max_history=config.max_history,
+        search_num_bins=4096 if logs["search"] else None,
+        search_embedding_dim=dim // 2,
+        max_queries=5,
+        use_example_age=True,
+        example_age_scale=30.0,
+        categorical_features={
+            name: {"input_dim": int(n), "output_dim": 4} for name, n in logs["categorical"].items()
+        },
+        continuous_features=["user_age"],
+        hidden_units=config.hidden_units,
+        num_sampled=min(config.num_sampled, logs["num_videos"] - 2),
+        sampler="log_uniform",
+        seed=seed,
+    )
+
+
+def _print_recommendations(model, index, test: dict, logs: dict, names: list) -> None:
+    titles = logs.get("titles") or {}
+    shown = np.arange(min(3, len(test["label"])))
+    features = {n: test[n][shown] for n in names}
+    user_vectors = model.predict(features, verbose=0)
+    ids, scores = index.query(user_vectors, k=10, exclude=test["watch_history"][shown])
+    for row, user in enumerate(test["user"][shown]):
+        watched = [v for v in test["watch_history"][row] if v][-3:]
+        print(f"\nuser {user}: last watched {[titles.get(int(v), int(v)) for v in watched]}")
+        print(f"  held-out next watch: {titles.get(int(test['label'][row]), test['label'][row])}")
+        print("  top 10:")
+        for rank, (video, score) in enumerate(zip(ids[row], scores[row]), start=1):
+            mark = "  <-- the held-out next watch" if video == test["label"][row] else ""
+            print(f"  {rank:>4}. {titles.get(int(video), int(video))!s:<40} {score:7.3f}{mark}")
+
+
+def _rank(logs: dict, config: DemoSize, seed: int, out: Path):
+    """Trains and evaluates the ranker on the impressions (synthetic data only)."""
+    if logs.get("impressions") is None:
+        print("    (this data set has no impressions: the ranker is trained on the synthetic data)")
+        from keras_yt.datasets import synthetic
+
+        sim = synthetic.watch_logs(num_users=config.num_users, num_videos=config.num_videos,
+                                   seed=seed)
+        logs = dict(logs, impressions=sim.impressions, watches=sim.watches,
+                    num_videos=sim.num_videos, window_end=sim.window_end,
+                    num_languages=sim.num_languages, num_topics=sim.num_topics,
+                    categorical={"device": sim.num_devices})
+    from keras_yt.models import Ranker
+    from keras_yt.serving import export_saved_model
+
+    examples = yt_data.ranking_examples(
+        logs["impressions"], watches=logs["watches"], max_history=config.max_history, verbose=True
+    )
+    examples["previous_impressions"] = examples["previous_impressions"].astype("float32")
+    categorical = {
+        "language": logs["num_languages"], "user_language": logs["num_languages"],
+        "category": logs["num_topics"] + 1, "device": logs["categorical"]["device"],
+    }
+    # Train on the first 80% of the window, test on the rest (no look-ahead).
+    train = examples["timestamp"] < 0.8 * logs["window_end"]
+    names = ["video_id", "watch_history", *categorical, "time_since_last_watch",
+             "previous_impressions"]
+    examples["video_id"] = examples["video"].astype("int32")
+    x_train = {n: examples[n][train] for n in names}
+    x_test = {n: examples[n][~train] for n in names}
+    ranker = Ranker(
+        num_videos=logs["num_videos"],
+        video_embedding_dim=16,
+        max_history=config.max_history,
+        categorical_features={n: {"input_dim": int(v), "output_dim": 4}
+                              for n, v in categorical.items()},
+        continuous_features=["time_since_last_watch", "previous_impressions"],
+        num_quantiles=100,
+        hidden_units=config.hidden_units,
+        seed=seed,
+    )
+    ranker.adapt(x_train)
+    ranker.compile()
+    history = ranker.fit(
+        x_train, examples["watch_time"][train], batch_size=512, epochs=config.ranker_epochs,
+        verbose=pipeline.progress_verbosity(),
+    )
+    export_saved_model(ranker, out / "ranker_saved_model")
+    ranker.save(out / "ranker.keras")
+
+    predicted = ranker.predict(x_test, verbose=0, batch_size=4096)[:, 0]
+    users = examples["user"][~train]
+    clicked = examples["clicked"][~train].astype(bool)
+    watch_time = examples["watch_time"][~train]
+    rng = np.random.default_rng(seed)
+    click_counts = np.bincount(examples["video"][train][examples["clicked"][train] > 0],
+                               minlength=logs["num_videos"])
+
+    def scores(s):
+        return {
+            "auc": float(yt_metrics.auc(clicked, s)),
+            "weighted_per_user_loss": float(
+                yt_metrics.weighted_per_user_loss(users, clicked, watch_time, s)
+            ),
+        }
+
+    result = {
+        "num_train_impressions": int(train.sum()),
+        "num_test_impressions": int((~train).sum()),
+        "model": scores(predicted),
+        "random": scores(rng.uniform(size=len(predicted))),
+        "popularity": scores(click_counts[examples["video"][~train]].astype("float64")),
+        "mean_predicted_watch_time": float(predicted.mean()),
+        "mean_watch_time": float(watch_time.mean()),
+    }
+    for name in ("model", "popularity", "random"):
+        print(f"    {name:>10}: AUC {result[name]['auc']:.3f}, weighted per-user loss "
+              f"{result[name]['weighted_per_user_loss']:.3f}")
+    return result, {k: [float(v) for v in vs] for k, vs in history.history.items()}

@@ -1,0 +1,142 @@
+"""`EmbeddingBag`: the averaged bag of video embeddings (the paper's watch-history input)."""
+
+import keras
+from keras import ops
+
+from keras_yt import backend as yt_backend
+
+_COMBINERS = ("mean", "sum", "sqrtn")
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+@keras.saving.register_keras_serializable(package="keras_yt")
+class EmbeddingBag(keras.layers.Layer):
+    """Embeds a variable-length bag of ids and combines them into one vector.
+
+    This is the input representation of Covington et al. (2016): a user's watch history is a bag
+    of sparse video ids, each mapped to a dense embedding, and the embeddings are averaged into one
+    fixed-width vector that feeds the ReLU tower.
+
+    Id `0` is padding / out-of-vocabulary: it contributes nothing (its row is masked to zero) and
+    is not counted in the `"mean"` / `"sqrtn"` normaliser. **Ids out of range** (`< 0` or
+    `>= input_dim`) are treated exactly like id `0`. A row with no valid id gives the zero vector
+    (never NaN; the gradient is finite too).
+
+    The table is looked up with `keras.ops.take`, so on the TensorFlow backend the gradient with
+    respect to `embeddings` is row-sparse (`tf.IndexedSlices`).
+
+    To share one table between several features (the paper shares the video embeddings between
+    the impression video and the watch history), call the same instance on each input.
+
+    Args:
+        input_dim: number of rows of the table (ids are in `[0, input_dim)`, `0` is padding).
+        output_dim: width of each embedding.
+        combiner: how the bag is reduced: `"mean"` (`Σ wᵢ eᵢ / Σ wᵢ`), `"sum"` (`Σ wᵢ eᵢ`) or
+            `"sqrtn"` (`Σ wᵢ eᵢ / sqrt(Σ wᵢ²)`), over valid ids only; `wᵢ = 1` without weights.
+        embeddings_initializer: initializer of the table.
+        embeddings_regularizer: optional regularizer of the table.
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        ids: integer ids of shape `(batch, L)` padded with `0`, or `(batch,)` (treated as
+            `L = 1`), or on the TensorFlow backend a `tf.RaggedTensor` of shape `(batch, None)`.
+        weights: optional non-negative per-item weights of the same shape as `ids` (ragged if
+            `ids` is ragged), e.g. watch time or recency weights.
+
+    Returns:
+        A tensor of shape `(batch, output_dim)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> bag = EmbeddingBag(input_dim=100, output_dim=8)
+    >>> history = np.array([[3, 7, 0, 0], [0, 0, 0, 0]])   # padded watch histories
+    >>> tuple(bag(history).shape)
+    (2, 8)
+    >>> impression = keras.Input(shape=(1,), dtype="int32")
+    >>> watches = keras.Input(shape=(50,), dtype="int32")
+    >>> shared = EmbeddingBag(input_dim=1000, output_dim=16)   # one table, two features
+    >>> video, watched = shared(impression), shared(watches)
+    >>> tuple(video.shape), tuple(watched.shape)
+    ((None, 16), (None, 16))
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        combiner: str = "mean",
+        embeddings_initializer="uniform",
+        embeddings_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.input_dim = _check_positive_int("input_dim", input_dim)
+        self.output_dim = _check_positive_int("output_dim", output_dim)
+        if combiner not in _COMBINERS:
+            raise ValueError(f"combiner must be one of {_COMBINERS}, got {combiner!r}")
+        self.combiner = combiner
+        self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
+        self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
+        self.supports_masking = False
+
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        self.embeddings = self.add_weight(
+            shape=(self.input_dim, self.output_dim),
+            initializer=self.embeddings_initializer,
+            regularizer=self.embeddings_regularizer,
+            name="embeddings",
+        )
+        self.built = True
+
+    def call(self, ids, weights=None):
+        if yt_backend.is_ragged(ids):
+            ids, weights = yt_backend.ragged_to_dense(ids, weights)
+        ids = ops.convert_to_tensor(ids)
+        if "int" not in keras.backend.standardize_dtype(ids.dtype):
+            ids = ops.cast(ids, "int32")
+        if len(ids.shape) == 1:
+            ids = ops.expand_dims(ids, -1)
+            if weights is not None:
+                weights = ops.expand_dims(ops.convert_to_tensor(weights), -1)
+        valid = ops.logical_and(ids > 0, ids < self.input_dim)
+        safe_ids = ops.where(valid, ids, ops.zeros_like(ids))
+        vectors = ops.take(self.embeddings, safe_ids, axis=0)  # (batch, L, output_dim)
+        item_weights = ops.cast(valid, self.compute_dtype)
+        if weights is not None:
+            item_weights = item_weights * ops.cast(weights, self.compute_dtype)
+        total = ops.sum(vectors * ops.expand_dims(item_weights, -1), axis=1)
+        if self.combiner == "sum":
+            return total
+        if self.combiner == "mean":
+            norm = ops.sum(item_weights, axis=1, keepdims=True)
+        else:
+            norm = ops.sum(ops.square(item_weights), axis=1, keepdims=True)
+        positive = norm > 0
+        norm = ops.where(positive, norm, ops.ones_like(norm))
+        if self.combiner == "sqrtn":
+            norm = ops.sqrt(norm)
+        return total / norm
+
+    def compute_output_shape(self, ids_shape, weights_shape=None):
+        return (ids_shape[0], self.output_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "input_dim": self.input_dim,
+                "output_dim": self.output_dim,
+                "combiner": self.combiner,
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
+                "embeddings_regularizer": keras.regularizers.serialize(self.embeddings_regularizer),
+            }
+        )
+        return config

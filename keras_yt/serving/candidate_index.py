@@ -1,0 +1,441 @@
+"""`CandidateIndex`: approximate maximum-inner-product search with PyNNDescent."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from keras_yt.serving import _common
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_KIND = "keras_yt.CandidateIndex"
+_METRIC = "inner_product"
+# State keys that are not written: `_raw_data` is rebuilt from W and b (it is the reduced item
+# matrix in the index's row order); the others are only needed to update() the graph.
+_NOT_STORED = ("_raw_data", "_neighbor_graph", "_rp_forest")
+
+
+class CandidateIndex:
+    """Approximate top-k of `u · W_j + b_j` over the output video embeddings (PyNNDescent).
+
+    **Reduction.** The score of item j for user vector u is `s_j(u) = u · W_j + b_j`. The index
+    stores the reduced items `x_j = [W_j, b_j + c]` (dimension d + 1) and searches with the
+    reduced query `q = [u, 1]`, so that `q · x_j = s_j(u) + c`: the same shift c for every item,
+    which leaves the ranking unchanged (the reduction is exact). PyNNDescent's `inner_product`
+    metric (distance `1 / (q · x)`, infinite when `q · x <= 0`) searches for the largest
+    `q · x_j`. The constant `c = -min_j b_j` makes the bias coordinate non-negative, so items
+    with a high bias are never "infinitely far" because of a negative bias. The returned scores
+    are recomputed exactly as `u · W_j + b_j` (no shift) and the results re-sorted by them.
+
+    Why not `metric="dot"` on W: it L2-normalises items and queries (cosine similarity), which
+    ignores both the item norms and the biases; on softmax weights recall@10 is a few percent.
+    The exact reductions to Euclidean / cosine search (append `sqrt(M² - |x_j|²)`) are exact too
+    but, with skewed norms, make graph search much less accurate (measured in
+    `docs/serving-defaults.md`).
+
+    **Defaults** (`n_neighbors=30`, `diversify_prob=0.0`, `pruning_degree_multiplier=2.0`,
+    `epsilon=0.1`) were chosen by measurement on clustered embeddings with lognormal norms and
+    biases (`docs/serving-defaults.md`): PyNNDescent's own `diversify_prob=1.0` collapses the
+    inner-product search graph to about one edge per node.
+
+    **Exclusions.** With `exclude`, the search asks for `k + max(len(exclude[i]))` neighbours,
+    drops the excluded ids and returns exactly k (padded with id -1 / score `-inf` only when the
+    corpus has fewer than k eligible items).
+
+    **Threads.** One PyNNDescent index reuses its query buffers, so queries on the same
+    `CandidateIndex` are serialised by a lock (numba's search holds the GIL anyway, so threads
+    would not run it in parallel); concurrent calls return the same results as serial ones.
+
+    Corpora with at most `n_neighbors` items are searched exhaustively (no graph is built).
+
+    Args:
+        W: output video embeddings `(N, d)`.
+        b: output biases `(N,)` or None (zeros).
+        ids: int64 ids `(N,)` (unique, >= 0) or None for row numbers.
+        n_neighbors: neighbours per item in the k-NN graph (more: better recall, slower build).
+        diversify_prob: PyNNDescent's edge-pruning probability when building the search graph.
+        pruning_degree_multiplier: search-graph degree cap, as a multiple of `n_neighbors`.
+        epsilon: default search breadth (larger: better recall, fewer queries per second).
+        n_jobs: threads for building the index (None: all numba threads).
+        random_state: seed for the build (None: not reproducible).
+        verbose: print PyNNDescent's build progress.
+        batch_size: user vectors per search call in `query`.
+
+    Example:
+    >>> import numpy as np
+    >>> from keras_yt.serving._synthetic import clustered_corpus, user_vectors
+    >>> W, b, centers = clustered_corpus(2000, 16, seed=0)
+    >>> index = CandidateIndex.from_embeddings(W, b, random_state=0)
+    >>> u = user_vectors(3, centers)
+    >>> ids, scores = index.query(u, k=5, exclude=[[], [1, 2], None])
+    >>> ids.shape, scores.dtype.name
+    ((3, 5), 'float32')
+    >>> bool(np.allclose(scores[0], W[ids[0]] @ u[0] + b[ids[0]], atol=1e-5))
+    True
+    """
+
+    def __init__(
+        self,
+        W: Any,
+        b: Any = None,
+        ids: Any = None,
+        *,
+        n_neighbors: int = 30,
+        diversify_prob: float = 0.0,
+        pruning_degree_multiplier: float = 2.0,
+        epsilon: float = 0.1,
+        n_jobs: int | None = None,
+        random_state: int | None = None,
+        verbose: bool = False,
+        batch_size: int = 1024,
+        _state: dict | None = None,
+    ):
+        self.W, self.b, self.ids = _common.check_embeddings(W, b, ids)
+        _check_int("n_neighbors", n_neighbors, 2)
+        _check_float("diversify_prob", diversify_prob, 0.0, 1.0)
+        _check_float("pruning_degree_multiplier", pruning_degree_multiplier, 1.0, None)
+        _check_float("epsilon", epsilon, 0.0, None)
+        if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1):
+            raise ValueError(f"n_jobs must be None, -1 or an integer >= 1, got {n_jobs!r}")
+        if random_state is not None:
+            _check_int("random_state", random_state, 0)
+        _check_int("batch_size", batch_size, 1)
+        self.n_neighbors = int(n_neighbors)
+        self.diversify_prob = float(diversify_prob)
+        self.pruning_degree_multiplier = float(pruning_degree_multiplier)
+        self.epsilon = float(epsilon)
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = bool(verbose)
+        self.batch_size = int(batch_size)
+        self.bias_shift = float(-self.b.min())
+        self._lock = threading.Lock()
+        self._nnd = None
+        self.build_seconds = 0.0
+        if len(self) > self.n_neighbors:
+            t = time.perf_counter()
+            if _state is not None:
+                self._nnd = self._restore(_state)
+            else:
+                self._nnd = self._build()
+            self.build_seconds = time.perf_counter() - t
+
+    # construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_embeddings(cls, W: Any, b: Any = None, ids: Any = None, **kwargs: Any):
+        """Builds an index over every row of `W` (ids: `ids`, or row numbers when None).
+
+        Args:
+            W: output video embeddings `(N, d)`.
+            b: output biases `(N,)` or None.
+            ids: ids of the rows, or None for `0 .. N-1`.
+            **kwargs: the knobs of the class (`n_neighbors`, `epsilon`, ...).
+
+        Returns:
+            A `CandidateIndex`.
+
+        Example:
+        >>> import numpy as np
+        >>> W = np.random.default_rng(0).normal(size=(500, 8)).astype("float32")
+        >>> index = CandidateIndex.from_embeddings(W, random_state=0)
+        >>> index.query(W[:1] * 10, k=3)[0].shape
+        (1, 3)
+        """
+        return cls(W, b, ids, **kwargs)
+
+    @classmethod
+    def from_model(cls, model: Any, **kwargs: Any):
+        """Builds an index over a model's output embeddings, without the padding row 0.
+
+        Args:
+            model: anything with `get_output_embeddings() -> (W, b)` (`SampledSoftmax`,
+                `CandidateGenerator`).
+            **kwargs: the knobs of the class.
+
+        Returns:
+            A `CandidateIndex` whose ids are `1 .. N-1`.
+
+        Example:
+        >>> import numpy as np
+        >>> class Head:
+        ...     def get_output_embeddings(self):
+        ...         return np.eye(4, dtype="float32"), np.zeros(4, "float32")
+        >>> CandidateIndex.from_model(Head()).query([[0, 0, 1.0, 0]], k=1)[0].tolist()
+        [[2]]
+        """
+        W, b, ids = _common.model_embeddings(model)
+        return cls(W, b, ids, **kwargs)
+
+    def _reduced_items(self) -> np.ndarray:
+        return np.hstack([self.W, (self.b + np.float32(self.bias_shift))[:, None]]).astype(
+            np.float32
+        )
+
+    def _build(self):
+        from keras_yt.serving.numba_cache import import_pynndescent
+
+        pynndescent = import_pynndescent()
+        nnd = pynndescent.NNDescent(
+            self._reduced_items(),
+            metric=_METRIC,
+            n_neighbors=self.n_neighbors,
+            diversify_prob=self.diversify_prob,
+            pruning_degree_multiplier=self.pruning_degree_multiplier,
+            n_jobs=self.n_jobs,
+            random_state=self.random_state,
+            verbose=self.verbose,
+            compressed=True,
+        )
+        nnd.compress_index()  # prepares the search graph, drops what only update() needs
+        return nnd
+
+    def _restore(self, state: dict):
+        from keras_yt.serving.numba_cache import import_pynndescent
+
+        pynndescent = import_pynndescent()
+        state = dict(state)
+        state["_raw_data"] = np.ascontiguousarray(self._reduced_items()[state["_vertex_order"]])
+        nnd = pynndescent.NNDescent.__new__(pynndescent.NNDescent)
+        nnd.__setstate__(state)
+        return nnd
+
+    # queries --------------------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        """Width d of the user vectors and output embeddings."""
+        return int(self.W.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.W.shape[0])
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the float32 bytes of W and b, as checked by `load(path, model)`."""
+        return _common.fingerprint(self.W, self.b)
+
+    @property
+    def knobs(self) -> dict:
+        """The build and search settings, as stored by `save`."""
+        return {
+            "n_neighbors": self.n_neighbors,
+            "diversify_prob": self.diversify_prob,
+            "pruning_degree_multiplier": self.pruning_degree_multiplier,
+            "epsilon": self.epsilon,
+            "n_jobs": self.n_jobs,
+            "random_state": self.random_state,
+            "batch_size": self.batch_size,
+        }
+
+    def query(
+        self,
+        user_vectors: Any,
+        k: int = 100,
+        exclude: Any = None,
+        epsilon: float | None = None,
+        batch_size: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k items by score `u · W_j + b_j`.
+
+        Args:
+            user_vectors: `(n, d)` (or one `(d,)` vector).
+            k: results per user vector.
+            exclude: None, or one list of ids per user vector (ragged lists or a padded 2-D
+                array; 0 and -1 are padding and ignored). Excluded items are skipped and k
+                results are still returned.
+            epsilon: search breadth for this call (default: the index's `epsilon`).
+            batch_size: user vectors per search call (default: the index's `batch_size`).
+
+        Returns:
+            `(ids, scores)`: int64 `(n, k)` and float32 `(n, k)` sorted by descending exact
+            score. Rows are padded with id -1 and score `-inf` only if fewer than k items are
+            eligible (or, rarely, the graph search found fewer).
+
+        Example:
+        >>> import numpy as np
+        >>> index = CandidateIndex.from_embeddings(np.eye(3), b=[0.0, 0.0, 0.5], ids=[5, 6, 7])
+        >>> ids, scores = index.query([[1.0, 0.0, 0.0]], k=4, exclude=[[5]])
+        >>> ids.tolist(), scores.tolist()
+        ([[7, 6, -1, -1]], [[0.5, 0.0, -inf, -inf]])
+        """
+        k = _common.check_k(k)
+        u = _common.check_user_vectors(user_vectors, self.dim)
+        excl = _common.check_exclude(exclude, u.shape[0])
+        if epsilon is None:
+            epsilon = self.epsilon
+        _check_float("epsilon", epsilon, 0.0, None)
+        batch_size = batch_size or self.batch_size
+        _check_int("batch_size", batch_size, 1)
+        extra = max((len(e) for e in excl), default=0) if excl is not None else 0
+        k_search = k + extra
+        exhaustive = self._nnd is None or k_search >= len(self)
+        n = u.shape[0]
+        out_ids = np.empty((n, k), np.int64)
+        out_scores = np.empty((n, k), np.float32)
+        for start, stop in _common.batches(n, batch_size):
+            ub = u[start:stop]
+            if exhaustive:
+                scores = ub @ self.W.T + self.b
+                rows = np.broadcast_to(np.arange(len(self)), scores.shape)
+            else:
+                q = np.hstack([ub, np.ones((stop - start, 1), np.float32)])
+                with self._lock:
+                    rows, _ = self._nnd.query(q, k=k_search, epsilon=float(epsilon))
+                    rows = np.array(rows, dtype=np.int64)
+                found = rows >= 0
+                rows = np.where(found, rows, 0)
+                scores = np.matmul(self.W[rows], ub[:, :, None])[:, :, 0] + self.b[rows]
+                scores[~found] = -np.inf
+            cand_ids = self.ids[rows]
+            mask = _common.exclusion_mask(cand_ids, excl, start)
+            if mask is not None:
+                scores = np.where(mask, -np.inf, scores)
+            pos, vals = _common.top_k_sorted(scores.astype(np.float32), k)
+            picked = np.take_along_axis(cand_ids, np.maximum(pos, 0), axis=1)
+            out_ids[start:stop] = np.where(pos >= 0, picked, _common.PAD_ID)
+            out_scores[start:stop] = vals
+        return out_ids, out_scores
+
+    # persistence ----------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the index to an HDF5 file: no pickle, atomic replace.
+
+        The file holds `W`, `b`, `ids`, the fingerprint, the knobs, the format version, the
+        PyNNDescent version and the search graph / search tree arrays of the PyNNDescent index
+        (group `nndescent`). The reduced item matrix is not stored; it is recomputed from W and
+        b on load. The file is first written next to `path` and then moved over it with
+        `os.replace`, so an interrupted save leaves any previous file intact.
+
+        Args:
+            path: destination file.
+
+        Example:
+        >>> import numpy as np, os, tempfile
+        >>> W = np.random.default_rng(0).normal(size=(300, 8)).astype("float32")
+        >>> index = CandidateIndex.from_embeddings(W, random_state=0)
+        >>> path = os.path.join(tempfile.mkdtemp(), "index.h5")
+        >>> index.save(path)
+        >>> restored = CandidateIndex.load(path)
+        >>> bool((restored.query(W[:5], k=10)[0] == index.query(W[:5], k=10)[0]).all())
+        True
+        """
+        from keras_yt.serving import _h5state
+
+        state = None
+        if self._nnd is not None:
+            with self._lock:
+                state = self._nnd.__getstate__()
+            expected = self._reduced_items()[state["_vertex_order"]]
+            if not np.array_equal(state["_raw_data"], expected):
+                raise RuntimeError("PyNNDescent's data is not the reduced items in vertex order")
+        with _common.atomic_h5(path) as f:
+            f.attrs["kind"] = _KIND
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["fingerprint"] = self.fingerprint
+            f.attrs["knobs"] = json.dumps(self.knobs)
+            f.attrs["metric"] = _METRIC
+            f.attrs["bias_shift"] = self.bias_shift
+            f.create_dataset("W", data=self.W)
+            f.create_dataset("b", data=self.b)
+            f.create_dataset("ids", data=self.ids)
+            if state is not None:
+                group = f.create_group("nndescent")
+                group.attrs["pynndescent_version"] = _pynndescent_version()
+                _h5state.encode(group, state, skip=_NOT_STORED)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Any = None, verbose: bool = False):
+        """Reads an index written by `save` (HDF5 only, never unpickles).
+
+        The PyNNDescent search graph is restored from its arrays. If the file was written with a
+        different PyNNDescent version, or restoring fails, the index is rebuilt from the stored
+        embeddings with the stored knobs and a warning is logged.
+
+        Args:
+            path: file written by `CandidateIndex.save`.
+            model: if given, its output embeddings (without row 0) must have the fingerprint
+                stored in the file; otherwise a ValueError says to rebuild the index.
+            verbose: print PyNNDescent's progress if the index has to be rebuilt.
+
+        Returns:
+            The `CandidateIndex`; `rebuilt` is True if the graph had to be rebuilt.
+
+        Example:
+        >>> import numpy as np, os, tempfile
+        >>> W = np.random.default_rng(0).normal(size=(300, 8)).astype("float32")
+        >>> path = os.path.join(tempfile.mkdtemp(), "index.h5")
+        >>> CandidateIndex.from_embeddings(W, random_state=0).save(path)
+        >>> CandidateIndex.load(path).rebuilt
+        False
+        """
+        import h5py
+
+        from keras_yt.serving import _h5state
+
+        with h5py.File(path, "r") as f:
+            _common.check_header(f, _KIND, FORMAT_VERSION, path)
+            stored = str(f.attrs["fingerprint"])
+            W, b, ids = f["W"][()], f["b"][()], f["ids"][()]
+            actual = _common.fingerprint(W, b)
+            _common.check_fingerprint(stored, actual, path, "W and b")
+            if model is not None:
+                mW, mb, _ = _common.model_embeddings(model)
+                _common.check_fingerprint(stored, _common.fingerprint(mW, mb), path, "model")
+            knobs = json.loads(str(f.attrs["knobs"]))
+            state, reason = None, None
+            if "nndescent" in f:
+                group = f["nndescent"]
+                version = str(group.attrs.get("pynndescent_version", "?"))
+                if version != _pynndescent_version():
+                    reason = f"saved with pynndescent {version}, running {_pynndescent_version()}"
+                else:
+                    state = _h5state.decode(group)
+        knobs["verbose"] = verbose
+        rebuilt = False
+        if state is not None:
+            try:
+                index = cls(W, b, ids, **knobs, _state=state)
+            except Exception as err:  # private PyNNDescent attributes changed: rebuild
+                reason = f"restoring the search graph failed ({type(err).__name__}: {err})"
+                state = None
+        if state is None:
+            index = cls(W, b, ids, **knobs)
+            rebuilt = index._nnd is not None
+            if rebuilt:
+                logger.warning(
+                    "CandidateIndex.load(%r): %s; rebuilt the index in %.1f s",
+                    os.fspath(path), reason, index.build_seconds,
+                )
+        index.rebuilt = rebuilt
+        return index
+
+    rebuilt = False
+
+
+def _pynndescent_version() -> str:
+    from importlib.metadata import version
+
+    return version("pynndescent")
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_float(name: str, value: Any, low: float, high: float | None) -> None:
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    ok = ok and np.isfinite(value) and value >= low and (high is None or value <= high)
+    if not ok:
+        expected = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be a number {expected}, got {value!r}")

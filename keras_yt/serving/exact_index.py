@@ -1,0 +1,217 @@
+"""`ExactIndex`: brute-force maximum-inner-product search over the output video embeddings."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from keras_yt.serving import _common
+
+FORMAT_VERSION = 1
+
+
+class ExactIndex:
+    """Exact top-k of `u · W_j + b_j` by batched matrix products (numpy / BLAS).
+
+    This is the reference for `CandidateIndex` and the right choice for small corpora. Scores of a
+    batch of user vectors are computed as one `(batch, N)` matrix product; the top k per row are
+    found with `argpartition` and then sorted.
+
+    Ids: `from_embeddings(W, b, ids=None)` indexes every row and uses row numbers as ids;
+    `from_model(model)` drops row 0 (the padding class, id 0, never recommended) and uses the row
+    numbers `1 .. N-1` of the remaining rows as ids.
+
+    Args:
+        W: output video embeddings `(N, d)`.
+        b: output biases `(N,)` or None (zeros).
+        ids: int64 ids `(N,)` (unique, >= 0) or None for row numbers.
+        batch_size: user vectors scored per matrix product; None chooses one that keeps the
+            `(batch, N)` score matrix near 64 MB.
+
+    Example:
+    >>> import numpy as np
+    >>> W = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype="float32")
+    >>> index = ExactIndex.from_embeddings(W, b=[0.0, 0.5, -0.1])
+    >>> ids, scores = index.query([[1.0, 0.2]], k=2)
+    >>> ids.tolist(), np.round(scores, 3).tolist()
+    ([[2, 0]], [[1.1, 1.0]])
+    >>> index.query([[1.0, 0.2]], k=2, exclude=[[2]])[0].tolist()
+    [[0, 1]]
+    """
+
+    def __init__(self, W: Any, b: Any = None, ids: Any = None, batch_size: int | None = None):
+        self.W, self.b, self.ids = _common.check_embeddings(W, b, ids)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
+        self.batch_size = batch_size
+        self._row_of = np.argsort(self.ids, kind="stable")
+        self._sorted_ids = self.ids[self._row_of]
+
+    @classmethod
+    def from_embeddings(
+        cls, W: Any, b: Any = None, ids: Any = None, batch_size: int | None = None
+    ) -> ExactIndex:
+        """Index every row of `W` (ids: `ids`, or row numbers when None).
+
+        Args:
+            W: output video embeddings `(N, d)`.
+            b: output biases `(N,)` or None.
+            ids: ids of the rows, or None for `0 .. N-1`.
+            batch_size: see the class docstring.
+
+        Returns:
+            An `ExactIndex`.
+
+        Example:
+        >>> import numpy as np
+        >>> ExactIndex.from_embeddings(np.eye(3)).query(np.eye(3)[:1], k=1)[0].tolist()
+        [[0]]
+        """
+        return cls(W, b, ids, batch_size=batch_size)
+
+    @classmethod
+    def from_model(cls, model: Any, batch_size: int | None = None) -> ExactIndex:
+        """Index a model's output embeddings, without the padding row 0.
+
+        Args:
+            model: anything with `get_output_embeddings() -> (W, b)`, e.g. `SampledSoftmax` or
+                `CandidateGenerator`.
+            batch_size: see the class docstring.
+
+        Returns:
+            An `ExactIndex` whose ids are `1 .. N-1`.
+
+        Example:
+        >>> import numpy as np
+        >>> class Head:
+        ...     def get_output_embeddings(self):
+        ...         return np.eye(3, dtype="float32") * 5, np.zeros(3, "float32")
+        >>> ExactIndex.from_model(Head()).query([[1.0, 0.0, 0.0]], k=1)[0].tolist()
+        [[1]]
+        """
+        W, b, ids = _common.model_embeddings(model)
+        return cls(W, b, ids, batch_size=batch_size)
+
+    @property
+    def dim(self) -> int:
+        """Width d of the user vectors and output embeddings."""
+        return int(self.W.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.W.shape[0])
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the float32 bytes of W and b (see `CandidateIndex.load`)."""
+        return _common.fingerprint(self.W, self.b)
+
+    def _rows_for(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of the given ids; ids not in the index are dropped."""
+        pos = np.searchsorted(self._sorted_ids, ids)
+        pos = np.minimum(pos, len(self._sorted_ids) - 1)
+        found = self._sorted_ids[pos] == ids
+        return self._row_of[pos[found]]
+
+    def query(
+        self,
+        user_vectors: Any,
+        k: int = 100,
+        exclude: Any = None,
+        batch_size: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k items by score `u · W_j + b_j`.
+
+        Args:
+            user_vectors: `(n, d)` (or one `(d,)` vector).
+            k: results per user vector.
+            exclude: None, or one list of ids per user vector (ragged lists or a padded 2-D
+                array; 0 and -1 are padding and ignored). Excluded items are skipped and k
+                results are still returned.
+            batch_size: overrides the index's `batch_size` for this call.
+
+        Returns:
+            `(ids, scores)`: int64 `(n, k)` and float32 `(n, k)`, sorted by descending score. If
+            fewer than k items are eligible, the row is padded with id -1 and score `-inf`.
+
+        Example:
+        >>> import numpy as np
+        >>> index = ExactIndex.from_embeddings(np.eye(2), ids=[7, 9])
+        >>> index.query([[0.0, 1.0]], k=3)[0].tolist()
+        [[9, 7, -1]]
+        """
+        k = _common.check_k(k)
+        u = _common.check_user_vectors(user_vectors, self.dim)
+        excl = _common.check_exclude(exclude, u.shape[0])
+        batch_size = batch_size or self.batch_size or max(1, min(4096, (1 << 24) // len(self)))
+        n = u.shape[0]
+        out_ids = np.empty((n, k), np.int64)
+        out_scores = np.empty((n, k), np.float32)
+        for start, stop in _common.batches(n, batch_size):
+            scores = u[start:stop] @ self.W.T
+            scores += self.b
+            if excl is not None:
+                for i in range(stop - start):
+                    ex = excl[start + i]
+                    if ex.size:
+                        scores[i, self._rows_for(ex)] = -np.inf
+            pos, vals = _common.top_k_sorted(scores, k)
+            out_ids[start:stop] = np.where(pos >= 0, self.ids[pos], _common.PAD_ID)
+            out_scores[start:stop] = vals
+        return out_ids, out_scores
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes W, b, ids and the fingerprint to an HDF5 file (atomically, no pickle).
+
+        Args:
+            path: destination file; replaced only once the new file is complete.
+
+        Example:
+        >>> import numpy as np, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "exact.h5")
+        >>> ExactIndex.from_embeddings(np.eye(2)).save(path)
+        >>> len(ExactIndex.load(path))
+        2
+        """
+        with _common.atomic_h5(path) as f:
+            f.attrs["kind"] = "keras_yt.ExactIndex"
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["fingerprint"] = self.fingerprint
+            f.create_dataset("W", data=self.W)
+            f.create_dataset("b", data=self.b)
+            f.create_dataset("ids", data=self.ids)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Any = None) -> ExactIndex:
+        """Reads an index written by `save`, optionally checking it against `model`.
+
+        Args:
+            path: file written by `ExactIndex.save`.
+            model: if given, its output embeddings (without row 0) must match the file's
+                fingerprint.
+
+        Returns:
+            The `ExactIndex`.
+
+        Example:
+        >>> import numpy as np, os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "exact.h5")
+        >>> ExactIndex.from_embeddings(np.eye(2), ids=[3, 4]).save(path)
+        >>> ExactIndex.load(path).ids.tolist()
+        [3, 4]
+        """
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            _common.check_header(f, "keras_yt.ExactIndex", FORMAT_VERSION, path)
+            W, b, ids = f["W"][()], f["b"][()], f["ids"][()]
+            stored = str(f.attrs["fingerprint"])
+        index = cls(W, b, ids)
+        _common.check_fingerprint(stored, index.fingerprint, path, "file contents")
+        if model is not None:
+            mW, mb, _ = _common.model_embeddings(model)
+            _common.check_fingerprint(
+                stored, _common.fingerprint(mW, mb), path, "model", rebuild="ExactIndex"
+            )
+        return index

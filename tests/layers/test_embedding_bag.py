@@ -1,0 +1,238 @@
+import doctest
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_yt.layers.embedding_bag as embedding_bag_module
+from keras_yt.layers import EmbeddingBag
+from tests.conftest import assert_config_round_trip, assert_saved_model_reproduces
+
+INPUT_DIM, OUTPUT_DIM = 20, 4
+
+
+def reference_bag(table, ids, weights=None, combiner="mean"):
+    """Python loop over rows: valid ids are 1 <= id < len(table); the rest contribute nothing."""
+    ids = np.asarray(ids)
+    weights = np.ones(ids.shape) if weights is None else np.asarray(weights, dtype="float64")
+    out = np.zeros((ids.shape[0], table.shape[1]))
+    for r in range(ids.shape[0]):
+        total, wsum, w2sum = np.zeros(table.shape[1]), 0.0, 0.0
+        for i, w in zip(ids[r], weights[r]):
+            if 1 <= i < len(table):
+                total += w * table[i]
+                wsum += w
+                w2sum += w * w
+        if combiner == "sum":
+            out[r] = total
+        elif combiner == "mean":
+            out[r] = total / wsum if wsum > 0 else 0.0
+        else:
+            out[r] = total / np.sqrt(w2sum) if w2sum > 0 else 0.0
+    return out
+
+
+def make_layer(combiner="mean", seed=0):
+    layer = EmbeddingBag(
+        INPUT_DIM,
+        OUTPUT_DIM,
+        combiner=combiner,
+        embeddings_initializer=keras.initializers.RandomNormal(seed=seed),
+    )
+    layer.build((None, None))
+    return layer
+
+
+@pytest.fixture
+def ids():
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, INPUT_DIM, size=(6, 5))
+    ids[0] = 0  # all padding
+    ids[1, 2:] = 0  # partial padding
+    ids[2, 0] = -3  # out of range: negative
+    ids[3, 1] = INPUT_DIM  # out of range: too large
+    ids[4, :] = [INPUT_DIM + 5, -1, 0, INPUT_DIM, 0]  # only invalid ids
+    return ids
+
+
+@pytest.mark.parametrize("combiner", ["mean", "sum", "sqrtn"])
+def test_matches_reference_without_and_with_weights(ids, combiner):
+    layer = make_layer(combiner)
+    table = keras.ops.convert_to_numpy(layer.embeddings)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(ids)),
+        reference_bag(table, ids, combiner=combiner),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    weights = np.random.default_rng(2).uniform(0.1, 3.0, size=ids.shape)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(ids, weights)),
+        reference_bag(table, ids, weights, combiner=combiner),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_mean_is_plain_average_of_rows():
+    layer = make_layer("mean")
+    table = keras.ops.convert_to_numpy(layer.embeddings)
+    out = keras.ops.convert_to_numpy(layer(np.array([[3, 5, 0, 0]])))
+    np.testing.assert_allclose(out[0], (table[3] + table[5]) / 2, rtol=1e-6)
+
+
+def test_out_of_range_ids_act_like_padding(ids):
+    layer = make_layer("mean")
+    cleaned = np.where((ids > 0) & (ids < INPUT_DIM), ids, 0)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(layer(ids)), keras.ops.convert_to_numpy(layer(cleaned))
+    )
+    # Row 4 holds only out-of-range ids and padding: zero vector.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(ids))[4], 0.0)
+
+
+def test_one_dimensional_ids_are_bags_of_one():
+    layer = make_layer("mean")
+    table = keras.ops.convert_to_numpy(layer.embeddings)
+    flat = np.array([3, 0, 7])
+    out = keras.ops.convert_to_numpy(layer(flat))
+    np.testing.assert_allclose(out, [table[3], np.zeros(OUTPUT_DIM), table[7]], rtol=1e-6)
+    np.testing.assert_array_equal(out, keras.ops.convert_to_numpy(layer(flat[:, None])))
+    assert layer.compute_output_shape((None,)) == (None, OUTPUT_DIM)
+
+
+def test_float_ids_are_cast():
+    layer = make_layer("sum")
+    ids = np.array([[1, 2, 0]])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(ids.astype("float32"))),
+        keras.ops.convert_to_numpy(layer(ids)),
+    )
+
+
+@pytest.mark.parametrize("combiner", ["mean", "sum", "sqrtn"])
+def test_all_padding_row_is_zero_with_finite_gradients(combiner):
+    layer = make_layer(combiner)
+    ids = tf.constant([[0, 0, 0], [2, 0, 5]])
+    weights = tf.Variable([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]])
+    with tf.GradientTape() as tape:
+        out = layer(ids, weights)
+        loss = tf.reduce_sum(out)
+    grads = tape.gradient(loss, [layer.embeddings.value, weights])
+    assert np.all(out.numpy()[0] == 0.0)
+    # Row 1: ids 2 and 5 with weights 0 -> zero weight sum -> zero vector, not NaN.
+    assert np.all(out.numpy()[1] == 0.0)
+    for g in grads:
+        assert np.all(np.isfinite(tf.convert_to_tensor(g).numpy()))
+
+
+def test_gradient_wrt_embeddings_is_row_sparse():
+    layer = make_layer("mean")
+    ids = tf.constant([[1, 4, 0], [4, 9, 9]])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(ids) ** 2)
+    grad = tape.gradient(loss, layer.trainable_variables)[0]
+    assert isinstance(grad, tf.IndexedSlices)
+    dense = tf.convert_to_tensor(grad).numpy()
+    # Only rows 1, 4, 9 receive gradient; padding row 0 receives exactly zero.
+    touched = np.flatnonzero(np.abs(dense).sum(axis=1) > 0)
+    np.testing.assert_array_equal(touched, [1, 4, 9])
+
+
+def test_ragged_ids_match_padded_dense():
+    layer = make_layer("mean")
+    ragged = tf.ragged.constant([[3, 1], [7], [], [2, 2, 8]])
+    dense = np.array([[3, 1, 0], [7, 0, 0], [0, 0, 0], [2, 2, 8]])
+    np.testing.assert_allclose(layer(ragged).numpy(), layer(dense).numpy(), rtol=1e-6)
+    ragged_w = tf.ragged.constant([[1.0, 3.0], [2.0], [], [0.5, 0.5, 4.0]])
+    dense_w = np.array([[1.0, 3.0, 0.0], [2.0, 0.0, 0.0], [0.0] * 3, [0.5, 0.5, 4.0]])
+    table = layer.embeddings.numpy()
+    np.testing.assert_allclose(
+        layer(ragged, ragged_w).numpy(), reference_bag(table, dense, dense_w), rtol=1e-5
+    )
+
+
+def test_shared_table_between_two_inputs():
+    shared = EmbeddingBag(INPUT_DIM, OUTPUT_DIM)
+    impression = keras.Input(shape=(1,), dtype="int32")
+    history = keras.Input(shape=(5,), dtype="int32")
+    out = keras.layers.Concatenate()([shared(impression), shared(history)])
+    model = keras.Model([impression, history], out)
+    assert len(model.weights) == 1
+    imp = np.array([[3], [4]])
+    hist = np.array([[3, 0, 0, 0, 0], [1, 2, 0, 0, 0]])
+    pred = model.predict([imp, hist], verbose=0)
+    table = shared.embeddings.numpy()
+    np.testing.assert_allclose(pred[0], np.concatenate([table[3], table[3]]), rtol=1e-6)
+    np.testing.assert_allclose(pred[1, OUTPUT_DIM:], (table[1] + table[2]) / 2, rtol=1e-6)
+
+
+def test_symbolic_call_and_output_shape():
+    layer = EmbeddingBag(INPUT_DIM, OUTPUT_DIM)
+    ids = keras.Input(shape=(7,), dtype="int32")
+    weights = keras.Input(shape=(7,))
+    assert tuple(layer(ids).shape) == (None, OUTPUT_DIM)
+    assert tuple(layer(ids, weights).shape) == (None, OUTPUT_DIM)
+    assert layer.compute_output_shape((3, 7)) == (3, OUTPUT_DIM)
+
+
+def test_config_round_trip():
+    layer = EmbeddingBag(
+        10, 3, combiner="sqrtn", embeddings_regularizer="l2", name="history", dtype="float64"
+    )
+    assert_config_round_trip(layer)
+    restored = EmbeddingBag.from_config(layer.get_config())
+    assert restored.combiner == "sqrtn" and restored.input_dim == 10 and restored.output_dim == 3
+
+
+def test_regularizer_adds_loss():
+    layer = EmbeddingBag(10, 3, embeddings_regularizer=keras.regularizers.L2(0.5))
+    layer(np.array([[1, 2]]))
+    expected = 0.5 * np.sum(layer.embeddings.numpy() ** 2)
+    np.testing.assert_allclose(float(sum(layer.losses)), expected, rtol=1e-5)
+
+
+def test_fit_step_updates_only_looked_up_rows():
+    ids_in = keras.Input(shape=(3,), dtype="int32")
+    bag = EmbeddingBag(INPUT_DIM, OUTPUT_DIM)
+    model = keras.Model(ids_in, keras.layers.Dense(1)(bag(ids_in)))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = bag.embeddings.numpy().copy()
+    x = np.array([[1, 2, 0], [2, 3, 0]])
+    history = model.fit(x, np.ones((2, 1)), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    changed = np.flatnonzero(np.abs(bag.embeddings.numpy() - before).sum(axis=1) > 0)
+    np.testing.assert_array_equal(changed, [1, 2, 3])
+
+
+def test_saved_model_reproduces(tmp_path):
+    ids_in = keras.Input(shape=(4,), dtype="int32")
+    w_in = keras.Input(shape=(4,))
+    out = EmbeddingBag(INPUT_DIM, OUTPUT_DIM, combiner="sqrtn")(ids_in, w_in)
+    model = keras.Model([ids_in, w_in], out)
+    rng = np.random.default_rng(3)
+    x = [rng.integers(0, INPUT_DIM, size=(5, 4)), rng.uniform(0, 2, size=(5, 4))]
+    assert_saved_model_reproduces(model, x, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"input_dim": 0, "output_dim": 4}, r"input_dim must be a positive integer, got 0"),
+        ({"input_dim": 2.5, "output_dim": 4}, r"input_dim must be a positive integer, got 2\.5"),
+        ({"input_dim": 5, "output_dim": -1}, r"output_dim must be a positive integer, got -1"),
+        (
+            {"input_dim": 5, "output_dim": 4, "combiner": "max"},
+            r"combiner must be one of \('mean', 'sum', 'sqrtn'\), got 'max'",
+        ),
+    ],
+)
+def test_bad_kwargs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EmbeddingBag(**kwargs)
+
+
+def test_docstring_example_runs():
+    result = doctest.testmod(embedding_bag_module, extraglobs={"keras": keras})
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,114 @@
+import doctest
+
+import keras
+import numpy as np
+import pytest
+
+import keras_yt.layers.example_age as example_age_module
+from keras_yt.layers import ExampleAge
+from tests.conftest import assert_config_round_trip, assert_saved_model_reproduces
+
+AGES = np.array([[0.0], [3.5], [14.0], [-2.0], [np.nan], [30.0]], dtype="float32")
+
+
+def reference(age, scale, powers):
+    a = np.nan_to_num(np.asarray(age, dtype="float64").reshape(-1, 1), nan=0.0)
+    a = np.maximum(a, 0.0) / scale
+    return np.concatenate([a, a**2], axis=1) if powers else a
+
+
+@pytest.mark.parametrize("powers", [False, True])
+def test_training_output_is_clipped_scaled_age(powers):
+    layer = ExampleAge(scale=7.0, powers=powers)
+    out = keras.ops.convert_to_numpy(layer(AGES, training=True))
+    np.testing.assert_allclose(out, reference(AGES, 7.0, powers), rtol=1e-6)
+    assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("training", [False, None])
+@pytest.mark.parametrize("powers", [False, True])
+def test_inference_output_is_serving_value(training, powers):
+    layer = ExampleAge(scale=7.0, serving_value=-0.05, powers=powers)
+    out = keras.ops.convert_to_numpy(layer(AGES, training=training))
+    expected = np.full((len(AGES), 1), -0.05)
+    if powers:
+        expected = np.concatenate([expected, expected**2], axis=1)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_one_dimensional_and_integer_ages():
+    layer = ExampleAge(scale=2.0)
+    ages = np.array([1, 4, 0])
+    out = keras.ops.convert_to_numpy(layer(ages, training=True))
+    assert out.shape == (3, 1)
+    np.testing.assert_allclose(out[:, 0], [0.5, 2.0, 0.0])
+    assert keras.ops.convert_to_numpy(layer(ages)).shape == (3, 1)
+
+
+def test_symbolic_call_and_shape():
+    layer = ExampleAge(powers=True)
+    assert tuple(layer(keras.Input(shape=(1,))).shape) == (None, 2)
+    assert tuple(ExampleAge()(keras.Input(shape=())).shape) == (None, 1)
+    with pytest.raises(ValueError, match=r"shape \(batch,\) or \(batch, 1\), got \(None, 3\)"):
+        layer(keras.Input(shape=(3,)))
+
+
+def test_fit_uses_age_and_predict_uses_serving_value(tmp_path):
+    age_in = keras.Input(shape=(1,))
+    dense = keras.layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros")
+    model = keras.Model(age_in, dense(ExampleAge(scale=10.0, serving_value=0.0)(age_in)))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = np.array([[10.0], [20.0]], dtype="float32")
+    y = np.array([[0.0], [0.0]], dtype="float32")
+    # In training the input is x / 10 = [1, 2]: with kernel 1, bias 0, mse gradient on the
+    # kernel is mean(2 * (a - 0) * a) = 5 and on the bias mean(2 * a) = 3.
+    history = model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    np.testing.assert_allclose(history.history["loss"][0], (1.0 + 4.0) / 2, rtol=1e-5)
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in dense.weights)
+    np.testing.assert_allclose(kernel, [[1.0 - 0.1 * 5.0]], rtol=1e-5)
+    np.testing.assert_allclose(bias, [-0.1 * 3.0], rtol=1e-5)
+    # predict: the age feature is the serving value 0, so the output is the bias alone.
+    np.testing.assert_allclose(model.predict(x, verbose=0), np.full((2, 1), bias[0]), rtol=1e-5)
+    assert_saved_model_reproduces(model, x, tmp_path)
+
+
+def test_saved_model_keeps_training_behaviour(tmp_path):
+    age_in = keras.Input(shape=(1,))
+    model = keras.Model(age_in, ExampleAge(scale=4.0, serving_value=-0.5, powers=True)(age_in))
+    path = tmp_path / "age.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    x = np.array([[2.0], [8.0]], dtype="float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored(x, training=True)), reference(x, 4.0, True)
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored(x, training=False)), [[-0.5, 0.25], [-0.5, 0.25]]
+    )
+
+
+def test_config_round_trip():
+    layer = ExampleAge(scale=28, serving_value=-0.1, powers=True, name="age")
+    assert_config_round_trip(layer)
+    assert layer.get_config()["scale"] == 28.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"scale": 0.0}, r"scale must be a finite number > 0, got 0\.0"),
+        ({"scale": -3}, r"scale must be a finite number > 0, got -3"),
+        ({"scale": float("inf")}, r"scale must be a finite number > 0, got inf"),
+        ({"scale": "7"}, r"scale must be a finite number > 0, got '7'"),
+        ({"serving_value": float("nan")}, r"serving_value must be a finite number, got nan"),
+        ({"powers": 1}, r"powers must be True or False, got 1"),
+    ],
+)
+def test_bad_kwargs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ExampleAge(**kwargs)
+
+
+def test_docstring_example_runs():
+    result = doctest.testmod(example_age_module)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,177 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_yt.models import CandidateGenerator
+from tests.conftest import assert_config_round_trip
+
+NUM_VIDEOS = 60
+MAX_HISTORY = 6
+
+
+def make_model(**overrides):
+    config = dict(
+        num_videos=NUM_VIDEOS,
+        video_embedding_dim=8,
+        max_history=MAX_HISTORY,
+        search_num_bins=32,
+        search_embedding_dim=4,
+        max_queries=2,
+        categorical_features={"geography": {"input_dim": 5, "output_dim": 3}},
+        continuous_features=["user_age"],
+        hidden_units=(16, 8),
+        num_sampled=12,
+        seed=1,
+    )
+    config.update(overrides)
+    return CandidateGenerator(**config)
+
+
+def make_features(n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    history = rng.integers(1, NUM_VIDEOS, size=(n, MAX_HISTORY)).astype("int32")
+    lengths = rng.integers(0, MAX_HISTORY + 1, size=n)
+    history[np.arange(MAX_HISTORY)[None, :] >= lengths[:, None]] = 0  # padded tails
+    words = np.array(["funny cats", "cat video", "", "guitar lesson", "news today"])
+    return {
+        "watch_history": history,
+        "search_history": words[rng.integers(0, len(words), size=(n, 2))],
+        "example_age": rng.uniform(0, 30, size=n).astype("float32"),
+        "geography": rng.integers(0, 5, size=n).astype("int32"),
+        "user_age": rng.uniform(0, 1, size=n).astype("float32"),
+    }
+
+
+def numpy_logits(model, user_vectors):
+    W, b = model.get_output_embeddings()
+    return user_vectors @ W.T + b
+
+
+def test_config_round_trip_is_json():
+    model = make_model(dropout=0.1, class_counts=None)
+    json.dumps(model.get_config())
+    assert_config_round_trip(model)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_videos": 1}, "num_videos must be an integer >= 2, got 1"),
+        ({"hidden_units": []}, "hidden_units must be a non-empty list"),
+        ({"dropout": 1.5}, r"dropout must be a float in \[0, 1\), got 1.5"),
+        ({"tie_output_embeddings": True, "video_embedding_dim": 4}, "needs video_embedding_dim =="),
+        ({"categorical_features": {"geo": 5}}, r"categorical_features\['geo'\] must be a dict"),
+        ({"num_sampled": NUM_VIDEOS}, "num_sampled"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_model(**kwargs)
+
+
+def test_missing_feature_is_named():
+    model = make_model()
+    x = make_features(4)
+    del x["geography"]
+    with pytest.raises(ValueError, match=r"missing input feature\(s\) \['geography'\]"):
+        model.predict(x, verbose=0)
+
+
+def test_fit_reports_sampled_loss_and_evaluate_reports_full_softmax():
+    model = make_model()
+    model.compile()
+    x, y = make_features(64), np.random.default_rng(1).integers(1, NUM_VIDEOS, 64)
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert set(history.history) == {"loss"}  # no retrieval metric during training
+    assert np.all(np.isfinite(history.history["loss"]))
+
+    results = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    u = model.predict(x, verbose=0)
+    logits = numpy_logits(model, u)
+    logits[:, 0] = -np.inf  # the padding class is never a candidate
+    logits -= logits.max(axis=1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    full_ce = -log_probs[np.arange(len(y)), y].mean()
+    np.testing.assert_allclose(results["loss"], full_ce, rtol=1e-4)
+    ranks = (logits > logits[np.arange(len(y)), y][:, None]).sum(axis=1)
+    np.testing.assert_allclose(results["recall_at_10"], np.mean(ranks < 10), atol=1e-6)
+
+
+def test_user_model_fixes_example_age_at_serving_value():
+    model = make_model()
+    x = make_features(8)
+    user_tower = model.user_model()
+    assert "example_age" not in user_tower.input
+    served = user_tower.predict({k: v for k, v in x.items() if k != "example_age"}, verbose=0)
+    old = dict(x, example_age=np.full(8, 25.0, "float32"))
+    np.testing.assert_allclose(model.predict(old, verbose=0), served, atol=1e-6)
+    zero = dict(x, example_age=np.zeros(8, "float32"))
+    np.testing.assert_allclose(model(zero, training=True), served, atol=1e-6)
+
+
+def test_recommend_matches_brute_force_and_excludes_watched():
+    model = make_model()
+    x = make_features(10)
+    ids, scores = model.recommend(x, k=5, exclude_watched=True)
+    logits = numpy_logits(model, model.predict(x, verbose=0))
+    for row in range(10):
+        watched = set(x["watch_history"][row]) - {0}
+        allowed = [j for j in range(1, NUM_VIDEOS) if j not in watched]
+        expected = sorted(allowed, key=lambda j: -logits[row, j])[:5]
+        np.testing.assert_array_equal(ids[row], expected)
+        np.testing.assert_allclose(scores[row], logits[row, expected], rtol=1e-5, atol=1e-5)
+        assert not watched & set(ids[row])
+
+
+def test_keras_save_load_reproduces_user_vectors_and_output_embeddings(tmp_path):
+    model = make_model()
+    model.compile()
+    x = make_features(16)
+    model.fit(x, np.arange(1, 17), verbose=0)
+    path = tmp_path / "candidate.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        restored.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+    )
+    for a, b in zip(restored.get_output_embeddings(), model.get_output_embeddings()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tied_output_embeddings_are_the_watch_history_table(tmp_path):
+    model = make_model(video_embedding_dim=8, tie_output_embeddings=True)
+    model.build()
+    W, _ = model.get_output_embeddings()
+    np.testing.assert_array_equal(W, keras.ops.convert_to_numpy(model.watch_embedding.embeddings))
+    model.compile()
+    model.fit(make_features(16), np.arange(1, 17), verbose=0)
+    W, _ = model.get_output_embeddings()
+    np.testing.assert_array_equal(W, keras.ops.convert_to_numpy(model.watch_embedding.embeddings))
+    path = tmp_path / "tied.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    W2, _ = restored.get_output_embeddings()
+    np.testing.assert_array_equal(W2, W)
+
+
+def test_learns_a_next_watch_rule_better_than_popularity():
+    # The next video is always (last watched + 1): only a model that reads the history can know.
+    rng = np.random.default_rng(0)
+    n = 2048
+    last = rng.integers(1, NUM_VIDEOS - 1, size=n)
+    history = np.zeros((n, MAX_HISTORY), "int32")
+    history[:, 0] = last
+    history[:, 1] = rng.integers(1, NUM_VIDEOS, size=n)
+    x = {"watch_history": history, "example_age": np.zeros(n, "float32")}
+    y = last + 1
+    model = CandidateGenerator(
+        num_videos=NUM_VIDEOS, video_embedding_dim=16, max_history=MAX_HISTORY,
+        hidden_units=(64, 32), num_sampled=20, seed=0,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.fit(x, y, batch_size=64, epochs=15, verbose=0)
+    recall = model.evaluate(x, y, verbose=0, return_dict=True)["recall_at_10"]
+    popularity_recall = 10 / (NUM_VIDEOS - 2)  # labels are near-uniform over ids 2..59
+    assert recall > 0.8 > 3 * popularity_recall

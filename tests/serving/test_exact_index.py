@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+
+from keras_yt.serving import ExactIndex
+from tests.serving.conftest import brute_force_top_k
+
+
+def _data(n=400, d=12, users=25, seed=0):
+    rng = np.random.default_rng(seed)
+    W = (rng.normal(size=(n, d)) * rng.lognormal(0, 0.5, (n, 1))).astype(np.float32)
+    b = rng.normal(0, 0.5, n).astype(np.float32)
+    U = np.maximum(rng.normal(size=(users, d)), 0).astype(np.float32)
+    return W, b, U
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 7])
+def test_matches_full_sort(batch_size):
+    W, b, U = _data()
+    ids, scores = ExactIndex.from_embeddings(W, b).query(U, k=50, batch_size=batch_size)
+    ref_ids, ref_scores = brute_force_top_k(U, W, b, 50)
+    assert ids.dtype == np.int64 and scores.dtype == np.float32 and ids.shape == (25, 50)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_custom_ids_and_exclusion_keeps_k():
+    W, b, U = _data()
+    custom = np.arange(len(W)) * 3 + 10
+    index = ExactIndex.from_embeddings(W, b, ids=custom)
+    ref_rows, _ = brute_force_top_k(U, W, b, 5)
+    # exclude each user's top 3 (ragged, with padding 0 / -1 that must be ignored)
+    exclude = [list(custom[r[: 1 + i % 3]]) + [0, -1] for i, r in enumerate(ref_rows)]
+    ids, scores = index.query(U, k=20, exclude=exclude)
+    ex_rows = [[(e - 10) // 3 for e in ex if e > 0] for ex in exclude]
+    ref_rows, ref_scores = brute_force_top_k(U, W, b, 20, exclude=ex_rows)
+    np.testing.assert_array_equal(ids, custom[ref_rows])
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
+    for row, ex in zip(ids, exclude):
+        assert not set(row) & set(ex)
+
+
+def test_padded_array_exclusion_equals_ragged():
+    W, b, U = _data(users=3)
+    index = ExactIndex.from_embeddings(W, b)
+    ragged = [[5, 9], [], [1, 2, 3]]
+    padded = np.array([[5, 9, 0], [0, 0, -1], [1, 2, 3]])
+    np.testing.assert_array_equal(index.query(U, 10, ragged)[0], index.query(U, 10, padded)[0])
+
+
+def test_fewer_eligible_than_k_pads():
+    W = np.eye(3, dtype=np.float32)
+    index = ExactIndex.from_embeddings(W, ids=[4, 5, 6])
+    ids, scores = index.query([[0.0, 2.0, 1.0]], k=5, exclude=[[6]])
+    assert ids.tolist() == [[5, 4, -1, -1, -1]]
+    assert scores[0, :2].tolist() == [2.0, 0.0] and np.isneginf(scores[0, 2:]).all()
+
+
+def test_from_model_drops_padding_row():
+    class Head:
+        def get_output_embeddings(self):
+            W = np.zeros((4, 2), np.float32)
+            W[0] = 100.0  # padding row would win if it were indexed
+            W[1:] = [[1, 0], [0, 1], [1, 1]]
+            return W, np.zeros(4, np.float32)
+
+    index = ExactIndex.from_model(Head())
+    assert len(index) == 3
+    ids, scores = index.query([[1.0, 1.0]], k=3)
+    assert ids.tolist() == [[3, 1, 2]] or ids.tolist() == [[3, 2, 1]]
+    assert scores[0].tolist() == [2.0, 1.0, 1.0]
+
+
+def test_save_load_and_fingerprint(tmp_path):
+    W, b, U = _data()
+    index = ExactIndex.from_embeddings(W, b)
+    path = tmp_path / "exact.h5"
+    index.save(path)
+    restored = ExactIndex.load(path)
+    np.testing.assert_array_equal(restored.query(U, 10)[0], index.query(U, 10)[0])
+
+    class Head:
+        def get_output_embeddings(self):
+            return np.vstack([np.zeros((1, W.shape[1])), W + 1e-3]), np.concatenate([[0], b])
+
+    with pytest.raises(ValueError, match="different output embeddings"):
+        ExactIndex.load(path, model=Head())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"k": 0}, "k must be an integer >= 1, got 0"),
+        ({"user_vectors": np.ones((2, 3))}, r"user_vectors must have shape \(n, 12\)"),
+        ({"exclude": [[1]]}, r"exclude must hold one id list per user vector \(25\), got 1"),
+    ],
+)
+def test_query_errors_name_argument(kwargs, match):
+    W, b, U = _data()
+    args = {"user_vectors": U, "k": 5, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        ExactIndex.from_embeddings(W, b).query(**args)
+
+
+def test_embedding_errors():
+    with pytest.raises(ValueError, match=r"b must have shape \(3,\)"):
+        ExactIndex.from_embeddings(np.eye(3), b=np.zeros(4))
+    with pytest.raises(ValueError, match="ids must be unique"):
+        ExactIndex.from_embeddings(np.eye(2), ids=[1, 1])

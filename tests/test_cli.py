@@ -1,0 +1,95 @@
+"""The `keras-yt` command line: the demo at tiny size, and the steps on a user's own CSV log."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_yt.cli import main
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_yt.cli", *args],
+        capture_output=True, text=True, cwd=cwd, check=False,
+    )
+
+
+def test_demo_tiny_writes_a_consistent_run_folder(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli("demo", "--size", "tiny", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    candidate = metrics["candidate_generator"]
+    assert candidate["model"]["recall@100"] > candidate["popularity"]["recall@100"]
+    assert 0 <= candidate["model"]["recall@10"] <= candidate["model"]["recall@100"] <= 1
+    ranker = metrics["ranker"]
+    assert 0.5 < ranker["model"]["auc"] <= 1
+    assert 0 <= ranker["model"]["weighted_per_user_loss"] <= 1
+    assert ranker["model"]["weighted_per_user_loss"] < ranker["random"]["weighted_per_user_loss"]
+    assert metrics["index"]["recall@100_vs_exact"] >= 0.9
+    for name in ("training_loss.png", "recall_at_k.png", "model_vs_popularity.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "user_tower" / "saved_model.pb").is_file()
+    assert (out / "ranker_saved_model" / "saved_model.pb").is_file()
+    assert (out / "index.h5").is_file()
+    assert "top 10" in result.stdout
+
+
+def write_log(path, n_users=40, n_videos=30, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = ["user,video,timestamp,watch_time"]
+    for user in range(1, n_users + 1):
+        start = rng.integers(0, 50)
+        for step in range(8):  # each user walks through consecutive video ids
+            video = 100 + (start + step) % n_videos
+            rows.append(f"{user},{video},{1000 * user + step},{rng.uniform(10, 100):.1f}")
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_train_evaluate_export_index_recommend_on_a_csv(tmp_path):
+    log, run = tmp_path / "watches.csv", tmp_path / "run"
+    write_log(log)
+    assert main(["train", "--log", str(log), "--out", str(run), "--epochs", "2",
+                 "--preset", "tiny_candidate"]) == 0
+    assert main(["evaluate", "--run", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())["candidate_generator"]
+    assert metrics["num_test_users"] == 40
+    assert main(["export", "--run", str(run)]) == 0
+    assert (run / "user_tower" / "saved_model.pb").is_file()
+    assert main(["index", "--run", str(run)]) == 0
+    result = run_cli("recommend", "--run", str(run), "--user", "3", "--k", "5")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "score" in line]
+    assert len(lines) == 5
+    videos = [int(line.split("video")[1].split()[0]) for line in lines]
+    assert all(100 <= v < 130 for v in videos)  # original ids, not model ids
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("user,video\n1,2\n", "timestamp"),
+        ("user,video,timestamp\n1,abc,3\n", "video"),
+    ],
+)
+def test_bad_logs_fail_with_a_clear_message_and_no_traceback(tmp_path, content, message):
+    log = tmp_path / "bad.csv"
+    log.write_text(content)
+    result = run_cli("train", "--log", str(log), "--out", str(tmp_path / "run"))
+    assert result.returncode != 0
+    assert "keras-yt train: error:" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_user_and_missing_run_are_clear_errors(tmp_path, capsys):
+    assert main(["evaluate", "--run", str(tmp_path)]) == 2
+    assert "is not a keras-yt run folder" in capsys.readouterr().err
+    log, run = tmp_path / "watches.csv", tmp_path / "run"
+    write_log(log, n_users=10)
+    assert main(["train", "--log", str(log), "--out", str(run), "--epochs", "1",
+                 "--preset", "tiny_candidate"]) == 0
+    assert main(["recommend", "--run", str(run), "--user", "999"]) == 2
+    assert "unknown user 999" in capsys.readouterr().err
