@@ -265,7 +265,7 @@ class CandidateGenerator(StringFeaturesMixin, PresetMixin, keras.Model):
         """Like `keras.Model.compile`, with the defaults this model trains well with.
 
         The loss is fixed: a sampled softmax in training and the full-softmax cross-entropy in
-        evaluation. `optimizer` defaults to `keras_yt.optimizers.SparseAdagrad(0.05)` (row-wise
+        evaluation. `optimizer` defaults to `keras_yt.optimizers.SparseAdagrad(0.2)` (row-wise
         updates of the embedding tables and of the output embeddings); `metrics` default to
         Recall@10 and Recall@100 over the whole corpus, computed in evaluation only.
         """
@@ -276,7 +276,7 @@ class CandidateGenerator(StringFeaturesMixin, PresetMixin, keras.Model):
             )
         kwargs.pop("loss", None)
         if optimizer is None:
-            optimizer = SparseAdagrad(0.05)
+            optimizer = SparseAdagrad(0.2)
         if metrics is None:
             metrics = [
                 keras.metrics.SparseTopKCategoricalAccuracy(k=k, name=f"recall_at_{k}")

@@ -205,7 +205,8 @@ def check_header(f: Any, kind: str, version: int, path: Any) -> None:
     got = f.attrs.get("format_version")
     if got is None or int(got) != version:
         raise ValueError(
-            f"{os.fspath(path)!r} has format_version {got!r}, expected {version}; "
+            f"{os.fspath(path)!r} has format_version {got if got is None else int(got)}, "
+            f"expected {version}; "
             "rebuild the index with this version of keras_yt"
         )
 

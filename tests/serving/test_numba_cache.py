@@ -1,0 +1,61 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_yt.serving import numba_cache
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(code: str, env: dict) -> str:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "KERAS_HOME")}
+    full_env.update(env)
+    full_env["PYTHONPATH"] = REPO
+    out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
+                         text=True, check=True, timeout=300)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_default_cache_dir_respects_keras_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    assert numba_cache.default_cache_dir() == str(tmp_path / "keras_yt" / "numba_cache")
+    monkeypatch.delenv("KERAS_HOME")
+    expected = os.path.join(os.path.expanduser("~"), ".keras", "keras_yt", "numba_cache")
+    assert numba_cache.default_cache_dir() == expected
+
+
+def test_importing_serving_is_cheap_and_configures_cache_lazily(tmp_path):
+    code = (
+        "import os, sys; import keras_yt.serving; "
+        "assert 'numba' not in sys.modules and 'pynndescent' not in sys.modules; "
+        "from keras_yt.serving.numba_cache import configure_numba_cache; "
+        "print(configure_numba_cache(), os.environ['NUMBA_CACHE_DIR'])"
+    )
+    got = _run(code, {"KERAS_HOME": str(tmp_path)})
+    path = str(tmp_path / "keras_yt" / "numba_cache")
+    assert got == f"{path} {path}" and os.path.isdir(path)
+
+
+def test_user_numba_cache_dir_wins(tmp_path):
+    code = (
+        "import os; from keras_yt.serving.numba_cache import configure_numba_cache; "
+        "print(configure_numba_cache())"
+    )
+    mine = str(tmp_path / "mine")
+    assert _run(code, {"KERAS_HOME": str(tmp_path), "NUMBA_CACHE_DIR": mine}) == mine
+    assert not (tmp_path / "keras_yt").exists()
+
+
+@pytest.mark.slow
+def test_warm_up_fills_cache_used_by_numba(tmp_path):
+    code = (
+        "import numba, json; from keras_yt.serving import warm_up; t = warm_up(); "
+        "print(json.dumps([numba.config.CACHE_DIR, t['cache_dir']]))"
+    )
+    got = _run(code, {"KERAS_HOME": str(tmp_path)})
+    path = str(tmp_path / "keras_yt" / "numba_cache")
+    assert got == f'["{path}", "{path}"]'
+    cached = [f for _, _, files in os.walk(path) for f in files if f.endswith(".nbi")]
+    assert len(cached) > 10
