@@ -240,7 +240,7 @@ def _warm_up(args) -> None:
     from keras_yt.serving import warm_up
 
     start = _step("compiling PyNNDescent (numba) into the persistent cache")
-    warm_up()
+    warm_up(verbose=True)
     _done(start)
 
 

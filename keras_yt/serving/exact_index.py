@@ -35,8 +35,8 @@ class ExactIndex:
     >>> W = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype="float32")
     >>> index = ExactIndex.from_embeddings(W, b=[0.0, 0.5, -0.1])
     >>> ids, scores = index.query([[1.0, 0.2]], k=2)
-    >>> ids.tolist(), np.round(scores, 3).tolist()
-    ([[2, 0]], [[1.1, 1.0]])
+    >>> ids.tolist(), [round(float(s), 3) for s in scores[0]]
+    ([[2, 0]], [1.1, 1.0])
     >>> index.query([[1.0, 0.2]], k=2, exclude=[[2]])[0].tolist()
     [[0, 1]]
     """
