@@ -72,11 +72,35 @@ def public_api() -> dict[str, list[tuple[str, object]]]:
 
 
 def _signature(name: str, obj) -> str:
+    """`name(params)` without private parameters, unquoted annotations, wrapped at 100."""
     try:
-        sig = str(inspect.signature(obj))
+        sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return name
-    return f"{name}{sig}"
+    params, star_done = [], False
+    for p in sig.parameters.values():
+        if p.name.startswith("_") or p.name == "self" or p.name == "cls":
+            continue
+        if p.kind is p.KEYWORD_ONLY and not star_done:
+            params.append("*")
+        if p.kind in (p.VAR_POSITIONAL, p.KEYWORD_ONLY):
+            star_done = True
+        text = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "") + p.name
+        if p.annotation is not p.empty:
+            annotation = p.annotation if isinstance(p.annotation, str) else (
+                inspect.formatannotation(p.annotation))
+            text += f": {annotation}"
+        if p.default is not p.empty:
+            text += (" = " if p.annotation is not p.empty else "=") + repr(p.default)
+        params.append(text)
+    returns = ""
+    if sig.return_annotation is not sig.empty and not inspect.isclass(obj):
+        ret = sig.return_annotation
+        returns = f" -> {ret if isinstance(ret, str) else inspect.formatannotation(ret)}"
+    one_line = f"{name}({', '.join(params)}){returns}"
+    if len(one_line) <= 100:
+        return one_line
+    return f"{name}(\n" + "".join(f"    {p},\n" for p in params) + f"){returns}"
 
 
 def render_docstring(doc: str | None) -> str:
@@ -156,7 +180,8 @@ def _members(cls) -> list[tuple[str, object]]:
 def render_object(qualname: str, obj) -> str:
     short = qualname.split(".")[-1]
     if inspect.ismodule(obj):
-        return f"### `{short}` (module `keras_yt.{qualname}`)\n\n{render_docstring(obj.__doc__)}"
+        return (f"### `{short}`\n\nmodule `keras_yt.{qualname}`\n\n"
+                f"{render_docstring(obj.__doc__)}")
     if not (inspect.isclass(obj) or inspect.isfunction(obj)):
         return (f"### `{short}`\n\nConstant `keras_yt.{qualname}`:\n\n```\n{obj!r}\n```\n")
     kind = "class" if inspect.isclass(obj) else "function"
@@ -172,10 +197,10 @@ def render_object(qualname: str, obj) -> str:
                          render_docstring(value.fget.__doc__)]
                 continue
             func = value.__func__ if isinstance(value, (classmethod, staticmethod)) else value
-            prefix = "classmethod " if isinstance(value, classmethod) else ""
+            shown = f"{short}.{name}" if isinstance(value, classmethod) else name
             text += [f"#### `{short}.{name}`", "",
                      "```python no-run: a signature, not a program",
-                     prefix + _signature(name, func), "```", "",
+                     _signature(shown, func), "```", "",
                      render_docstring(func.__doc__)]
     return "\n".join(text)
 

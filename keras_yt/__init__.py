@@ -1,7 +1,15 @@
 """keras_yt: Keras 3 layers and models for the YouTube recommender (Covington et al., 2016).
 
-Submodules: `layers`, `losses`, `models`, `optimizers`, `metrics`, `data`, `datasets`, `serving`.
-`serving` imports PyNNDescent only when an approximate index is built.
+Importing `keras_yt` registers every layer, loss, model and optimizer with Keras' serialisation,
+so `keras.saving.load_model("model.keras")` works after `import keras_yt`. Submodules:
+`layers`, `losses`, `models`, `optimizers`, `metrics`, `data`, `datasets`, `serving` (which
+imports PyNNDescent / numba only when an approximate index is built or loaded).
 """
 
+from keras_yt import data, datasets, layers, losses, metrics, models, optimizers, serving
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "data", "datasets", "layers", "losses", "metrics", "models", "optimizers", "serving",
+]

@@ -2,9 +2,10 @@
 
 * Every ```python block of README.md and docs/**/*.md runs, each in a fresh namespace from a
   temporary working directory. A block may opt out only as ```python no-run: <reason>; a reason
-  "excerpt of <path>" additionally requires the block to appear verbatim in that file (the
-  tutorial scripts, which the slow test below runs).
-* Every relative link and image of README.md and docs/**/*.md points to an existing file.
+  "excerpt of <path>" additionally requires the block's lines to appear consecutively in that
+  file, indentation aside (the tutorial scripts, which the slow tests below run).
+* Every relative link and image of README.md and docs/**/*.md points to an existing file (and,
+  for `file.md#anchor`, to an existing heading).
 * Every public name (the `__all__` of each keras_yt subpackage, and the public classes and
   functions of modules listed there) appears in docs/api.md as a heading or in backticks, and
   docs/api.md is what `python docs/make_api.py` renders.
@@ -77,17 +78,7 @@ def _block_id(item) -> str:
 
 def _text_outside_code(path: Path) -> str:
     """The markdown text with fenced code blocks and inline code removed."""
-    kept, inside = [], None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        match = FENCE.match(line)
-        if inside is None and match:
-            inside = match["ticks"]
-        elif inside is not None and match and match["ticks"].startswith(inside) and not match[
-                "info"].strip():
-            inside = None
-        elif inside is None:
-            kept.append(line)
-    return re.sub(r"`[^`\n]*`", "", "\n".join(kept))
+    return re.sub(r"`[^`]*`", "", _text_outside_code_keeping_inline(path))
 
 
 PYTHON_BLOCKS = python_blocks()
@@ -118,9 +109,16 @@ def test_skipped_block_states_reason(item):
     if excerpt:
         source = REPO / excerpt.group(1)
         assert source.is_file(), f"{_block_id(item)}: {source} does not exist"
-        assert block["code"].strip("\n") in source.read_text(encoding="utf-8"), (
+        assert _contains_lines(source.read_text(encoding="utf-8"), block["code"]), (
             f"{_block_id(item)}: the excerpt is not verbatim in {excerpt.group(1)}; copy it again"
         )
+
+
+def _contains_lines(text: str, excerpt: str) -> bool:
+    """The excerpt's non-blank lines occur consecutively in `text` (indentation ignored)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    want = [line.strip() for line in excerpt.splitlines() if line.strip()]
+    return any(lines[i:i + len(want)] == want for i in range(len(lines) - len(want) + 1))
 
 
 # ------------------------------------------------------------------ links
@@ -140,12 +138,43 @@ def relative_links() -> list[tuple[Path, str]]:
 def test_relative_links_resolve():
     links = relative_links()
     assert links, "no relative link found"
-    broken = [
-        f"{path.relative_to(REPO)}: {target}"
-        for path, target in links
-        if not (path.parent / target.split("#", 1)[0]).exists()
-    ]
+    broken = []
+    for path, target in links:
+        file, _, anchor = target.partition("#")
+        resolved = path.parent / file
+        if not resolved.exists():
+            broken.append(f"{path.relative_to(REPO)}: {target}")
+        elif anchor and resolved.suffix == ".md" and anchor not in heading_anchors(resolved):
+            broken.append(f"{path.relative_to(REPO)}: {target} (no such heading)")
     assert not broken, "broken relative links:\n" + "\n".join(broken)
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """GitHub's anchors for the headings of a markdown file (duplicates get -1, -2, ...)."""
+    anchors, seen = set(), {}
+    for line in _text_outside_code_keeping_inline(path).splitlines():
+        match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not match:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", match[1].replace("`", "").lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(slug if count == 0 else f"{slug}-{count}")
+    return anchors
+
+
+def _text_outside_code_keeping_inline(path: Path) -> str:
+    kept, inside = [], None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = FENCE.match(line)
+        if inside is None and match:
+            inside = match["ticks"]
+        elif inside is not None and match and match["ticks"].startswith(inside) and not match[
+                "info"].strip():
+            inside = None
+        elif inside is None:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 # ------------------------------------------------------------------ public API

@@ -47,8 +47,8 @@ class SampledSoftmax(keras.layers.Layer):
     Training (`call(u, labels, training=True)`) never builds the full `(batch, num_classes)`
     logits: it gathers the rows of `W` and `b` for the labels and for one shared set of sampled
     negatives with `ops.take`, so its cost grows with `num_sampled`, not with `num_classes`, and on
-    TensorFlow the gradients w.r.t. `W` and `b` are row-sparse (`tf.IndexedSlices`). As in
-    `tf.nn.sampled_softmax_loss(..., subtract_log_q=True)`, the log of the expected count `Q(j)`
+    TensorFlow the gradients w.r.t. `W` and `b` are row-sparse (`tf.IndexedSlices`). As
+    `tf.nn.sampled_softmax_loss` does, the log of the expected count `Q(j)`
     of each class in the sample is subtracted from the sampled logits and from the true logit,
     and a sampled id equal to an example's label gets a very large negative logit
     (`remove_accidental_hits`). Negatives are drawn with replacement, so `Q(j) = S * p(j)` with

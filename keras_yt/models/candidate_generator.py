@@ -288,6 +288,13 @@ class CandidateGenerator(StringFeaturesMixin, PresetMixin, keras.Model):
         object.__setattr__(self, "_retrieval_metrics", tuple(metrics))
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model with its saved optimizer (`.keras` files)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(optimizer=config.get("optimizer"))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     @property
     def metrics(self):
         return [*super().metrics, *self._retrieval_metrics]

@@ -8,15 +8,32 @@ from pathlib import Path
 
 
 def preset_names() -> list[str]:
-    """Names of the presets shipped with keras_yt (files `zoo/<name>.json`)."""
+    """Names of the presets shipped with keras_yt (files `zoo/<name>.json`).
+
+    Returns:
+        The sorted preset names.
+
+    Example:
+
+    >>> "youtube_paper_candidate" in preset_names()
+    True
+    """
     return sorted(p.name[: -len(".json")] for p in _zoo().iterdir() if p.name.endswith(".json"))
 
 
 def load_preset(name_or_path: str | Path) -> dict:
     """Reads a preset: a shipped name (see `preset_names()`) or the path of a JSON file.
 
+    Args:
+        name_or_path: a name from `preset_names()` or the path of a `.json` preset file.
+
     Returns:
         The preset dict: `{"class_name": str, "description": str, "config": dict}`.
+
+    Example:
+
+    >>> load_preset("youtube_paper_candidate")["config"]["hidden_units"]
+    [1024, 512, 256]
     """
     path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():

@@ -184,6 +184,13 @@ class Ranker(PresetMixin, keras.Model):
             **kwargs,
         )
 
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model with its saved optimizer (`.keras` files)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(optimizer=config.get("optimizer"))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not training:  # `call` returned exp(logit): the loss takes the logit.
             y_pred = ops.log(ops.maximum(y_pred, 1e-30))

@@ -6,21 +6,14 @@
 * `export_saved_model(model, path)` — SavedModel of the user tower / the ranker.
 * `warm_up()` — fills the persistent numba cache once per installation.
 
-Importing this package is cheap: pynndescent / numba are imported only when a `CandidateIndex`
+Importing this package does not import pynndescent / numba: they load only when a `CandidateIndex`
 is built or loaded (after `NUMBA_CACHE_DIR` has been pointed at the Keras cache folder).
 """
 
 from keras_yt.serving.candidate_index import CandidateIndex
 from keras_yt.serving.exact_index import ExactIndex
+from keras_yt.serving.export import export_saved_model
 from keras_yt.serving.numba_cache import warm_up
 
 __all__ = ["CandidateIndex", "ExactIndex", "export_saved_model", "warm_up"]
 
-
-def __getattr__(name: str):
-    # `export_saved_model` imports Keras / TensorFlow: load it only when it is asked for.
-    if name == "export_saved_model":
-        from keras_yt.serving.export import export_saved_model
-
-        return export_saved_model
-    raise AttributeError(f"module 'keras_yt.serving' has no attribute {name!r}")

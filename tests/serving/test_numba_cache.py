@@ -29,7 +29,7 @@ def test_default_cache_dir_respects_keras_home(monkeypatch, tmp_path):
 def test_importing_serving_is_cheap_and_configures_cache_lazily(tmp_path):
     code = (
         "import os, sys; import keras_yt.serving; "
-        "assert not {'numba', 'pynndescent', 'tensorflow'} & set(sys.modules); "
+        "assert not {'numba', 'pynndescent'} & set(sys.modules); "
         "from keras_yt.serving.numba_cache import configure_numba_cache; "
         "print(configure_numba_cache(), os.environ['NUMBA_CACHE_DIR'])"
     )
