@@ -80,9 +80,12 @@ def run_demo(
 
     start = _step(f"loading the {dataset} data")
     logs = _load(dataset, config, seed, data_dir)
-    watches = logs["watches"]
+    # Model ids 1..N by decreasing popularity: what the log-uniform negative sampler assumes.
+    vocabulary = pipeline.build_vocabulary(logs["watches"], logs.get("titles"))
+    watches = pipeline.remap_watches(logs["watches"], vocabulary)
+    num_videos = len(vocabulary["videos"])
     print(f"    {len(watches):,} watches by {len(np.unique(watches['user'])):,} users of "
-          f"{logs['num_videos'] - 1:,} videos")
+          f"{num_videos - 1:,} videos")
     _done(start, timings, "load")
 
     start = _step("building training examples: each user's next watch from the watches before it")
@@ -97,13 +100,13 @@ def run_demo(
     )
     for part in (examples, test):
         part.update(logs["user_features"](part["user"]))
-    counts = np.bincount(train_log["video"], minlength=logs["num_videos"])
+    counts = np.bincount(train_log["video"], minlength=num_videos)
     print(f"    {len(examples['label']):,} training examples (at most 50 per user), "
           f"{len(test['label']):,} held-out next watches")
     _done(start, timings, "examples")
 
     start = _step("training the candidate generator (sampled softmax)")
-    model = _candidate_generator(logs, config, seed)
+    model = _candidate_generator(logs, num_videos, config, seed)
     history = pipeline.train_candidate_generator(model, examples, epochs, config.batch_size)
     _done(start, timings, "train_candidate_generator")
 
@@ -138,14 +141,14 @@ def run_demo(
           f"one query: {single_ms:.1f} ms")
     _done(start, timings, "index")
 
-    _print_recommendations(model, index, test, logs, names)
+    _print_recommendations(model, index, test, vocabulary.get("titles"), names)
 
     start = _step("training the ranker on impressions (weighted logistic regression)")
     ranker_metrics, ranker_history = _rank(logs, config, seed, out)
     _done(start, timings, "ranker")
 
     start = _step("writing plots and metrics")
-    vocabulary = dict(_identity_vocabulary(logs), counts=counts)
+    vocabulary["counts"] = counts
     np.savez(out / "vocabulary.npz", **vocabulary)
     np.savez(out / "test.npz", **{k: _plain(v) for k, v in test.items()})
     latest = pipeline.latest_histories(watches, config.max_history, logs.get("queries"))
@@ -240,13 +243,6 @@ def _load(dataset: str, config: DemoSize, seed: int, data_dir: str | None) -> di
     raise ValueError(f"dataset must be 'synthetic' or 'ml-100k', got {dataset!r}")
 
 
-def _identity_vocabulary(logs: dict) -> dict:
-    """The demo's model ids are the data set's own video ids (both reserve 0 for padding)."""
-    ids = np.arange(logs["num_videos"], dtype="int64")
-    titles = logs.get("titles") or {}
-    return {"videos": ids, "titles": np.array([titles.get(int(i), "") for i in ids])}
-
-
 def _plain(value: np.ndarray) -> np.ndarray:
     """Object arrays (query strings) as fixed-width unicode, so `np.load` needs no pickle."""
     value = np.asarray(value)
@@ -256,12 +252,12 @@ def _plain(value: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------ models
 
 
-def _candidate_generator(logs: dict, config: DemoSize, seed: int):
+def _candidate_generator(logs: dict, num_videos: int, config: DemoSize, seed: int):
     from keras_yt.models import CandidateGenerator
 
     dim = config.embedding_dim
     return CandidateGenerator(
-        num_videos=logs["num_videos"],
+        num_videos=num_videos,
         video_embedding_dim=dim,
         max_history=config.max_history,
         search_num_bins=4096 if logs["search"] else None,
@@ -274,14 +270,14 @@ def _candidate_generator(logs: dict, config: DemoSize, seed: int):
         },
         continuous_features=["user_age"],
         hidden_units=config.hidden_units,
-        num_sampled=min(config.num_sampled, logs["num_videos"] - 2),
+        num_sampled=min(config.num_sampled, num_videos - 2),
         sampler="log_uniform",
         seed=seed,
     )
 
 
-def _print_recommendations(model, index, test: dict, logs: dict, names: list) -> None:
-    titles = logs.get("titles") or {}
+def _print_recommendations(model, index, test: dict, titles, names: list) -> None:
+    titles = dict(enumerate(titles)) if titles is not None else {}
     shown = np.arange(min(3, len(test["label"])))
     features = {n: test[n][shown] for n in names}
     user_vectors = model.predict(features, verbose=0)

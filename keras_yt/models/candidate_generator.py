@@ -51,7 +51,8 @@ class CandidateGenerator(StringFeaturesMixin, PresetMixin, keras.Model):
         search_embedding_dim: width of the search-token embeddings.
         max_queries: number of past queries in the `search_history` input.
         use_example_age: whether to feed the example age (training: its value; serving: 0).
-        example_age_scale: the example age is divided by this (e.g. the training window in days).
+        example_age_scale: the example age (in days, as `keras_yt.data` computes it) is divided
+            by this, so that it is of order 1.
         categorical_features: `{name: {"input_dim": int, "output_dim": int}}`; id 0 of each is
             "unknown" and embeds to zeros.
         continuous_features: names of continuous features (float, about [0, 1]).
@@ -88,7 +89,7 @@ class CandidateGenerator(StringFeaturesMixin, PresetMixin, keras.Model):
         search_embedding_dim: int = 256,
         max_queries: int = 50,
         use_example_age: bool = True,
-        example_age_scale: float = 1.0,
+        example_age_scale: float = 30.0,
         categorical_features: dict | None = None,
         continuous_features: list | tuple | None = None,
         hidden_units: list | tuple = (1024, 512, 256),

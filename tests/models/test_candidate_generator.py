@@ -175,3 +175,18 @@ def test_learns_a_next_watch_rule_better_than_popularity():
     recall = model.evaluate(x, y, verbose=0, return_dict=True)["recall_at_10"]
     popularity_recall = 10 / (NUM_VIDEOS - 2)  # labels are near-uniform over ids 2..59
     assert recall > 0.8 > 3 * popularity_recall
+
+
+def test_fit_on_a_tf_data_dataset_matches_numpy_inputs():
+    import tensorflow as tf
+
+    x, y = make_features(64), np.random.default_rng(2).integers(1, NUM_VIDEOS, 64)
+    dataset = tf.data.Dataset.from_tensor_slices((dict(x), y)).batch(16)
+    model = make_model()
+    model.compile()
+    history = model.fit(dataset, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    from_dataset = model.evaluate(dataset, verbose=0, return_dict=True)
+    from_numpy = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    for key in ("loss", "recall_at_10"):
+        np.testing.assert_allclose(from_dataset[key], from_numpy[key], rtol=1e-5)
