@@ -48,7 +48,7 @@ class CandidateIndex:
     but, with skewed norms, make graph search much less accurate (measured in
     `docs/serving-defaults.md`).
 
-    **Defaults** (`n_neighbors=30`, `diversify_prob=0.0`, `pruning_degree_multiplier=2.0`,
+    **Defaults** (`n_neighbors=30`, `diversify_prob=0.3`, `pruning_degree_multiplier=2.0`,
     `epsilon=0.1`) were chosen by measurement on clustered embeddings with lognormal norms and
     biases (`docs/serving-defaults.md`): PyNNDescent's own `diversify_prob=1.0` collapses the
     inner-product search graph to about one edge per node.
@@ -96,7 +96,7 @@ class CandidateIndex:
         ids: Any = None,
         *,
         n_neighbors: int = 30,
-        diversify_prob: float = 0.0,
+        diversify_prob: float = 0.3,
         pruning_degree_multiplier: float = 2.0,
         epsilon: float = 0.1,
         n_jobs: int | None = None,

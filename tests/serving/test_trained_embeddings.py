@@ -4,6 +4,7 @@ Trained softmax weights differ from synthetic ones: the user vectors are much lo
 output embeddings and many scores are negative. Recall against exact search must still hold.
 """
 
+import keras
 import numpy as np
 
 from keras_yt import data as yt_data
@@ -15,6 +16,7 @@ from tests.serving.conftest import recall
 
 
 def test_recall_on_embeddings_trained_on_movielens(movielens_dir):
+    keras.utils.set_random_seed(0)
     ml = movielens.load_data("ml-100k", data_dir=str(movielens_dir))
     vocabulary = pipeline.build_vocabulary(ml.watches)
     watches = pipeline.remap_watches(ml.watches, vocabulary)
