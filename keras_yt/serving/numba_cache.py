@@ -39,9 +39,9 @@ def default_cache_dir() -> str:
 def configure_numba_cache() -> str | None:
     """Sets `NUMBA_CACHE_DIR` to `default_cache_dir()` unless it is already set.
 
-    Must run before numba / pynndescent are imported to take effect (numba reads the variable
-    at import); if pynndescent is already imported the variable is left alone and a debug message
-    is logged.
+    Must run before pynndescent is imported to take effect (its functions pick their cache
+    folder when they are defined); if numba alone is already imported, its `config.CACHE_DIR` is
+    set too. If pynndescent is already imported nothing changes and a debug message is logged.
 
     Returns:
         The cache folder in effect (`NUMBA_CACHE_DIR`), or None if numba's default is used.
@@ -52,8 +52,8 @@ def configure_numba_cache() -> str | None:
     """
     if "NUMBA_CACHE_DIR" in os.environ:
         return os.environ["NUMBA_CACHE_DIR"]
-    if "pynndescent" in sys.modules or "numba" in sys.modules:
-        logger.debug("numba already imported; NUMBA_CACHE_DIR not changed")
+    if "pynndescent" in sys.modules:
+        logger.debug("pynndescent already imported; NUMBA_CACHE_DIR not changed")
         return None
     path = default_cache_dir()
     try:
@@ -62,6 +62,8 @@ def configure_numba_cache() -> str | None:
         logger.warning("cannot create numba cache folder %s: %s", path, err)
         return None
     os.environ["NUMBA_CACHE_DIR"] = path
+    if "numba" in sys.modules:  # numba read the environment at import: tell it directly
+        sys.modules["numba"].config.CACHE_DIR = path
     return path
 
 
