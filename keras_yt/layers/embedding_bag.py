@@ -27,8 +27,10 @@ class EmbeddingBag(keras.layers.Layer):
     `>= input_dim`) are treated exactly like id `0`. A row with no valid id gives the zero vector
     (never NaN; the gradient is finite too).
 
-    The table is looked up with `keras.ops.take`, so on the TensorFlow backend the gradient with
-    respect to `embeddings` is row-sparse (`tf.IndexedSlices`).
+    The table is looked up row by row (`keras_yt.backend.gather_rows`, a gather from the variable
+    itself), so a call reads only the rows of the ids in the batch and on the TensorFlow backend
+    the gradient with respect to `embeddings` is row-sparse (`tf.IndexedSlices`): with
+    `keras_yt.optimizers.SparseAdagrad` a training step costs nothing per row of the table.
 
     To share one table between several features (the paper shares the video embeddings between
     the impression video and the watch history), call the same instance on each input.
@@ -107,12 +109,21 @@ class EmbeddingBag(keras.layers.Layer):
             if weights is not None:
                 weights = ops.expand_dims(ops.convert_to_tensor(weights), -1)
         valid = ops.logical_and(ids > 0, ids < self.input_dim)
-        safe_ids = ops.where(valid, ids, ops.zeros_like(ids))
-        vectors = ops.take(self.embeddings, safe_ids, axis=0)  # (batch, L, output_dim)
         item_weights = ops.cast(valid, self.compute_dtype)
-        if weights is not None:
+        if weights is None:
+            # Only the distinct valid ids' rows are read; the gradient has one row per distinct
+            # id (`tf.IndexedSlices`), and no (batch, L, output_dim) tensor is built.
+            total = ops.cast(
+                yt_backend.bag_sum_rows(self.embeddings, ids, valid), self.compute_dtype
+            )
+        else:
             item_weights = item_weights * ops.cast(weights, self.compute_dtype)
-        total = ops.sum(vectors * ops.expand_dims(item_weights, -1), axis=1)
+            safe_ids = ops.where(valid, ids, ops.zeros_like(ids))
+            # Reads only the looked-up rows (not the whole table); row-sparse gradient.
+            vectors = ops.cast(
+                yt_backend.gather_rows(self.embeddings, safe_ids), self.compute_dtype
+            )  # (batch, L, output_dim)
+            total = ops.sum(vectors * ops.expand_dims(item_weights, -1), axis=1)
         if self.combiner == "sum":
             return total
         if self.combiner == "mean":

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_yt import backend as yt_backend
+
 _SAMPLERS = ("log_uniform", "unigram", "uniform", "in_batch")
 # Accidental hits get this logit, like `tf.nn.sampled_softmax_loss` (which adds -FLOAT_MAX).
 _ACCIDENTAL_HIT_LOGIT = float(np.finfo(np.float32).min)
@@ -46,7 +48,8 @@ class SampledSoftmax(keras.layers.Layer):
 
     Training (`call(u, labels, training=True)`) never builds the full `(batch, num_classes)`
     logits: it gathers the rows of `W` and `b` for the labels and for one shared set of sampled
-    negatives with `ops.take`, so its cost grows with `num_sampled`, not with `num_classes`, and on
+    negatives (`keras_yt.backend.gather_rows`, a gather from the variables themselves that never
+    reads the whole tables), so its cost grows with `num_sampled`, not with `num_classes`, and on
     TensorFlow the gradients w.r.t. `W` and `b` are row-sparse (`tf.IndexedSlices`). As
     `tf.nn.sampled_softmax_loss` does, the log of the expected count `Q(j)`
     of each class in the sample is subtracted from the sampled logits and from the true logit,
@@ -305,7 +308,7 @@ class SampledSoftmax(keras.layers.Layer):
             j = ops.cast(ops.maximum(ids, 1), "float32")
             return ops.log1p(1.0 / j) / math.log(self.num_classes)
         if self.sampling_probs is not None:
-            return ops.take(self.sampling_probs, ids, axis=0)
+            return yt_backend.gather_rows(self.sampling_probs, ids)
         return ops.full(ops.shape(ids), 1.0 / (self.num_classes - 1), dtype="float32")
 
     def expected_count(self, ids, num_draws: int | None = None):
@@ -357,7 +360,7 @@ class SampledSoftmax(keras.layers.Layer):
     def _biases(self, ids=None):
         if self.output_biases is None:
             return None
-        b = self.output_biases if ids is None else ops.take(self.output_biases, ids, axis=0)
+        b = self.output_biases if ids is None else yt_backend.gather_rows(self.output_biases, ids)
         return ops.cast(b, self.compute_dtype)
 
     def logits(self, u):
@@ -398,9 +401,12 @@ class SampledSoftmax(keras.layers.Layer):
 
         u = ops.cast(u, self.compute_dtype)
         # Row gathers only: cost O((batch + S) * d) and row-sparse gradients for W and b.
-        true_w = ops.cast(ops.take(self.output_embeddings, labels, axis=0), self.compute_dtype)
+        # (`gather_rows` reads only these rows of the variables, not the whole tables.)
+        true_w = ops.cast(
+            yt_backend.gather_rows(self.output_embeddings, labels), self.compute_dtype
+        )
         sampled_w = ops.cast(
-            ops.take(self.output_embeddings, sampled_ids, axis=0), self.compute_dtype
+            yt_backend.gather_rows(self.output_embeddings, sampled_ids), self.compute_dtype
         )
         true_logits = ops.sum(u * true_w, axis=-1)
         sampled_logits = ops.matmul(u, ops.transpose(sampled_w))

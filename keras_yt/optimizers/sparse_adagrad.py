@@ -67,7 +67,7 @@ class SparseAdagrad(keras.optimizers.Adagrad):
         accumulator = self._accumulators[self._get_variable_index(variable)]
         values = ops.cast(values, variable.dtype)
         lr = ops.cast(learning_rate, variable.dtype)
-        new_accumulator_rows = ops.take(accumulator, indices, axis=0) + ops.square(values)
+        new_accumulator_rows = backend.gather_rows(accumulator, indices) + ops.square(values)
         backend.scatter_assign_rows(accumulator, indices, new_accumulator_rows)
         step = lr * values / ops.sqrt(new_accumulator_rows + self.epsilon)
         backend.scatter_sub_rows(variable, indices, step)
