@@ -11,6 +11,7 @@ from keras_yt.layers.embedding_bag import EmbeddingBag
 from keras_yt.layers.quantile_normalization import QuantileNormalization
 from keras_yt.layers.weighted_logistic_regression import WeightedLogisticRegression
 from keras_yt.losses.weighted_logistic_loss import WeightedLogisticLoss
+from keras_yt.models._feature_model import FeatureModelMixin
 from keras_yt.models.presets import PresetMixin
 from keras_yt.optimizers.sparse_adagrad import SparseAdagrad
 
@@ -19,7 +20,7 @@ WATCH_HISTORY = "watch_history"
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")
-class Ranker(PresetMixin, keras.Model):
+class Ranker(FeatureModelMixin, PresetMixin, keras.Model):
     """Ranker: impression features → ReLU tower → weighted logistic regression → watch time.
 
     The impression video (`video_id`) and the user's last watched videos (`watch_history`,
@@ -140,21 +141,8 @@ class Ranker(PresetMixin, keras.Model):
         for name, layer in self.normalizers.items():
             layer.adapt(np.asarray(features[name], dtype="float32").reshape(-1))
 
-    def build(self, input_shape=None):
-        if self.built:
-            return
-        inputs = {
-            name: keras.KerasTensor((None, *shape), dtype=dtype)
-            for name, (shape, dtype) in self.feature_specs().items()
-        }
+    def _build_from_features(self, inputs):
         self.logit(inputs, training=False)
-        self.built = True
-
-    def get_build_config(self):
-        return {"input_shape": "features"}
-
-    def build_from_config(self, config):
-        self.build()
 
     def logit(self, features: dict, training: bool = False):
         """The logit of the weighted logistic regression, `(batch, 1)`."""
@@ -183,13 +171,6 @@ class Ranker(PresetMixin, keras.Model):
             loss=WeightedLogisticLoss() if loss is None else loss,
             **kwargs,
         )
-
-    def compile_from_config(self, config):
-        """Re-compiles a loaded model with its saved optimizer (`.keras` files)."""
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(optimizer=config.get("optimizer"))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not training:  # `call` returned exp(logit): the loss takes the logit.
