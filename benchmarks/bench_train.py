@@ -384,8 +384,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{row['impl']:<13}{row['num_videos']:>11,}{row['batch']:>7}{row['step_ms']:>10.1f}"
               f"{row['ms_per_1024_examples']:>12.1f}{row['peak_rss_gib']:>8.2f} G  {reps}")
     if ratios:
+        note = "" if args.full else "; smoke sizes: the targets are meant for --full"
         print(f"\ntargets (largest N = {ratios['largest_n']:,}, "
-              f"smallest N = {ratios['smallest_n']:,}):")
+              f"smallest N = {ratios['smallest_n']:,}{note}):")
         for name, t in targets.items():
             print(f"  {name:<44} {t['value']:8.2f}  target {t['target']:<7} "
                   f"{'met' if t['met'] else 'MISSED'}")

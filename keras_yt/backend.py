@@ -171,6 +171,19 @@ def row_sparse_parts(gradient):
     return unique, values
 
 
+def with_row_values(gradient, values):
+    """The row-sparse `gradient` with its row values replaced by `values` (same rows)."""
+    return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
+
+
+def unique_rows(gradient):
+    """A row-sparse `gradient` with each row once (repeated rows summed); others unchanged."""
+    rows = row_sparse_parts(gradient)
+    if rows is None:
+        return gradient
+    return tf.IndexedSlices(rows[1], rows[0], gradient.dense_shape)
+
+
 def _tf_variable(variable):
     """The `tf.Variable` behind a `keras.Variable` (itself for anything else)."""
     if isinstance(variable, keras.Variable):

@@ -10,14 +10,33 @@ from keras_yt import backend
 class SparseAdagrad(keras.optimizers.Adagrad):
     """Adagrad whose step cost does not grow with the size of an embedding table.
 
-    An embedding lookup (`ops.take`) gives a row-sparse gradient (a `tf.IndexedSlices` on the
-    TensorFlow backend): only the rows of the videos in the batch are non-zero. Keras' own
-    optimizers still touch every row of the table or of their slot variables on each step (Adam
-    updates its moments densely; Adagrad takes `sqrt` of the whole accumulator), so a 1M-video
-    table costs seconds per step. `SparseAdagrad` gives the same result as
-    `keras.optimizers.Adagrad`, but for a row-sparse gradient it sums duplicate rows, then reads
-    and writes only the touched rows of the accumulator and of the variable. Dense gradients (the
-    ReLU tower) take Adagrad's usual path.
+    An embedding lookup gives a row-sparse gradient (a `tf.IndexedSlices` on the TensorFlow
+    backend): only the rows of the videos in the batch are non-zero. Keras' own optimizers touch
+    every row of the table or of their slot variables on each step (Adam updates its moments
+    densely; Adagrad takes `sqrt` of the whole accumulator), so a 1M-video table costs seconds
+    per step. `SparseAdagrad` gives the same result as `keras.optimizers.Adagrad`, but for a
+    row-sparse gradient it sums repeated rows (`backend.row_sparse_parts`), then reads
+    (`backend.gather_rows`) and writes (`backend.scatter_assign_rows`, `scatter_sub_rows`) only
+    the touched rows of the accumulator and of the variable. Dense gradients (the ReLU tower)
+    take Adagrad's usual path.
+
+    How a step stays O(batch), not O(table rows), end to end:
+
+    * the layers look rows up with `backend.gather_rows` / `backend.bag_sum_rows` (a gather from
+      the variable itself), never with a full read of the table: once a variable has been
+      updated with a scatter, TensorFlow keeps it in copy-on-read mode, where every full read
+      (`ReadVariableOp`, what `keras.ops.take(variable, ids)` does first) copies the whole table
+      (about 0.1 s per 1M x 256 table per read on a 2-core CPU);
+    * `clipnorm`, `global_clipnorm` and `clipvalue` are applied to the summed rows (exactly the
+      dense gradient's clipping, without building it).
+
+    Still dense, O(table rows) per step, whatever the optimizer: `weight_decay`, `use_ema`,
+    `gradient_accumulation_steps`, `loss_scale_factor` and a mixed-float16
+    `LossScaleOptimizer` (they act on whole variables or densify the gradient). Other optimizers
+    in `CandidateGenerator.compile(optimizer=...)` still get row-sparse gradients, but Keras'
+    Adam, Adagrad, RMSprop, ... update their slots (and, for Adam, the table) densely: a plain
+    Keras model with a 1M x 256 table measured about 2 s/step with Adam and 0.7 s/step with
+    Adagrad on a 2-core CPU (see `docs/performance.md`).
 
     This is the default optimizer of `CandidateGenerator` and `Ranker`; use it in your own models
     with a large `EmbeddingBag` or `SampledSoftmax` in the same way as any Keras optimizer. On
@@ -58,6 +77,21 @@ class SparseAdagrad(keras.optimizers.Adagrad):
             name=name,
             **kwargs,
         )
+
+    def _clip_gradients(self, grads):
+        if not (self.clipnorm or self.global_clipnorm or self.clipvalue):
+            return grads
+        # Keras' clipping densifies row-sparse gradients (and `tf.clip_by_norm` on repeated rows
+        # uses the wrong norm). Clipping the summed rows instead gives exactly the clipped dense
+        # gradient: the zero rows add nothing to a norm and stay zero.
+        grads = [g if g is None else backend.unique_rows(g) for g in grads]
+        rows = [backend.row_sparse_parts(g) is not None for g in grads]
+        values = [g.values if is_rows else g for g, is_rows in zip(grads, rows)]
+        values = super()._clip_gradients(values)
+        return [
+            backend.with_row_values(g, v) if is_rows else v
+            for g, v, is_rows in zip(grads, values, rows)
+        ]
 
     def update_step(self, gradient, variable, learning_rate):
         rows = backend.row_sparse_parts(gradient)
