@@ -350,7 +350,11 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         """
         _checks.positive_int("k", k)
         self.build()
-        user_vectors = self.predict(features, verbose=0, batch_size=1024)
+        _checks.has_features(features, [WATCH_HISTORY], "CandidateGenerator")
+        if len(features[WATCH_HISTORY]) <= 1024:  # one compiled step: no `predict()` set-up cost
+            user_vectors = self.predict_on_batch(features)
+        else:
+            user_vectors = self.predict(features, verbose=0, batch_size=1024)
         exclude = features[WATCH_HISTORY] if exclude_watched else None
         scores, ids = self.softmax.top_k(user_vectors, k, exclude=exclude)
         return ops.convert_to_numpy(ids), ops.convert_to_numpy(scores)

@@ -6,18 +6,26 @@ import os
 from typing import Any
 
 import numpy as np
+from keras import ops
 
 from keras_yt.serving import _common
 
 FORMAT_VERSION = 1
+# Batches with fewer scores than this are ranked in numpy: a backend call costs ~0.3 ms, more
+# than the whole numpy query for one user over 100k items; larger ones gain from the backend's
+# multi-threaded top-k (5x at 1M items).
+_NUMPY_MAX_SCORES = 1 << 20
 
 
 class ExactIndex:
-    """Exact top-k of `u · W_j + b_j` by batched matrix products (numpy / BLAS).
+    """Exact top-k of `u · W_j + b_j` by batched matrix products (`keras.ops`).
 
     This is the reference for `CandidateIndex` and the right choice for small corpora. Scores of a
-    batch of user vectors are computed as one `(batch, N)` matrix product; the top k per row are
-    found with `argpartition` and then sorted.
+    batch of user vectors are computed as one `(batch, N)` matrix product and the top k per row
+    are selected with `keras.ops.top_k` on the Keras backend (multi-threaded on the TensorFlow
+    backend: about 5x faster at N = 1M than numpy's single-threaded `argpartition`); batches of
+    fewer than about a million scores are ranked in numpy, which avoids the backend's per-call
+    overhead.
 
     Ids: `from_embeddings(W, b, ids=None)` indexes every row and uses row numbers as ids;
     `from_model(model)` drops row 0 (the padding class, id 0, never recommended) and uses the row
@@ -28,7 +36,7 @@ class ExactIndex:
         b: output biases `(N,)` or None (zeros).
         ids: int64 ids `(N,)` (unique, >= 0) or None for row numbers.
         batch_size: user vectors scored per matrix product; None chooses one that keeps the
-            `(batch, N)` score matrix near 64 MB.
+            `(batch, N)` float32 score matrix near 512 MB.
 
     Example:
     >>> import numpy as np
@@ -48,6 +56,7 @@ class ExactIndex:
         self.batch_size = batch_size
         self._row_of = np.argsort(self.ids, kind="stable")
         self._sorted_ids = self.ids[self._row_of]
+        self._tensors = None  # (W.T, b) on the Keras backend, made on the first query
 
     @classmethod
     def from_embeddings(
@@ -144,22 +153,44 @@ class ExactIndex:
         k = _common.check_k(k)
         u = _common.check_user_vectors(user_vectors, self.dim)
         excl = _common.check_exclude(exclude, u.shape[0])
-        batch_size = batch_size or self.batch_size or max(1, min(4096, (1 << 24) // len(self)))
+        batch_size = batch_size or self.batch_size or max(1, min(4096, (1 << 27) // len(self)))
         n = u.shape[0]
         out_ids = np.empty((n, k), np.int64)
         out_scores = np.empty((n, k), np.float32)
         for start, stop in _common.batches(n, batch_size):
-            scores = u[start:stop] @ self.W.T
-            scores += self.b
-            if excl is not None:
-                for i in range(stop - start):
-                    ex = excl[start + i]
-                    if ex.size:
-                        scores[i, self._rows_for(ex)] = -np.inf
-            pos, vals = _common.top_k_sorted(scores, k)
-            out_ids[start:stop] = np.where(pos >= 0, self.ids[pos], _common.PAD_ID)
+            rows = None if excl is None else [self._rows_for(e) for e in excl[start:stop]]
+            if (stop - start) * len(self) < _NUMPY_MAX_SCORES:
+                pos, vals = self._top_k_numpy(u[start:stop], k, rows)
+            else:
+                pos, vals = self._top_k_backend(u[start:stop], k, rows)
+            out_ids[start:stop] = np.where(pos >= 0, self.ids[np.maximum(pos, 0)], _common.PAD_ID)
             out_scores[start:stop] = vals
         return out_ids, out_scores
+
+    def _top_k_numpy(self, u: np.ndarray, k: int, rows: list | None):
+        scores = u @ self.W.T + self.b
+        for i, r in enumerate(rows or ()):
+            scores[i, r] = -np.inf
+        return _common.top_k_sorted(scores, k)
+
+    def _top_k_backend(self, u: np.ndarray, k: int, rows: list | None):
+        if self._tensors is None:  # W transposed once: `u @ W.T` would copy W on every call
+            self._tensors = (
+                ops.convert_to_tensor(np.ascontiguousarray(self.W.T)), ops.convert_to_tensor(self.b)
+            )
+        W_t, b = self._tensors
+        scores = ops.matmul(ops.convert_to_tensor(u), W_t) + b
+        if rows is not None and sum(len(r) for r in rows):
+            users = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+            pairs = np.stack([users, np.concatenate(rows)], axis=1)
+            scores = ops.scatter_update(scores, pairs, np.full(len(pairs), -np.inf, np.float32))
+        kk = min(k, len(self))
+        vals, pos = (ops.convert_to_numpy(x) for x in ops.top_k(scores, kk))
+        pos = np.where(np.isneginf(vals), _common.PAD_ID, pos).astype(np.int64)
+        if kk < k:
+            pos = np.pad(pos, ((0, 0), (0, k - kk)), constant_values=_common.PAD_ID)
+            vals = np.pad(vals, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+        return pos, vals
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes W, b, ids and the fingerprint to an HDF5 file (atomically, no pickle).

@@ -125,6 +125,17 @@ def test_recommend_matches_brute_force_and_excludes_watched():
         assert not watched & set(ids[row])
 
 
+def test_recommend_small_and_large_batches_agree():
+    # up to 1024 users take one compiled step (predict_on_batch), more go through predict()
+    model = make_model()
+    x = make_features(1030)
+    ids, scores = model.recommend(x, k=5)
+    head = {name: value[:7] for name, value in x.items()}
+    small_ids, small_scores = model.recommend(head, k=5)
+    np.testing.assert_array_equal(small_ids, ids[:7])
+    np.testing.assert_allclose(small_scores, scores[:7], rtol=1e-5, atol=1e-5)
+
+
 def test_keras_save_load_reproduces_user_vectors_and_output_embeddings(tmp_path):
     model = make_model()
     model.compile()

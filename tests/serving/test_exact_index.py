@@ -1,8 +1,16 @@
 import numpy as np
 import pytest
 
-from keras_yt.serving import ExactIndex
+from keras_yt.serving import ExactIndex, exact_index
 from tests.serving.conftest import brute_force_top_k
+
+
+@pytest.fixture(autouse=True, params=["numpy", "backend"])
+def engine(request, monkeypatch):
+    """Every test runs on both ranking paths: numpy (small batches) and keras.ops (large)."""
+    limit = float("inf") if request.param == "numpy" else 0
+    monkeypatch.setattr(exact_index, "_NUMPY_MAX_SCORES", limit)
+    return request.param
 
 
 def _data(n=400, d=12, users=25, seed=0):
