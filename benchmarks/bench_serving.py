@@ -458,7 +458,7 @@ def _print(r: dict, k: int) -> None:
                   f"{part['p99_ms']:7.2f} {part['max_ms']:7.2f}")
     best = max((row for row in r["runs"] if row[f"recall@{k}"] >= TARGETS["recall@100"]),
                key=lambda row: row["speedup_batch1000"], default=None)
-    print("\ntargets (issue 6):")
+    print("\ntargets (issue 6; set for the paper's size, 1M x 256: --full):")
     if k == 100:
         ok = best is not None and best["speedup_batch1000"] >= TARGETS["speedup_batch1000"]
         got = "no epsilon reached it" if best is None else (

@@ -1,6 +1,7 @@
 """Serving the candidate generator: top-k of `u · W_j + b_j` over the output video embeddings.
 
-* `ExactIndex` — brute-force batched maximum-inner-product search (numpy / BLAS); the reference.
+* `ExactIndex` — brute-force batched maximum-inner-product search (matrix product + top-k); the
+  reference.
 * `CandidateIndex` — approximate search with PyNNDescent (exact bias-folding reduction),
   saved and loaded as HDF5 without pickle.
 * `export_saved_model(model, path)` — SavedModel of the user tower / the ranker.

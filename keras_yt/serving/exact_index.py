@@ -23,7 +23,7 @@ class ExactIndex:
     This is the reference for `CandidateIndex` and the right choice for small corpora. Scores of a
     batch of user vectors are computed as one `(batch, N)` matrix product and the top k per row
     are selected with `keras.ops.top_k` on the Keras backend (multi-threaded on the TensorFlow
-    backend: about 5x faster at N = 1M than numpy's single-threaded `argpartition`); batches of
+    backend: about 4.5x faster at N = 1M than numpy's single-threaded `argpartition`); batches of
     fewer than about a million scores are ranked in numpy, which avoids the backend's per-call
     overhead.
 
