@@ -1,4 +1,4 @@
-"""Lets `fit/evaluate/predict` take numpy string features (search queries)."""
+"""Lets `fit/evaluate/predict/predict_on_batch` take numpy string features (search queries)."""
 
 from keras_yt import backend
 
@@ -14,3 +14,6 @@ class StringFeaturesMixin:
 
     def predict(self, x, *args, **kwargs):
         return super().predict(backend.strings_to_tensors(x), *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        return super().predict_on_batch(backend.strings_to_tensors(x))

@@ -145,17 +145,24 @@ def exclusion_mask(
 def top_k_sorted(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Column positions and values of the k largest entries per row, descending.
 
-    Entries equal to `-inf` are ineligible: their positions come back as -1. When a row has
-    fewer than k columns, the result is padded with position -1 and score `-inf`.
+    Equal scores come lowest column first (as `keras.ops.top_k` orders them). Entries equal to
+    `-inf` are ineligible: their positions come back as -1. When a row has fewer than k
+    columns, the result is padded with position -1 and score `-inf`.
     """
     n, m = scores.shape
     kk = min(k, m)
     if kk < m:
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        # argpartition keeps an arbitrary subset of the entries tied with the k-th largest
+        selected = np.take_along_axis(scores, part, axis=1)
+        kth = selected.min(axis=1, keepdims=True)
+        tied = (scores == kth).sum(axis=1) > (selected == kth).sum(axis=1)
+        for row in np.flatnonzero(tied):
+            part[row] = np.argsort(-scores[row], kind="stable")[:kk]
     else:
         part = np.broadcast_to(np.arange(m), (n, m))
     vals = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
+    order = np.lexsort((part, -vals), axis=1)
     pos = np.take_along_axis(part, order, axis=1).astype(np.int64)
     vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
     pos[np.isneginf(vals)] = PAD_ID

@@ -11,10 +11,10 @@ from keras import ops
 from keras_yt.serving import _common
 
 FORMAT_VERSION = 1
-# Batches with fewer scores than this are ranked in numpy: a backend call costs ~0.3 ms, more
-# than the whole numpy query for one user over 100k items; larger ones gain from the backend's
-# multi-threaded top-k (5x at 1M items).
-_NUMPY_MAX_SCORES = 1 << 20
+# Batches with fewer scores than this are ranked in numpy: a backend call costs ~0.3 ms, about
+# what numpy needs for one user over 100k items; larger ones gain from the backend's matrix
+# product on a transposed copy of W and its multi-threaded top-k (4.5x at 1000 x 1M scores).
+_NUMPY_MAX_SCORES = 1 << 17
 
 
 class ExactIndex:
@@ -24,8 +24,9 @@ class ExactIndex:
     batch of user vectors are computed as one `(batch, N)` matrix product and the top k per row
     are selected with `keras.ops.top_k` on the Keras backend (multi-threaded on the TensorFlow
     backend: about 4.5x faster at N = 1M than numpy's single-threaded `argpartition`); batches of
-    fewer than about a million scores are ranked in numpy, which avoids the backend's per-call
-    overhead.
+    fewer than about 130,000 scores are ranked in numpy, which avoids the backend's per-call
+    overhead. Both rank equal scores by row order. The first backend query keeps a transposed
+    copy of W on the backend (as large as W).
 
     Ids: `from_embeddings(W, b, ids=None)` indexes every row and uses row numbers as ids;
     `from_model(model)` drops row 0 (the padding class, id 0, never recommended) and uses the row
@@ -36,7 +37,8 @@ class ExactIndex:
         b: output biases `(N,)` or None (zeros).
         ids: int64 ids `(N,)` (unique, >= 0) or None for row numbers.
         batch_size: user vectors scored per matrix product; None chooses one that keeps the
-            `(batch, N)` float32 score matrix near 512 MB.
+            `(batch, N)` float32 score matrix near 512 MB (the backend briefly holds two or
+            three such matrices).
 
     Example:
     >>> import numpy as np
@@ -56,7 +58,7 @@ class ExactIndex:
         self.batch_size = batch_size
         self._row_of = np.argsort(self.ids, kind="stable")
         self._sorted_ids = self.ids[self._row_of]
-        self._tensors = None  # (W.T, b) on the Keras backend, made on the first query
+        self._tensors = None  # (W, b, W.T, b on the Keras backend), made on the first query
 
     @classmethod
     def from_embeddings(
@@ -174,11 +176,12 @@ class ExactIndex:
         return _common.top_k_sorted(scores, k)
 
     def _top_k_backend(self, u: np.ndarray, k: int, rows: list | None):
-        if self._tensors is None:  # W transposed once: `u @ W.T` would copy W on every call
-            self._tensors = (
-                ops.convert_to_tensor(np.ascontiguousarray(self.W.T)), ops.convert_to_tensor(self.b)
-            )
-        W_t, b = self._tensors
+        cached = self._tensors
+        if cached is None or cached[0] is not self.W or cached[1] is not self.b:
+            # W transposed once: `u @ W.T` would copy W on every call
+            W_t = ops.convert_to_tensor(np.ascontiguousarray(self.W.T))
+            self._tensors = (self.W, self.b, W_t, ops.convert_to_tensor(self.b))
+        W_t, b = self._tensors[2:]
         scores = ops.matmul(ops.convert_to_tensor(u), W_t) + b
         if rows is not None and sum(len(r) for r in rows):
             users = np.repeat(np.arange(len(rows)), [len(r) for r in rows])

@@ -136,6 +136,18 @@ def test_recommend_small_and_large_batches_agree():
     np.testing.assert_allclose(small_scores, scores[:7], rtol=1e-5, atol=1e-5)
 
 
+def test_recommend_takes_python_lists_of_query_strings():
+    model = make_model()
+    x = make_features(4)
+    as_lists = dict(x, search_history=x["search_history"].tolist())
+    np.testing.assert_array_equal(model.recommend(as_lists, k=5)[0], model.recommend(x, k=5)[0])
+    tower = model.user_model()
+    served = {k: v for k, v in as_lists.items() if k != "example_age"}
+    np.testing.assert_allclose(
+        tower.predict_on_batch(served), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_keras_save_load_reproduces_user_vectors_and_output_embeddings(tmp_path):
     model = make_model()
     model.compile()

@@ -32,6 +32,17 @@ def test_matches_full_sort(batch_size):
     assert (np.diff(scores, axis=1) <= 0).all()
 
 
+@pytest.mark.parametrize("k", [3, 6, 12])
+def test_equal_scores_come_in_row_order(k):
+    # duplicated rows tie; the k-th place may fall inside a group of ties
+    rng = np.random.default_rng(3)
+    W = np.repeat(rng.normal(size=(4, 5)).astype(np.float32), 3, axis=0)
+    U = rng.normal(size=(6, 5)).astype(np.float32)
+    ids, scores = ExactIndex.from_embeddings(W).query(U, k=k)
+    expected = np.argsort(-(U @ W.T), axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(ids, expected)
+
+
 def test_custom_ids_and_exclusion_keeps_k():
     W, b, U = _data()
     custom = np.arange(len(W)) * 3 + 10
