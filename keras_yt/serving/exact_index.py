@@ -183,8 +183,9 @@ class ExactIndex:
             self._tensors = (self.W, self.b, W_t, ops.convert_to_tensor(self.b))
         W_t, b = self._tensors[2:]
         scores = ops.matmul(ops.convert_to_tensor(u), W_t) + b
-        if rows is not None and sum(len(r) for r in rows):
-            users = np.repeat(np.arange(len(rows)), [len(r) for r in rows])
+        counts = [len(r) for r in rows] if rows is not None else [0]
+        if sum(counts):
+            users = np.repeat(np.arange(len(rows)), counts)
             pairs = np.stack([users, np.concatenate(rows)], axis=1)
             scores = ops.scatter_update(scores, pairs, np.full(len(pairs), -np.inf, np.float32))
         kk = min(k, len(self))
