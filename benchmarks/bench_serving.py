@@ -78,23 +78,20 @@ def _qps(index, U: np.ndarray, k: int, batch: int, seconds: float, repeats: int,
     return float(np.median(rates))
 
 
-def _numpy_brute_force(W: np.ndarray, b: np.ndarray, U: np.ndarray, k: int) -> np.ndarray:
-    """The textbook baseline: BLAS products, `argpartition`, sort (numpy, 64 users at a time)."""
-    out = []
-    for start in range(0, len(U), 64):
-        scores = U[start : start + 64] @ W.T + b
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-        out.append(np.take_along_axis(top, order, axis=1))
-    return np.concatenate(out)
-
-
 class _NumpyBruteForce:
+    """The textbook baseline: BLAS products, `argpartition`, sort (numpy, 64 users at a time)."""
+
     def __init__(self, W: np.ndarray, b: np.ndarray):
         self.W, self.b = W, b
 
     def query(self, U: np.ndarray, k: int):
-        return _numpy_brute_force(self.W, self.b, U, k), None
+        out = []
+        for start in range(0, len(U), 64):
+            scores = U[start : start + 64] @ self.W.T + self.b
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+            out.append(np.take_along_axis(top, order, axis=1))
+        return np.concatenate(out), None
 
 
 def _percentiles_ms(seconds: list[float]) -> dict:
@@ -466,12 +463,12 @@ def _print(r: dict, k: int) -> None:
             f"{best['speedup_batch1000']:.1f}x at epsilon {best['epsilon']}")
         print(f"  recall@100 >= 0.95 at >= 10x brute-force (ExactIndex) batched q/s: {got} "
               f"[{'met' if ok else 'MISSED'}]")
-    build = r.get("cold_build_seconds", r["build_seconds"])
-    print(f"  build <= 600 s: {build:.0f} s [{'met' if build <= 600 else 'MISSED'}]")
+    build, limit = r.get("cold_build_seconds", r["build_seconds"]), TARGETS["build_seconds"]
+    print(f"  build <= {limit:.0f} s: {build:.0f} s [{'met' if build <= limit else 'MISSED'}]")
     if e2e:
-        p99 = e2e["saved_model"]["end_to_end"]["p99_ms"]
-        print(f"  single-user end-to-end p99 <= 10 ms: {p99:.2f} ms "
-              f"[{'met' if p99 <= 10 else 'MISSED'}]")
+        p99, limit = e2e["saved_model"]["end_to_end"]["p99_ms"], TARGETS["p99_ms"]
+        print(f"  single-user end-to-end p99 <= {limit:.0f} ms: {p99:.2f} ms "
+              f"[{'met' if p99 <= limit else 'MISSED'}]")
 
 
 if __name__ == "__main__":

@@ -153,15 +153,16 @@ def top_k_sorted(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     kk = min(k, m)
     if kk < m:
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        vals = np.take_along_axis(scores, part, axis=1)
         # argpartition keeps an arbitrary subset of the entries tied with the k-th largest
-        selected = np.take_along_axis(scores, part, axis=1)
-        kth = selected.min(axis=1, keepdims=True)
-        tied = (scores == kth).sum(axis=1) > (selected == kth).sum(axis=1)
+        kth = vals.min(axis=1, keepdims=True)
+        tied = (scores == kth).sum(axis=1) > (vals == kth).sum(axis=1)
         for row in np.flatnonzero(tied):
             part[row] = np.argsort(-scores[row], kind="stable")[:kk]
+            vals[row] = scores[row, part[row]]
     else:
         part = np.broadcast_to(np.arange(m), (n, m))
-    vals = np.take_along_axis(scores, part, axis=1)
+        vals = scores
     order = np.lexsort((part, -vals), axis=1)
     pos = np.take_along_axis(part, order, axis=1).astype(np.int64)
     vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
