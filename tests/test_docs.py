@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 MARKDOWN = [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
 SUBPACKAGES = ("layers", "losses", "models", "metrics", "optimizers", "serving", "data",
+               "evaluation", "training",
                "datasets")
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<ticks>`{3,}|~{3,})(?P<info>[^`\n]*)$")
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?(?P<target>[^)\s>]+)>?(?:\s+\"[^\"]*\")?\)")
