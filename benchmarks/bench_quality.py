@@ -203,7 +203,7 @@ def _plot(curves: dict, path: str) -> None:
     ax.set_ylabel("HR@k (watched movies removed)")
     ax.set_title("MovieLens-100K, leave-last-out, full ranking")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=120)
