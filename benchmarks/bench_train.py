@@ -14,10 +14,10 @@ a softmax over all videos), each configuration in its own subprocess so that its
   training (same optimizer; the output embeddings then get dense gradients).
 * `ours_jax` (`--backend jax`): `ours` with `KERAS_BACKEND=jax`: the same `model.fit`; JAX
   gradients of the embedding tables are dense, so `SparseAdagrad` takes Adagrad's dense path.
-* `jax_row_sparse` (`--backend jax`): the same model on JAX, trained by a jitted step that
-  takes the gradients with respect to the rows read (`keras_yt.backend.jax.capture_rows`) instead
-  of the whole tables, and applies Adagrad to those rows only (`.at[rows]` scatters into donated
-  buffers): the route to row-sparse updates on JAX.
+* `jax_row_sparse` (`--backend jax`): the same model on JAX, trained by
+  `keras_yt.backend.jax.RowSparseAdagrad`, a jitted step that takes the gradients with respect
+  to the rows read (`capture_rows`) instead of the whole tables and applies Adagrad to those
+  rows only (`.at[rows]` scatters into donated buffers): the route to row-sparse updates on JAX.
 
 Step time = median over the timed steps (after warm-up) of the wall time of one step; with
 `--repeats R` every configuration runs R times (interleaved) and the median of the R medians is
@@ -155,12 +155,11 @@ def _run_keras(cfg: dict) -> dict:
 
 
 def _run_jax_row_sparse(cfg: dict) -> dict:
-    """`CandidateGenerator` on JAX, trained by a jitted step with row-sparse Adagrad updates."""
-    import jax
+    """`CandidateGenerator` on JAX, trained by `keras_yt.backend.jax.RowSparseAdagrad`."""
     import jax.numpy as jnp
-    import keras
+    from keras import ops
 
-    from keras_yt.backend import jax as yt_jax
+    from keras_yt.backend.jax import RowSparseAdagrad
     from keras_yt.models import CandidateGenerator
 
     model = CandidateGenerator(
@@ -174,74 +173,21 @@ def _run_jax_row_sparse(cfg: dict) -> dict:
     model.build()
     softmax = model.softmax
     tables = [model.watch_embedding.embeddings, softmax.output_embeddings, softmax.output_biases]
-    dense = [v for v in model.trainable_variables if not any(v is t for t in tables)]
-    others = list(model.non_trainable_variables)
-    lr, eps, initial_accumulator = 0.2, 1e-7, 0.1  # SparseAdagrad(0.2), compile()'s default
-    lookup_tables: list[int] = []  # table index of each lookup, recorded at trace time
 
-    def loss_and_rows(dense_values, deltas, table_values, other_values, x, y):
-        mapping = [*zip(dense, dense_values), *zip(tables, table_values),
-                   *zip(others, other_values)]
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            with yt_jax.capture_rows(tables, deltas) as capture:
-                u = model(x, training=True)
-                loss = jnp.mean(softmax(u, labels=y, training=True))
-        lookup_tables[:] = [next(k for k, t in enumerate(tables) if t is v)
-                            for v, _ in capture.lookups]
-        new_others = [scope.get_current_value(v) for v in others]
-        new_others = [o if n is None else n for o, n in zip(other_values, new_others)]
-        return loss, ([ids for _, ids in capture.lookups], new_others)
+    def loss_fn(model, x, y):
+        return ops.mean(model.softmax(model(x, training=True), labels=y, training=True))
 
-    def step(state, x, y):
-        dense_values, dense_acc, table_values, table_acc, other_values = state
-        # Trace once without deltas to learn the lookups' shapes, then make the zero deltas.
-        ids_shapes, _ = jax.eval_shape(
-            lambda *a: loss_and_rows(*a)[1], dense_values, None, table_values, other_values, x, y
-        )
-        deltas = [
-            jnp.zeros((ids.shape[0], *tables[k].shape[1:]), tables[k].dtype)
-            for ids, k in zip(ids_shapes, lookup_tables)
-        ]
-        (loss, (lookup_ids, other_values)), (g_dense, g_rows) = jax.value_and_grad(
-            loss_and_rows, argnums=(0, 1), has_aux=True
-        )(dense_values, deltas, table_values, other_values, x, y)
-        dense_acc = [a + g * g for a, g in zip(dense_acc, g_dense)]
-        dense_values = [v - lr * g / jnp.sqrt(a + eps)
-                        for v, g, a in zip(dense_values, g_dense, dense_acc)]
-        table_values, table_acc = list(table_values), list(table_acc)
-        for k, table in enumerate(table_values):
-            picked = [i for i, t in enumerate(lookup_tables) if t == k]
-            if not picked:
-                continue
-            ids = jnp.concatenate([lookup_ids[i] for i in picked])
-            grads = jnp.concatenate([g_rows[i] for i in picked])
-            n = ids.shape[0]
-            unique, inverse = jnp.unique(ids, size=n, fill_value=table.shape[0],
-                                         return_inverse=True)
-            summed = jax.ops.segment_sum(grads, inverse.reshape(-1), num_segments=n)
-            acc_rows = table_acc[k].at[unique].get(mode="fill", fill_value=0) + summed**2
-            table_acc[k] = table_acc[k].at[unique].set(acc_rows, mode="drop")
-            table_values[k] = table.at[unique].add(-lr * summed / jnp.sqrt(acc_rows + eps),
-                                                   mode="drop")
-        return loss, (dense_values, dense_acc, table_values, table_acc, other_values)
-
-    train_step = jax.jit(step, donate_argnums=0)
-    values = lambda vs: [v.value for v in vs]  # noqa: E731
-    state = (
-        values(dense),
-        [jnp.full(v.shape, initial_accumulator, v.dtype) for v in dense],
-        values(tables),
-        [jnp.full(v.shape, initial_accumulator, v.dtype) for v in tables],
-        values(others),
-    )
+    # SparseAdagrad(0.2), the default of CandidateGenerator.compile().
+    trainer = RowSparseAdagrad(model, tables, loss_fn, learning_rate=0.2)
+    state = trainer.initial_state()
     history, age, labels = _batches(cfg)
     batches = [({"watch_history": jnp.asarray(history[i]), "example_age": jnp.asarray(age[i])},
                 jnp.asarray(labels[i])) for i in range(4)]
     times, losses = [], []
     for i in range(cfg["warmup"] + cfg["steps"]):
         start = time.perf_counter()
-        loss, state = train_step(state, *batches[i % 4])
-        losses.append(float(loss))
+        loss, state = trainer.step(state, *batches[i % 4])
+        losses.append(float(loss))  # waits for the step
         times.append(time.perf_counter() - start)
     return {"step_times_ms": [1000 * t for t in times[cfg["warmup"] :]],
             "row_wise_variables": [f"{v.name} {tuple(v.shape)}" for v in tables],

@@ -32,6 +32,7 @@ from keras_yt.backend.generic import (
 )
 
 __all__ = [
+    "RowSparseAdagrad",
     "bag_sum_rows",
     "capture_rows",
     "gather_rows",
@@ -155,3 +156,143 @@ def bag_sum_rows(table, ids, valid):
     safe_ids = ops.where(valid, ids, ops.zeros_like(ids))
     vectors = gather_rows(table, safe_ids)
     return ops.einsum("bl,bld->bd", ops.cast(valid, vectors.dtype), vectors)
+
+
+class RowSparseAdagrad:
+    """A jitted JAX training step with Adagrad updates of only the rows read of `tables`.
+
+    The route to row-sparse training on JAX, where `jax.grad` of a table is table-sized: the
+    forward pass runs under `capture_rows(tables, deltas)`, the gradient is taken with respect
+    to the rows read (the `deltas`) and to the other trainable variables, and Adagrad
+    (`SparseAdagrad`'s rule) updates the summed rows of the tables and of their accumulators with
+    `.at[rows]` scatters into donated buffers; the other variables get dense Adagrad. A step
+    costs O(rows read), not O(table rows). It is a custom training loop, not `model.fit`:
+
+    Args:
+        model: a built Keras model.
+        tables: the model's embedding variables to update row-wise (e.g. the watch-history
+            table, the output embeddings and biases).
+        loss_fn: `loss_fn(model, x, y) -> scalar`, the training loss (run in a stateless scope).
+        learning_rate: Adagrad learning rate.
+        initial_accumulator_value: starting value of the accumulators.
+        epsilon: Adagrad's epsilon.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_yt.layers import EmbeddingBag
+    >>> bag = EmbeddingBag(1000, 4)
+    >>> model = keras.Sequential([keras.Input((3,), dtype="int32"), bag, keras.layers.Dense(1)])
+    >>> trainer = RowSparseAdagrad(
+    ...     model, [bag.embeddings], lambda m, x, y: keras.ops.mean((m(x) - y) ** 2), 0.1)
+    >>> state = trainer.initial_state()
+    >>> loss, state = trainer.step(state, np.array([[1, 2, 0]]), np.ones((1, 1)))
+    >>> trainer.write_back(state)
+    """
+
+    def __init__(
+        self,
+        model,
+        tables,
+        loss_fn,
+        learning_rate: float = 0.05,
+        initial_accumulator_value: float = 0.1,
+        epsilon: float = 1e-7,
+    ):
+        import jax
+
+        self.model = model
+        self.tables = list(tables)
+        self.dense = [
+            v for v in model.trainable_variables if not any(v is t for t in self.tables)
+        ]
+        self.others = list(model.non_trainable_variables)
+        self.loss_fn = loss_fn
+        self.learning_rate = learning_rate
+        self.initial_accumulator_value = initial_accumulator_value
+        self.epsilon = epsilon
+        self._lookup_tables: list[int] = []
+        self.step = jax.jit(self._step, donate_argnums=0)
+
+    def initial_state(self):
+        """`(dense values, dense accumulators, table values, table accumulators, others)`."""
+        import jax.numpy as jnp
+
+        def fill(variables):
+            return [jnp.full(v.shape, self.initial_accumulator_value, v.dtype) for v in variables]
+
+        return (
+            [v.value for v in self.dense],
+            fill(self.dense),
+            [v.value for v in self.tables],
+            fill(self.tables),
+            [v.value for v in self.others],
+        )
+
+    def write_back(self, state) -> None:
+        """Assigns the trained values of `state` to the model's variables."""
+        dense_values, _, table_values, _, other_values = state
+        for variables, values in (
+            (self.dense, dense_values), (self.tables, table_values), (self.others, other_values)
+        ):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+
+    def _loss_and_rows(self, dense_values, deltas, table_values, other_values, x, y):
+        mapping = [
+            *zip(self.dense, dense_values),
+            *zip(self.tables, table_values),
+            *zip(self.others, other_values),
+        ]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            with capture_rows(self.tables, deltas) as capture:
+                loss = self.loss_fn(self.model, x, y)
+        self._lookup_tables[:] = [
+            next(k for k, t in enumerate(self.tables) if t is v) for v, _ in capture.lookups
+        ]
+        new_others = [scope.get_current_value(v) for v in self.others]
+        new_others = [o if n is None else n for o, n in zip(other_values, new_others)]
+        return loss, ([ids for _, ids in capture.lookups], new_others)
+
+    def _step(self, state, x, y):
+        import jax
+        import jax.numpy as jnp
+
+        dense_values, dense_acc, table_values, table_acc, other_values = state
+        lr, eps = self.learning_rate, self.epsilon
+        # A shape-only pass records the lookups; then one zero delta per lookup.
+        shapes, _ = jax.eval_shape(
+            lambda *a: self._loss_and_rows(*a)[1],
+            dense_values, None, table_values, other_values, x, y,
+        )
+        deltas = [
+            jnp.zeros((ids.shape[0], *self.tables[k].shape[1:]), self.tables[k].dtype)
+            for ids, k in zip(shapes, self._lookup_tables)
+        ]
+        (loss, (lookup_ids, other_values)), (g_dense, g_rows) = jax.value_and_grad(
+            self._loss_and_rows, argnums=(0, 1), has_aux=True
+        )(dense_values, deltas, table_values, other_values, x, y)
+        dense_acc = [a + g * g for a, g in zip(dense_acc, g_dense)]
+        dense_values = [
+            v - lr * g / jnp.sqrt(a + eps) for v, g, a in zip(dense_values, g_dense, dense_acc)
+        ]
+        table_values, table_acc = list(table_values), list(table_acc)
+        for k, table in enumerate(table_values):
+            picked = [i for i, t in enumerate(self._lookup_tables) if t == k]
+            if not picked:
+                continue
+            ids = jnp.concatenate([lookup_ids[i] for i in picked])
+            grads = jnp.concatenate([g_rows[i] for i in picked]).astype(table.dtype)
+            n = ids.shape[0]
+            # Repeated rows are summed first (the dense gradient's rows), padded with an
+            # out-of-range id whose reads give 0 and whose writes are dropped.
+            unique, inverse = jnp.unique(
+                ids, size=n, fill_value=table.shape[0], return_inverse=True
+            )
+            summed = jax.ops.segment_sum(grads, inverse.reshape(-1), num_segments=n)
+            acc_rows = table_acc[k].at[unique].get(mode="fill", fill_value=0) + summed**2
+            table_acc[k] = table_acc[k].at[unique].set(acc_rows, mode="drop")
+            table_values[k] = table.at[unique].add(
+                -lr * summed / jnp.sqrt(acc_rows + eps), mode="drop"
+            )
+        return loss, (dense_values, dense_acc, table_values, table_acc, other_values)

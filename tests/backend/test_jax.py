@@ -67,3 +67,50 @@ def test_captured_row_gradients_scatter_to_the_dense_gradient():
                 scattered = scattered.at[i].add(g)
         np.testing.assert_allclose(scattered, dense[k], rtol=1e-5, atol=1e-6)
     assert [k for k, _ in lookups].count(1) == 2  # W: labels and negatives
+
+
+def test_row_sparse_adagrad_steps_equal_fit_with_sparse_adagrad():
+    """`RowSparseAdagrad` (row-wise updates of the tables) trains a `CandidateGenerator` exactly
+    like `model.fit` with `SparseAdagrad` (dense gradients on JAX), same sampled negatives."""
+    from keras import ops
+
+    from keras_yt.backend.jax import RowSparseAdagrad
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.optimizers import SparseAdagrad
+
+    def make():
+        model = CandidateGenerator(num_videos=300, video_embedding_dim=8, max_history=6,
+                                   hidden_units=(16, 8), num_sampled=20, seed=4)
+        model.build()
+        return model
+
+    keras.utils.set_random_seed(0)
+    fitted, stepped = make(), make()
+    stepped.set_weights(fitted.get_weights())
+    rng = np.random.default_rng(0)
+    x = {"watch_history": rng.integers(0, 300, size=(32, 6)).astype("int32"),
+         "example_age": rng.uniform(0, 30, size=32).astype("float32")}
+    y = rng.integers(1, 300, size=32).astype("int32")
+
+    fitted.compile(optimizer=SparseAdagrad(0.2))
+    fitted.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+
+    tables = [stepped.watch_embedding.embeddings, stepped.softmax.output_embeddings,
+              stepped.softmax.output_biases]
+
+    def loss_fn(model, x, y):
+        return ops.mean(model.softmax(model(x, training=True), labels=y, training=True))
+
+    initial = ops.convert_to_numpy(stepped.softmax.output_embeddings).copy()
+    trainer = RowSparseAdagrad(stepped, tables, loss_fn, learning_rate=0.2)
+    state = trainer.initial_state()
+    for _ in range(3):
+        _, state = trainer.step(state, x, y)
+    trainer.write_back(state)
+    for a, b in zip(fitted.trainable_variables, stepped.trainable_variables):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(b), ops.convert_to_numpy(a), rtol=1e-4, atol=1e-5,
+            err_msg=a.path,
+        )
+    moved = np.any(ops.convert_to_numpy(stepped.softmax.output_embeddings) != initial, axis=1)
+    assert set(y.tolist()) <= set(np.flatnonzero(moved).tolist())

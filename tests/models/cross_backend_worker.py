@@ -72,9 +72,14 @@ def serving_features(kind: str) -> dict:
 
 
 def predict(model, kind: str) -> np.ndarray:
+    """User vectors (candidate generator) or logits = log(expected watch time) (ranker).
+
+    The ranker's logits are compared rather than exp(logit) (values up to ~40 here, where
+    float32's spacing alone is 4e-6).
+    """
     if kind == "candidate":
         return model.user_model().predict(serving_features(kind), verbose=0)
-    return model.predict(serving_features(kind), verbose=0)
+    return np.log(model.predict(serving_features(kind), verbose=0))
 
 
 def train(kind: str, out_dir: str) -> None:
