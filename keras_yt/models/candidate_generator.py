@@ -311,11 +311,11 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logits = getattr(self, "_full_logits", None)
+        object.__setattr__(self, "_full_logits", None)
         if self._loss_is_sampled:
             # Retrieval metrics need the full logits: computed in evaluation only.
             return {"loss": self._loss_tracker.result()} if self._loss_tracker else {}
-        logits = getattr(self, "_full_logits", None)
-        object.__setattr__(self, "_full_logits", None)
         if logits is None:
             logits = self.softmax.logits(y_pred)
         is_padding = ops.expand_dims(ops.arange(self.num_videos) == 0, 0)
