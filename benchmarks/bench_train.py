@@ -12,6 +12,12 @@ a softmax over all videos), each configuration in its own subprocess so that its
   `tf.function` per step.
 * `full_softmax`: `CandidateGenerator` with the full softmax cross-entropy over all N logits in
   training (same optimizer; the output embeddings then get dense gradients).
+* `ours_jax` (`--backend jax`): `ours` with `KERAS_BACKEND=jax`: the same `model.fit`; JAX
+  gradients of the embedding tables are dense, so `SparseAdagrad` takes Adagrad's dense path.
+* `jax_row_sparse` (`--backend jax`): the same model on JAX, trained by
+  `keras_yt.backend.jax.RowSparseAdagrad`, a jitted step that takes the gradients with respect
+  to the rows read (`capture_rows`) instead of the whole tables and applies Adagrad to those
+  rows only (`.at[rows]` scatters into donated buffers): the route to row-sparse updates on JAX.
 
 Step time = median over the timed steps (after warm-up) of the wall time of one step; with
 `--repeats R` every configuration runs R times (interleaved) and the median of the R medians is
@@ -30,6 +36,7 @@ benchmarks/results/train.json).
 
     python benchmarks/bench_train.py
     python benchmarks/bench_train.py --full --repeats 3
+    python benchmarks/bench_train.py --full --backend tensorflow jax --impls ours tf_peer
 """
 
 from __future__ import annotations
@@ -47,12 +54,14 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPLS = ("ours", "tf_peer", "full_softmax")
+JAX_IMPLS = ("ours_jax", "jax_row_sparse")
 
 TARGETS = {
     "ours_vs_peer_at_largest_n": ("<=", 1.0),
     "ours_largest_vs_smallest_n": ("<=", 1.5),
     "full_vs_sampled_per_example_at_largest_n": (">=", 50.0),
     "ours_peak_rss_gib_at_largest_n": ("<=", 8.0),
+    "jax_vs_tf_at_largest_n": ("<=", 2.0),
 }
 
 
@@ -135,12 +144,54 @@ def _run_keras(cfg: dict) -> dict:
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
+            if keras.backend.backend() == "jax":
+                float(logs["loss"])  # wait for the (asynchronously dispatched) step to finish
             times.append(time.perf_counter() - self.start)
 
     steps = cfg["warmup"] + cfg["steps"]
     model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[Timer()])
     return {"step_times_ms": [1000 * t for t in times[cfg["warmup"] :]],
             "row_wise_variables": sorted(row_wise)}
+
+
+def _run_jax_row_sparse(cfg: dict) -> dict:
+    """`CandidateGenerator` on JAX, trained by `keras_yt.backend.jax.RowSparseAdagrad`."""
+    import jax.numpy as jnp
+    from keras import ops
+
+    from keras_yt.backend.jax import RowSparseAdagrad
+    from keras_yt.models import CandidateGenerator
+
+    model = CandidateGenerator(
+        num_videos=cfg["num_videos"],
+        video_embedding_dim=cfg["dim"],
+        max_history=cfg["history"],
+        hidden_units=tuple(cfg["hidden"]),
+        num_sampled=cfg["num_sampled"],
+        seed=0,
+    )
+    model.build()
+    softmax = model.softmax
+    tables = [model.watch_embedding.embeddings, softmax.output_embeddings, softmax.output_biases]
+
+    def loss_fn(model, x, y):
+        return ops.mean(model.softmax(model(x, training=True), labels=y, training=True))
+
+    # SparseAdagrad(0.2), the default of CandidateGenerator.compile().
+    trainer = RowSparseAdagrad(model, tables, loss_fn, learning_rate=0.2)
+    state = trainer.initial_state()
+    history, age, labels = _batches(cfg)
+    batches = [({"watch_history": jnp.asarray(history[i]), "example_age": jnp.asarray(age[i])},
+                jnp.asarray(labels[i])) for i in range(4)]
+    times, losses = [], []
+    for i in range(cfg["warmup"] + cfg["steps"]):
+        start = time.perf_counter()
+        loss, state = trainer.step(state, *batches[i % 4])
+        losses.append(float(loss))  # waits for the step
+        times.append(time.perf_counter() - start)
+    return {"step_times_ms": [1000 * t for t in times[cfg["warmup"] :]],
+            "row_wise_variables": [f"{v.name} {tuple(v.shape)}" for v in tables],
+            "losses": losses}
 
 
 def _run_tf_peer(cfg: dict) -> dict:
@@ -207,7 +258,8 @@ def worker(cfg: dict) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     start = time.perf_counter()
     _reset_peak_rss()
-    result = _run_tf_peer(cfg) if cfg["impl"] == "tf_peer" else _run_keras(cfg)
+    runners = {"tf_peer": _run_tf_peer, "jax_row_sparse": _run_jax_row_sparse}
+    result = runners.get(cfg["impl"], _run_keras)(cfg)
     times = result["step_times_ms"]
     result.update(
         config=cfg,
@@ -235,8 +287,13 @@ def _configs(args) -> list[dict]:
     if args.steps:
         base["steps"] = args.steps
     base["ids"] = args.ids
+    impls = [i for i in args.impls if i not in JAX_IMPLS] if "tensorflow" in args.backend else []
+    if "jax" in args.backend:
+        impls += [i for i in args.impls if i in JAX_IMPLS] or list(JAX_IMPLS)
+        if "tensorflow" not in args.backend:
+            impls += [i for i in args.impls if i == "tf_peer"]  # the TF peer, for reference
     configs = []
-    for impl in args.impls:
+    for impl in impls:
         for n in full_sizes if impl == "full_softmax" else sizes:
             cfg = dict(base, impl=impl, num_videos=n)
             if impl == "full_softmax":
@@ -247,11 +304,15 @@ def _configs(args) -> list[dict]:
     return configs
 
 
+def _backend(cfg: dict) -> str:
+    return "jax" if cfg["impl"] in JAX_IMPLS else "tensorflow"
+
+
 def _run_workers(configs: list[dict], timeout: float) -> list[dict]:
     """Runs `configs` one after the other in one subprocess; one result (or error) each."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(configs)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=ROOT + os.pathsep
-               + os.environ.get("PYTHONPATH", ""))
+               + os.environ.get("PYTHONPATH", ""), KERAS_BACKEND=_backend(configs[0]))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -274,6 +335,7 @@ def _summarise(runs: list[dict]) -> dict:
     step = statistics.median(medians)
     return {
         "impl": cfg["impl"],
+        "backend": _backend(cfg),
         "num_videos": cfg["num_videos"],
         "batch": cfg["batch"],
         "step_ms": step,
@@ -307,6 +369,12 @@ def _ratios(rows: dict) -> dict:
         # Lower bound that does not scale the full softmax's (smaller) batch up.
         out["full_vs_sampled_per_step_at_largest_n"] = full[big]["step_ms"] / ours[big]["step_ms"]
     out["ours_peak_rss_gib_at_largest_n"] = ours[big]["peak_rss_gib"]
+    jax_best = {}
+    for (impl, n), r in rows.items():
+        if impl in JAX_IMPLS and "step_ms" in r:
+            jax_best[n] = min(jax_best.get(n, float("inf")), r["step_ms"])
+    if big in jax_best:
+        out["jax_vs_tf_at_largest_n"] = jax_best[big] / ours[big]["step_ms"]
     return out
 
 
@@ -314,7 +382,7 @@ def _machine() -> dict:
     import importlib.metadata as md
 
     versions = {}
-    for name in ("tensorflow", "keras", "numpy", "keras_yt"):
+    for name in ("tensorflow", "jax", "keras", "numpy", "keras_yt"):
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -333,7 +401,9 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--full", action="store_true", help="N = 10k, 100k, 1M at paper scale")
     p.add_argument("--num-videos", type=int, nargs="+", help="override the sizes")
-    p.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
+    p.add_argument("--impls", nargs="+", choices=IMPLS + JAX_IMPLS, default=list(IMPLS))
+    p.add_argument("--backend", nargs="+", choices=("tensorflow", "jax"), default=["tensorflow"],
+                   help="Keras backends of `ours`; jax adds ours_jax and jax_row_sparse")
     p.add_argument("--repeats", type=int, default=1, help="runs per configuration (interleaved)")
     p.add_argument("--steps", type=int, help="timed steps per run")
     p.add_argument("--ids", choices=("zipf", "uniform"), default="zipf")
@@ -355,7 +425,8 @@ def main(argv: list[str] | None = None) -> dict:
     # --full: one subprocess per configuration (its own peak RSS). Smoke runs: one subprocess
     # for all (TensorFlow's import alone takes ~8 s here), peak RSS reset before each config.
     separate = args.full or args.separate_processes
-    groups = [[cfg] for cfg in configs] if separate else [configs]
+    by_backend = [[c for c in configs if _backend(c) == b] for b in ("tensorflow", "jax")]
+    groups = [[cfg] for cfg in configs] if separate else [g for g in by_backend if g]
     for repeat in range(args.repeats):
         for group in groups:
             for result in _run_workers(group, args.timeout):
@@ -373,15 +444,15 @@ def main(argv: list[str] | None = None) -> dict:
             met = value <= bound if op == "<=" else value >= bound
             targets[name] = {"value": value, "target": f"{op} {bound}", "met": bool(met)}
 
-    print(f"\n{'impl':<13}{'N':>11}{'batch':>7}{'ms/step':>10}{'ms/1024 ex':>12}{'peak RSS':>10}"
+    print(f"\n{'impl':<15}{'N':>11}{'batch':>7}{'ms/step':>10}{'ms/1024 ex':>12}{'peak RSS':>10}"
           f"  per-repeat medians (ms)")
     for row in rows.values():
         if "error" in row:
             cfg = row["config"]
-            print(f"{cfg['impl']:<13}{cfg['num_videos']:>11,}  ERROR {row['error'][:200]}")
+            print(f"{cfg['impl']:<15}{cfg['num_videos']:>11,}  ERROR {row['error'][:200]}")
             continue
         reps = ", ".join(f"{m:.0f}" for m in row["step_ms_per_repeat"])
-        print(f"{row['impl']:<13}{row['num_videos']:>11,}{row['batch']:>7}{row['step_ms']:>10.1f}"
+        print(f"{row['impl']:<15}{row['num_videos']:>11,}{row['batch']:>7}{row['step_ms']:>10.1f}"
               f"{row['ms_per_1024_examples']:>12.1f}{row['peak_rss_gib']:>8.2f} G  {reps}")
     if ratios:
         note = "" if args.full else "; smoke sizes: the targets are meant for --full"

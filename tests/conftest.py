@@ -5,6 +5,7 @@ import os
 import subprocess
 from pathlib import Path
 
+# The backend under test: KERAS_BACKEND from the environment (CI runs both), TensorFlow if unset.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -14,6 +15,16 @@ import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KERAS_YT_SHARED", REPO.parent / "shared"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skips tests marked `tf_only` (TensorFlow-specific behaviour) on the other backends."""
+    if keras.backend.backend() == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"TensorFlow-only, backend is {keras.backend.backend()}")
+    for item in items:
+        if "tf_only" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -86,6 +86,8 @@ class EmbeddingBag(keras.layers.Layer):
         self.embeddings_initializer = keras.initializers.get(embeddings_initializer)
         self.embeddings_regularizer = keras.regularizers.get(embeddings_regularizer)
         self.supports_masking = False
+        # Lets a tf.RaggedTensor reach `call` off TensorFlow, for a clear error there.
+        self._allow_non_tensor_positional_args = True
 
     def build(self, input_shape=None):
         if self.built:

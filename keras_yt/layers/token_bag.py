@@ -1,7 +1,7 @@
 """`TokenBag`: search queries → hashed unigrams and bigrams → averaged embedding."""
 
 import keras
-from keras import ops
+import numpy as np
 
 from keras_yt import backend as yt_backend
 from keras_yt.layers.embedding_bag import _COMBINERS, EmbeddingBag
@@ -53,8 +53,20 @@ class TokenBag(keras.layers.Layer):
     `EmbeddingBag(num_bins, output_dim, combiner)`. Empty strings / rows without tokens give the
     zero vector.
 
-    String handling is TensorFlow-only (through `keras_yt.backend.tokenize_queries` and the
-    `Hashing` preprocessing layer): this layer needs the TensorFlow backend.
+    Strings are handled with TensorFlow's string ops on every backend
+    (`keras_yt.backend.tokenize_queries` and the `keras.layers.Hashing` preprocessing layer):
+
+    * TensorFlow backend: the layer takes query strings (`tf.string` tensors; the models convert
+      numpy string arrays) and tokenises them inside the model, also in a SavedModel.
+    * JAX (and other backends): arrays hold no strings, so queries are tokenised in the input
+      pipeline and reach the layer as integer token ids. `token_ids(queries)` does it eagerly
+      on numpy arrays or inside `tf.data` (`dataset.map`); `CandidateGenerator` and its user
+      tower do it for numpy query arrays given to `fit`/`evaluate`/`predict`. Called eagerly on
+      strings, the layer tokenises them itself; inside a compiled (`jit`) step it takes ids only.
+      TensorFlow is imported the first time queries are tokenised.
+
+    The call takes either strings or the ids of `token_ids` (same result on every backend), and
+    the weights are the same, so a model saved on one backend loads on the other.
 
     Args:
         num_bins: size of the hashed vocabulary including the padding bin `0` (>= 2).
@@ -73,9 +85,11 @@ class TokenBag(keras.layers.Layer):
 
     Call arguments:
         queries: string tensor / array of shape `(batch,)` (one query per row) or
-            `(batch, num_queries)` (unused slots `""`). For `fit` / `predict`, pass strings as a
-            `tf.Tensor` or a `tf.data.Dataset`: Keras' data adapters reject numpy string arrays
-            (`predict` accepts `dtype=object` arrays, `fit` does not).
+            `(batch, num_queries)` (unused slots `""`), or the integer token ids `(batch, T)` of
+            `token_ids(queries)` (`0` = padding). For `fit` / `predict` on TensorFlow, pass
+            strings as a `tf.Tensor` or a `tf.data.Dataset`: Keras' data adapters reject numpy
+            string arrays (`predict` accepts `dtype=object` arrays, `fit` does not). On JAX pass
+            token ids (see above).
 
     Returns:
         A tensor of shape `(batch, output_dim)`.
@@ -101,11 +115,6 @@ class TokenBag(keras.layers.Layer):
         embeddings_regularizer=None,
         **kwargs,
     ):
-        if keras.backend.backend() != "tensorflow":
-            raise ValueError(
-                "TokenBag needs the TensorFlow backend for string handling, got backend "
-                f"{keras.backend.backend()!r}"
-            )
         super().__init__(**kwargs)
         if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 2:
             raise ValueError(
@@ -125,8 +134,11 @@ class TokenBag(keras.layers.Layer):
         self.max_tokens = max_tokens
         self.combiner = combiner
         self.salt = _normalize_salt(salt)
-        # Hashing outputs int64 bucket ids, so it keeps its own (integer) dtype.
-        self.hashing = keras.layers.Hashing(num_bins=num_bins - 1, salt=self.salt, name="hashing")
+        # Hashing outputs int64 bucket ids, so it keeps its own (integer) dtype. The padding
+        # token "" goes to bin 0, the others to 1 + hash % (num_bins - 1).
+        self.hashing = keras.layers.Hashing(
+            num_bins=num_bins, mask_value="", salt=self.salt, name="hashing"
+        )
         self.bag = EmbeddingBag(
             num_bins,
             output_dim,
@@ -139,6 +151,30 @@ class TokenBag(keras.layers.Layer):
         # String arrays cannot go through Keras' float/int input conversion.
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
+
+    @staticmethod
+    def query_feature_spec(num_queries: int) -> tuple[tuple, str]:
+        """`(shape_without_batch, dtype)` of a model input that feeds this layer.
+
+        On TensorFlow the model takes the query strings, `((num_queries,), "string")`; on the
+        other backends it takes their token ids (`token_ids`), `((None,), "int32")`.
+
+        Args:
+            num_queries: number of queries per row.
+
+        Returns:
+            The shape (without the batch axis) and the dtype of the input.
+
+        Example:
+
+        >>> import keras
+        >>> shape, dtype = TokenBag.query_feature_spec(3)
+        >>> dtype == ("string" if keras.backend.backend() == "tensorflow" else "int32")
+        True
+        """
+        if keras.backend.backend() == "tensorflow":
+            return (num_queries,), "string"
+        return (None,), "int32"
 
     @property
     def embeddings(self):
@@ -155,17 +191,30 @@ class TokenBag(keras.layers.Layer):
     def token_ids(self, queries):
         """Hashed token ids of `queries`, padded with `0`.
 
+        This is the input-pipeline half of the layer: on JAX, map it over the queries before
+        they reach the model. It runs eagerly (numpy or `tf.string` in, backend tensor out) or
+        inside a `tf.data` pipeline (`tf.Tensor` out), on any backend.
+
         Args:
             queries: string tensor / array of shape `(batch,)` or `(batch, num_queries)`.
 
         Returns:
             Integer tensor `(batch, T)` of ids in `[1, num_bins)`, `0` on padding.
+
+        Example:
+
+        >>> import numpy as np
+        >>> layer = TokenBag(num_bins=1000, output_dim=8, max_tokens=4)
+        >>> ids = layer.token_ids(np.array([["funny cats", ""], ["", ""]]))
+        >>> np.asarray(ids).tolist()[1], int(np.count_nonzero(np.asarray(ids)[0]))
+        ([0, 0, 0, 0], 3)
         """
-        tokens, mask = yt_backend.tokenize_queries(queries, self.ngrams, self.max_tokens)
-        ids = self.hashing(tokens) + 1
-        return ops.where(mask, ids, ops.zeros_like(ids))
+        tokens, _ = yt_backend.tokenize_queries(queries, self.ngrams, self.max_tokens)
+        return self.hashing(tokens)
 
     def call(self, queries):
+        if not _holds_strings(queries):
+            return self.bag(queries)
         return self.bag(self.token_ids(queries))
 
     def compute_output_shape(self, input_shape):
@@ -191,6 +240,16 @@ class TokenBag(keras.layers.Layer):
             }
         )
         return config
+
+
+def _holds_strings(queries) -> bool:
+    """Whether `queries` are strings (not token ids), for numpy, lists and tensors alike."""
+    if isinstance(queries, (list, tuple)):
+        return np.asarray(queries).dtype.kind in "USO"
+    dtype = getattr(queries, "dtype", None)
+    if dtype is None:
+        return False
+    return getattr(dtype, "kind", None) in ("U", "S", "O") or "string" in str(dtype)
 
 
 def _check_query_shape(shape) -> None:

@@ -1,19 +1,37 @@
 """Lets `fit/evaluate/predict/predict_on_batch` take numpy string features (search queries)."""
 
 from keras_yt import backend
+from keras_yt.layers.token_bag import TokenBag
 
 
 class StringFeaturesMixin:
-    """Keras' data adapters reject numpy string arrays; convert them to tf.string tensors first."""
+    """Keras' data adapters reject numpy string arrays: on TensorFlow they become `tf.string`
+    tensors, on the other backends the model's `TokenBag` turns them into token ids first (also
+    inside a `tf.data.Dataset`, and in a direct call)."""
+
+    def _query_token_ids(self, name, queries):
+        bags = [layer for layer in self._flatten_layers() if isinstance(layer, TokenBag)]
+        if len(bags) != 1:
+            raise ValueError(
+                f"Feature {name!r} holds strings, but the model has {len(bags)} TokenBag layers "
+                "(expected 1): pass token ids (TokenBag.token_ids) instead"
+            )
+        return bags[0].token_ids(queries)
+
+    def _convert_strings(self, x):
+        return backend.strings_to_tensors(x, tokenize=self._query_token_ids)
+
+    def __call__(self, inputs, *args, **kwargs):
+        return super().__call__(self._convert_strings(inputs), *args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
-        return super().fit(backend.strings_to_tensors(x), *args, **kwargs)
+        return super().fit(self._convert_strings(x), *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        return super().evaluate(backend.strings_to_tensors(x), *args, **kwargs)
+        return super().evaluate(self._convert_strings(x), *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        return super().predict(backend.strings_to_tensors(x), *args, **kwargs)
+        return super().predict(self._convert_strings(x), *args, **kwargs)
 
     def predict_on_batch(self, x):
-        return super().predict_on_batch(backend.strings_to_tensors(x))
+        return super().predict_on_batch(self._convert_strings(x))

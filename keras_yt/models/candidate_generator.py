@@ -222,7 +222,7 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         """`{name: (shape_without_batch, dtype)}` of every input feature the model reads."""
         specs = {WATCH_HISTORY: ((self.max_history,), "int32")}
         if self.search_embedding is not None:
-            specs[SEARCH_HISTORY] = ((self.max_queries,), "string")
+            specs[SEARCH_HISTORY] = TokenBag.query_feature_spec(self.max_queries)
         if self.example_age is not None:
             specs[EXAMPLE_AGE] = ((), "float32")
         for name in self.categorical_features:
@@ -328,6 +328,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             per_example = self.softmax(y_pred, labels=labels, training=True)
         else:
             per_example = self.softmax.full_loss(y_pred, labels)
+            # Kept for compute_metrics: on JAX the model's variables are not readable there.
+            object.__setattr__(self, "_full_logits", self.softmax.logits(y_pred))
         if sample_weight is not None:
             weight = ops.reshape(ops.cast(sample_weight, per_example.dtype), (-1,))
             loss = ops.sum(per_example * weight) / ops.maximum(ops.sum(weight), 1e-12)
@@ -338,10 +340,13 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        logits = getattr(self, "_full_logits", None)
+        object.__setattr__(self, "_full_logits", None)
         if self._loss_is_sampled:
             # Retrieval metrics need the full logits: computed in evaluation only.
             return {"loss": self._loss_tracker.result()} if self._loss_tracker else {}
-        logits = self.softmax.logits(y_pred)
+        if logits is None:
+            logits = self.softmax.logits(y_pred)
         is_padding = ops.expand_dims(ops.arange(self.num_videos) == 0, 0)
         logits = ops.where(is_padding, ops.cast(-1e9, logits.dtype), logits)
         for metric in self._retrieval_metrics:

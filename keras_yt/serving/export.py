@@ -1,13 +1,25 @@
-"""SavedModel export of the serving halves: the user tower and the ranker."""
+"""SavedModel export of the serving halves: the user tower and the ranker.
+
+A SavedModel is TensorFlow by nature: on another backend (JAX), `export_saved_model` saves the
+model as a `.keras` file and exports it from a TensorFlow process
+(`python -m keras_yt.serving.export MODEL.keras OUT_DIR`, run with `KERAS_BACKEND=tensorflow`).
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import keras
 
 
-def export_saved_model(model: keras.Model, path: str | Path, verbose: bool = False) -> Path:
+def export_saved_model(
+    model: keras.Model | str | Path, path: str | Path, verbose: bool = False
+) -> Path:
     """Exports what is served of a keras_yt model as a TensorFlow SavedModel.
 
     * `CandidateGenerator` → its user tower (`model.user_model()`, example age fixed at its serving
@@ -20,8 +32,13 @@ def export_saved_model(model: keras.Model, path: str | Path, verbose: bool = Fal
     The SavedModel needs neither keras_yt nor Keras to be loaded: `tf.saved_model.load(path)
     .signatures["user_vector"](**features)` works in a plain TensorFlow process.
 
+    Works on every backend: off TensorFlow (e.g. a model trained on JAX) the model is saved as a
+    `.keras` file, loaded in a TensorFlow subprocess (`KERAS_BACKEND=tensorflow python -m
+    keras_yt.serving.export`) and exported there; the weights are the same on both backends.
+
     Args:
-        model: a `CandidateGenerator` or a `Ranker`.
+        model: a `CandidateGenerator` or a `Ranker`, or the path of a `.keras` file holding one
+            (saved on any backend).
         path: the SavedModel folder to write.
         verbose: print Keras' summary of the exported endpoints.
 
@@ -39,6 +56,11 @@ def export_saved_model(model: keras.Model, path: str | Path, verbose: bool = Fal
     from keras_yt.models.candidate_generator import CandidateGenerator
     from keras_yt.models.ranker import Ranker
 
+    path = Path(path)
+    if keras.backend.backend() != "tensorflow":
+        return _export_in_tensorflow_process(model, path, verbose)
+    if isinstance(model, (str, os.PathLike)):
+        model = keras.saving.load_model(model)
     if isinstance(model, CandidateGenerator):
         output_name = "user_vector"
         served = model.user_model()
@@ -64,6 +86,70 @@ def export_saved_model(model: keras.Model, path: str | Path, verbose: bool = Fal
     archive.track(served)
     archive.add_endpoint(name=output_name, fn=serve, input_signature=[specs])
     archive.add_endpoint(name="serving_default", fn=serve, input_signature=[specs])
-    path = Path(path)
     archive.write_out(str(path), verbose=verbose)
     return path
+
+
+def _export_in_tensorflow_process(model, path: Path, verbose: bool) -> Path:
+    """Runs `python -m keras_yt.serving.export` with `KERAS_BACKEND=tensorflow` on a `.keras`."""
+    with tempfile.TemporaryDirectory() as folder:
+        if isinstance(model, (str, os.PathLike)):
+            source = Path(model)
+        else:
+            _check_exportable(model)
+            source = Path(folder) / "model.keras"
+            model.save(source)
+        command = [sys.executable, "-m", "keras_yt.serving.export", str(source), str(path)]
+        env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_package_root(), env.get("PYTHONPATH")) if p
+        )
+        result = subprocess.run(
+            command + (["--verbose"] if verbose else []), env=env, capture_output=True, text=True
+        )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"SavedModel export in a TensorFlow process failed ({' '.join(command)}):\n"
+            f"{result.stderr.strip()[-4000:]}"
+        )
+    if verbose:
+        print(result.stdout, end="")
+    return path
+
+
+def _check_exportable(model) -> None:
+    from keras_yt.models.candidate_generator import CandidateGenerator
+    from keras_yt.models.ranker import Ranker
+
+    if not isinstance(model, (CandidateGenerator, Ranker)):
+        raise ValueError(
+            "export_saved_model takes a CandidateGenerator or a Ranker, got "
+            f"{type(model).__name__}"
+        )
+
+
+def _package_root() -> str:
+    """The folder holding the `keras_yt` package (so the subprocess imports this copy)."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m keras_yt.serving.export MODEL.keras OUT_DIR`: SavedModel of a `.keras` file.
+
+    Exports with TensorFlow whatever backend the model was trained on; started on another
+    backend, it re-runs itself with `KERAS_BACKEND=tensorflow`.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m keras_yt.serving.export",
+        description="Export a keras_yt .keras model (trained on any backend) as a SavedModel.",
+    )
+    parser.add_argument("model", help="a .keras file holding a CandidateGenerator or a Ranker")
+    parser.add_argument("out", help="the SavedModel folder to write")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    written = export_saved_model(args.model, args.out, verbose=args.verbose)
+    print(written)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ from keras import ops
 
 from keras_yt.layers import SampledSoftmax
 from tests.conftest import assert_config_round_trip, assert_saved_model_reproduces
+from tests.gradients import gradients
 
 N, D, B = 60, 8, 5
 
@@ -210,11 +211,12 @@ def test_sampled_loss_and_gradients_match_tf(sampler, remove_accidental_hits):
     sampled, sampled_exp = sampled[keep], tf.boolean_mask(sampled_exp, keep)
 
     w0, b0 = head.get_output_embeddings()
-    u_var = tf.Variable(u)
-    with tf.GradientTape() as tape:
-        loss = head.sampled_loss(u_var, labels, sampled_ids=sampled)
-        total = tf.reduce_sum(loss)
-    g_u, g_w, g_b = tape.gradient(total, [u_var, head.output_embeddings, head.output_biases])
+    u_var = keras.Variable(u)
+    loss = keras.ops.convert_to_numpy(head.sampled_loss(u_var, labels, sampled_ids=sampled))
+    g_u, g_w, g_b = gradients(
+        lambda: keras.ops.sum(head.sampled_loss(u_var, labels, sampled_ids=sampled)),
+        [u_var, head.output_embeddings, head.output_biases],
+    )
 
     u_ref, w_ref, b_ref = tf.Variable(u), tf.Variable(w0), tf.Variable(b0)
     with tf.GradientTape() as tape:
@@ -233,9 +235,7 @@ def test_sampled_loss_and_gradients_match_tf(sampler, remove_accidental_hits):
 
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-5, atol=1e-5)
     for got, ref in [(g_u, r_u), (g_w, r_w), (g_b, r_b)]:
-        np.testing.assert_allclose(
-            tf.convert_to_tensor(got), tf.convert_to_tensor(ref), rtol=1e-4, atol=1e-5
-        )
+        np.testing.assert_allclose(got, tf.convert_to_tensor(ref), rtol=1e-4, atol=1e-5)
 
 
 def test_accidental_hits_contribute_nothing():
@@ -257,16 +257,15 @@ def test_accidental_hits_contribute_nothing():
 
 
 def _relative_gradient_error(head, u, labels, num_sampled, repeats):
-    u_var = tf.Variable(u)
-    with tf.GradientTape() as tape:
-        full = tf.reduce_sum(head.full_loss(u_var, labels))
-    g_full = tape.gradient(full, u_var).numpy()
+    u_var = keras.Variable(u)
+    (g_full,) = gradients(lambda: keras.ops.sum(head.full_loss(u_var, labels)), [u_var])
     mean = np.zeros_like(g_full)
     for _ in range(repeats):
         ids = head.sample_negatives(num_sampled)
-        with tf.GradientTape() as tape:
-            total = tf.reduce_sum(head.sampled_loss(u_var, labels, sampled_ids=ids))
-        mean += tape.gradient(total, u_var).numpy() / repeats
+        (g,) = gradients(
+            lambda: keras.ops.sum(head.sampled_loss(u_var, labels, sampled_ids=ids)), [u_var]
+        )
+        mean += g / repeats
     return np.linalg.norm(mean - g_full) / np.linalg.norm(g_full)
 
 
@@ -407,6 +406,7 @@ def test_seeded_sampling_is_reproducible():
 # ----------------------------------------------------------------------------- training path
 
 
+@pytest.mark.tf_only
 def test_training_path_is_row_sparse_and_never_builds_full_logits():
     num_classes, batch = 5003, 4
     head = SampledSoftmax(num_classes, num_sampled=16, seed=0)
@@ -481,6 +481,34 @@ def test_one_fit_step_updates_label_rows():
     assert model.predict((x, labels), verbose=0).shape == (16, N)
 
 
+def test_consecutive_compiled_train_steps_draw_different_negatives():
+    """Under the compiled train step (`jit` on JAX, `tf.function` on TensorFlow) every step draws
+    new negatives: the seed generator's state advances, an int seed is not frozen at trace time.
+
+    With SGD only the biases of the labels and of the sampled negatives move (their gradient is
+    the softmax probability, never 0, whatever the user vector), so the moved biases (other than
+    the label's) are the step's negatives.
+    """
+    num_classes = 10_000
+    head = SampledSoftmax(num_classes, num_sampled=20, sampler="uniform", seed=5)
+    model = _TinyCandidateModel(head, name="tiny_candidate_model")
+    x = np.ones((2, 12), "float32")
+    labels = np.array([1, 1], "int32")
+    model((x, labels))
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    assert not model.run_eagerly
+    drawn = []
+    for _ in range(2):
+        _, b_before = head.get_output_embeddings()
+        model.train_on_batch((x, labels))
+        _, b_after = head.get_output_embeddings()
+        moved = set(np.flatnonzero(b_after != b_before).tolist()) - {1}
+        assert len(moved) >= 15  # 20 uniform draws out of 9999 ids: few repeats
+        drawn.append(moved)
+    assert drawn[0] != drawn[1]
+    assert len(drawn[0] & drawn[1]) <= 3
+
+
 # ----------------------------------------------------------------------------- tying
 
 
@@ -494,10 +522,14 @@ def test_tie_weights_to_embedding_layer():
     w = np.asarray(embedding.embeddings)
     np.testing.assert_allclose(logits, u @ w.T, rtol=1e-5, atol=1e-5)  # biases start at zero
     assert [v.name for v in head.trainable_weights] == ["output_biases"]
-    with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(head(u, labels, training=True))
-    grad = tape.gradient(loss, embedding.embeddings)
-    assert isinstance(grad, tf.IndexedSlices)
+    (grad,) = gradients(
+        lambda: keras.ops.sum(head(u, labels, training=True)), [embedding.embeddings]
+    )
+    assert np.all(np.any(grad[labels] != 0, axis=1))  # the tied table gets the gradient
+    if keras.backend.backend() == "tensorflow":
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(head(u, labels, training=True))
+        assert isinstance(tape.gradient(loss, embedding.embeddings), tf.IndexedSlices)
     np.testing.assert_array_equal(head.get_output_embeddings()[0], w)
     # A model that uses both trains one table.
     ids_in, u_in = keras.Input((3,), dtype="int32"), keras.Input((D,))

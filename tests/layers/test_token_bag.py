@@ -137,13 +137,17 @@ def test_sum_combiner():
 
 
 def test_symbolic_call_fit_and_save(tmp_path):
-    inputs = keras.Input(shape=(3,), dtype="string")
     bag = make_layer()
+    on_tf = keras.backend.backend() == "tensorflow"
+    # On TensorFlow the model takes strings; elsewhere the token ids of `token_ids`.
+    shape, dtype = TokenBag.query_feature_spec(3)
+    inputs = keras.Input(shape=shape, dtype=dtype)
     assert tuple(bag(inputs).shape) == (None, OUTPUT_DIM)
     model = keras.Model(inputs, keras.layers.Dense(1)(bag(inputs)))
     model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
     before = keras.ops.convert_to_numpy(bag.embeddings).copy()
-    x = tf.constant(MULTI)  # Keras' data adapters reject numpy string arrays in fit
+    # Keras' data adapters reject numpy string arrays in fit.
+    x = tf.constant(MULTI) if on_tf else keras.ops.convert_to_numpy(bag.token_ids(MULTI))
     history = model.fit(x, np.ones((3, 1)), batch_size=3, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     changed = np.flatnonzero(
@@ -151,9 +155,46 @@ def test_symbolic_call_fit_and_save(tmp_path):
     )
     expected_rows = np.unique(np.concatenate([reference_ids(python_tokens(r)) for r in MULTI]))
     np.testing.assert_array_equal(changed, expected_rows)
-    assert_saved_model_reproduces(model, tf.constant(MULTI), tmp_path)
+    assert_saved_model_reproduces(model, x, tmp_path)
 
 
+def test_strings_and_token_ids_give_the_same_bag():
+    bag = make_layer(max_tokens=6)
+    ids = keras.ops.convert_to_numpy(bag.token_ids(MULTI))
+    assert ids.shape == (3, 6)
+    for row, query in zip(ids, MULTI):
+        want = reference_ids(python_tokens(query, max_tokens=6))
+        np.testing.assert_array_equal(row[: len(want)], want)
+        assert np.all(row[len(want) :] == 0)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(bag(MULTI)), keras.ops.convert_to_numpy(bag(ids)), rtol=1e-6
+    )
+
+
+def test_token_ids_in_a_tf_data_pipeline_feed_fit():
+    """On any backend: tokenise in `tf.data` (`dataset.map(token_ids)`), fit on the ids."""
+    bag = make_layer(max_tokens=8)
+    inputs = keras.Input(shape=(8,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.Dense(1)(bag(inputs)))
+    model.compile(optimizer=keras.optimizers.SGD(0.5), loss="mse")
+    queries = tf.data.Dataset.from_tensor_slices(MULTI).batch(3)
+    ids = queries.map(bag.token_ids)
+    batch = next(iter(ids))
+    assert isinstance(batch, tf.Tensor)
+    np.testing.assert_array_equal(batch.numpy(), keras.ops.convert_to_numpy(bag.token_ids(MULTI)))
+    before = keras.ops.convert_to_numpy(bag.embeddings).copy()
+    dataset = tf.data.Dataset.zip(ids, tf.data.Dataset.from_tensor_slices(np.ones((3, 1))).batch(3))
+    model.fit(dataset, epochs=1, verbose=0)
+    changed = np.flatnonzero(
+        np.abs(keras.ops.convert_to_numpy(bag.embeddings) - before).sum(axis=1) > 0
+    )
+    expected = np.unique(
+        np.concatenate([reference_ids(python_tokens(r, max_tokens=8)) for r in MULTI])
+    )
+    np.testing.assert_array_equal(changed, expected)
+
+
+@pytest.mark.tf_only
 def test_one_query_per_row_symbolic():
     inputs = keras.Input(shape=(), dtype="string")
     model = keras.Model(inputs, make_layer()(inputs))

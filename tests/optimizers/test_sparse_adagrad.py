@@ -14,6 +14,7 @@ def step(optimizer, gradient, initial):
     return keras.ops.convert_to_numpy(variable)
 
 
+@pytest.mark.tf_only
 def test_row_sparse_step_equals_keras_adagrad_on_the_dense_gradient():
     rng = np.random.default_rng(0)
     initial = rng.normal(size=(50, 4)).astype("float32")
@@ -46,6 +47,28 @@ def test_dense_gradients_take_adagrads_path():
     np.testing.assert_allclose(ours, reference, rtol=1e-6)
 
 
+def test_embedding_model_fit_equals_keras_adagrad():
+    """On every backend (row-wise on TensorFlow, dense elsewhere) the steps equal Adagrad's."""
+
+    def train(optimizer):
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((2,), dtype="int32"),
+                                  keras.layers.Embedding(200, 4), keras.layers.Flatten(),
+                                  keras.layers.Dense(1)])
+        model.compile(optimizer=optimizer, loss="mse")
+        # No id twice in a batch: Keras' Adagrad squares each repeat of a row-sparse row.
+        x = np.array([[5, 17], [9, 150], [33, 2]])
+        model.fit(x, np.ones((3, 1)), batch_size=3, epochs=3, verbose=0)
+        return [keras.ops.convert_to_numpy(v) for v in model.weights]
+
+    ours = train(SparseAdagrad(0.3))
+    reference = train(keras.optimizers.Adagrad(0.3, initial_accumulator_value=0.1))
+    for got, want in zip(ours, reference):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.any(ours[0] != train(keras.optimizers.SGD(0.0))[0])  # the table did train
+
+
+@pytest.mark.tf_only
 def test_embedding_model_fit_takes_the_row_wise_path(monkeypatch):
     from keras_yt import backend
 
@@ -111,6 +134,7 @@ def _big_tables(model):
     }
 
 
+@pytest.mark.tf_only
 def test_candidate_generator_fit_updates_every_big_table_row_wise(monkeypatch):
     from keras_yt import backend
 
@@ -155,6 +179,7 @@ def _shapes_in_graph(graph, seen):
                 yield from _shapes_in_graph(function.graph, seen)
 
 
+@pytest.mark.tf_only
 def test_candidate_generator_train_step_builds_no_table_sized_tensor():
     from keras_yt import backend
 
@@ -171,6 +196,7 @@ def test_candidate_generator_train_step_builds_no_table_sized_tensor():
     assert table_sized == []
 
 
+@pytest.mark.tf_only
 @pytest.mark.parametrize("optimizer, slots", [(None, 2), ("adagrad", 1)])
 def test_candidate_generator_fit_never_reads_a_row_wise_updated_variable_whole(optimizer, slots):
     # After Grappler's rewrites (what actually runs): a variable updated with scatters is in
@@ -199,6 +225,7 @@ def test_candidate_generator_fit_never_reads_a_row_wise_updated_variable_whole(o
     assert scattered.isdisjoint(read_whole)
 
 
+@pytest.mark.tf_only
 @pytest.mark.parametrize("clip", [{"clipnorm": 0.5}, {"global_clipnorm": 0.7},
                                   {"clipvalue": 0.2}])
 def test_clipping_stays_row_wise_and_equals_clipping_the_dense_gradient(monkeypatch, clip):

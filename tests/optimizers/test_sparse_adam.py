@@ -24,6 +24,7 @@ def _lazy_adam_reference(initial, gradients, lr, beta_1=0.9, beta_2=0.999, epsil
     return theta
 
 
+@pytest.mark.tf_only
 def test_row_sparse_steps_equal_a_numpy_lazy_adam():
     rng = np.random.default_rng(0)
     initial = rng.normal(size=(50, 4)).astype("float32")
@@ -44,6 +45,7 @@ def test_row_sparse_steps_equal_a_numpy_lazy_adam():
                                   initial[untouched])
 
 
+@pytest.mark.tf_only
 def test_rows_touched_every_step_get_keras_adams_update():
     rng = np.random.default_rng(1)
     initial = rng.normal(size=(6, 3)).astype("float32")
@@ -69,6 +71,7 @@ def test_dense_gradients_take_adams_path():
     np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
 
 
+@pytest.mark.tf_only
 def test_clipnorm_clips_the_summed_rows_like_the_dense_gradient():
     indices = np.array([1, 1, 4], "int64")
     values = np.array([[3.0, 0.0], [1.0, 0.0], [0.0, 3.0]], "float32")  # summed norm = 5
@@ -83,6 +86,7 @@ def test_clipnorm_clips_the_summed_rows_like_the_dense_gradient():
                                keras.ops.convert_to_numpy(variable_ref)[[1, 4]], rtol=1e-5)
 
 
+@pytest.mark.tf_only
 def test_candidate_generator_default_optimizer_updates_tables_row_wise(monkeypatch):
     from keras_yt import backend
     from keras_yt.models import CandidateGenerator

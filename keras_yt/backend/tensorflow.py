@@ -1,4 +1,4 @@
-"""The one backend-specific module of `keras_yt`: TensorFlow helpers for ragged ids and strings.
+"""TensorFlow backend helpers of `keras_yt` (picked by `keras_yt.backend` on TensorFlow).
 
 Every layer does its arithmetic with `keras.ops` and stays backend-agnostic. The few things that
 have no `keras.ops` equivalent live here and use TensorFlow directly:
@@ -14,6 +14,7 @@ have no `keras.ops` equivalent live here and use TensorFlow directly:
   Keras' data adapters take numeric arrays only.
 
 Keep this module small: anything that can be written with `keras.ops` belongs in the layers.
+The other backends implement the same functions (`keras_yt.backend.jax`, `.generic`).
 """
 
 from collections.abc import Sequence
@@ -230,18 +231,20 @@ def scatter_sub_rows(variable, indices, rows) -> None:
 # --- String features ------------------------------------------------------------------------------
 
 
-def strings_to_tensors(features):
+def strings_to_tensors(features, tokenize=None):
     """Turns numpy string arrays of a feature dict into `tf.string` tensors.
 
     Keras' data adapters take numeric numpy arrays but not numpy string arrays (dtype `U`, `S` or
     object); `CandidateGenerator.fit/evaluate/predict` pass search queries through this first.
+    `tokenize` is ignored here (the model tokenises `tf.string` tensors itself); it is used on
+    backends whose tensors hold no strings (`keras_yt.backend.generic.strings_to_tensors`).
     """
     if not isinstance(features, dict):
         return features
     converted = {}
     for name, value in features.items():
         if isinstance(value, (list, tuple)) or (
-            hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "USO"
+            hasattr(value, "dtype") and getattr(value.dtype, "kind", None) in ("U", "S", "O")
         ):
             array = np.asarray(value)
             if array.dtype.kind in "USO":

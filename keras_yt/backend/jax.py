@@ -1,0 +1,298 @@
+"""JAX backend helpers: dense padded ids, dense gradients, strings tokenised outside `jit`.
+
+* Gradients are dense: `jax.grad` of an embedding lookup is a table-sized array (a scatter-add
+  of the looked-up rows into zeros), `row_sparse_parts` returns `None` and
+  `keras_yt.optimizers.SparseAdagrad` takes `keras.optimizers.Adagrad`'s dense path (see
+  `docs/performance.md` for the measured cost and the row-sparse route).
+* Ids must be dense `(batch, L)` arrays padded with id `0`: a `tf.RaggedTensor` raises a
+  `ValueError` that says how to pad it.
+* JAX arrays hold no strings: search queries are tokenised eagerly or in a `tf.data` pipeline
+  (`TokenBag.token_ids`, TensorFlow's string ops imported on first use) and reach the model as
+  integer token ids; `strings_to_tensors` does it for numpy query arrays given to
+  `fit/evaluate/predict`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import keras
+from keras import ops
+
+from keras_yt.backend import generic
+from keras_yt.backend.generic import (
+    is_ragged,
+    ragged_to_dense,
+    row_sparse_parts,
+    strings_to_tensors,
+    tokenize_queries,
+    unique_rows,
+    with_row_values,
+)
+
+__all__ = [
+    "RowSparseAdagrad",
+    "bag_sum_rows",
+    "capture_rows",
+    "gather_rows",
+    "is_ragged",
+    "ragged_to_dense",
+    "row_sparse_parts",
+    "scatter_assign_rows",
+    "scatter_sub_rows",
+    "strings_to_tensors",
+    "tokenize_queries",
+    "unique_rows",
+    "with_row_values",
+]
+
+
+def _rows(indices):
+    return ops.reshape(ops.cast(indices, "int32"), (-1,))
+
+
+def scatter_assign_rows(variable, indices, rows) -> None:
+    """Writes `rows` into `variable[indices]` (`.at[].set`; in place under a donating `jit`)."""
+    rows = ops.cast(rows, variable.dtype)
+    variable.assign(variable.value.at[_rows(indices)].set(rows))
+
+
+def scatter_sub_rows(variable, indices, rows) -> None:
+    """Subtracts `rows` from `variable[indices]` (`.at[].add`: repeated indices add up)."""
+    rows = ops.cast(rows, variable.dtype)
+    variable.assign(variable.value.at[_rows(indices)].add(-rows))
+
+
+# --- Row-sparse gradients on JAX: differentiate with respect to the gathered rows ---------------
+
+_capture = threading.local()
+
+
+class RowCapture:
+    """Lookups of some tables, recorded so that gradients are taken w.r.t. the rows read.
+
+    `jax.grad` with respect to a table gives a table-sized array. Inside `capture_rows`, each
+    `gather_rows(table, ids)` of a captured table returns `stop_gradient(table)[ids] + delta`,
+    where `delta` is the next array of `deltas` (zeros): the gradient with respect to `delta`
+    is the gradient of the rows read, `(len(ids), d)`, and `(ids, grad_delta)` pairs are a
+    row-sparse gradient of the table (repeated ids to be summed). With `deltas=None` the
+    lookups are only recorded (their shapes, to make the zeros: run the forward pass once under
+    `jax.eval_shape`).
+
+    Attributes:
+        lookups: `[(variable, ids)]` in call order.
+    """
+
+    def __init__(self, variables, deltas=None):
+        self.variables = list(variables)
+        self.deltas = None if deltas is None else list(deltas)
+        self.lookups = []
+
+    def captures(self, table) -> bool:
+        return any(table is v for v in self.variables)
+
+    def gather(self, table, indices):
+        import jax
+
+        ids = _rows(indices)
+        rows = ops.take(jax.lax.stop_gradient(ops.convert_to_tensor(table)), ids, axis=0)
+        if self.deltas is not None:
+            rows = rows + self.deltas[len(self.lookups)]
+        self.lookups.append((table, ids))
+        return ops.reshape(rows, (*ops.shape(indices), *ops.shape(rows)[1:]))
+
+
+@contextlib.contextmanager
+def capture_rows(variables, deltas=None):
+    """Context in which `gather_rows` / `bag_sum_rows` of `variables` go through a `RowCapture`.
+
+    Args:
+        variables: the `keras.Variable` tables whose lookups are captured.
+        deltas: `None` (record the lookups only) or one zeros array `(n_k, d)` per lookup, in
+            call order (`n_k` = number of ids of lookup `k`).
+
+    Yields:
+        The `RowCapture`.
+
+    Example:
+
+    >>> import jax, keras, numpy as np
+    >>> table = keras.Variable(np.ones((5, 2), "float32"))
+    >>> ids = np.array([1, 3, 1])
+    >>> def loss(delta):
+    ...     with capture_rows([table], [delta]):
+    ...         return keras.ops.sum(gather_rows(table, ids) ** 2)
+    >>> np.asarray(jax.grad(loss)(np.zeros((3, 2), "float32"))).tolist()
+    [[2.0, 2.0], [2.0, 2.0], [2.0, 2.0]]
+    """
+    previous = getattr(_capture, "active", None)
+    _capture.active = RowCapture(variables, deltas)
+    try:
+        yield _capture.active
+    finally:
+        _capture.active = previous
+
+
+def gather_rows(table, indices):
+    """`table[indices]` along axis 0 (`keras.ops.take`); captured inside `capture_rows`.
+
+    Args:
+        table: a `keras.Variable` or a tensor of shape `(num_rows, ...)`.
+        indices: integer tensor of row indices in `[0, num_rows)`, any shape.
+
+    Returns:
+        A tensor of shape `indices.shape + table.shape[1:]`.
+    """
+    capture = getattr(_capture, "active", None)
+    if capture is not None and isinstance(table, keras.Variable) and capture.captures(table):
+        return capture.gather(table, indices)
+    return generic.gather_rows(table, indices)
+
+
+def bag_sum_rows(table, ids, valid):
+    """`Σ_l table[ids[b, l]]` over the positions `l` where `valid[b, l]` (see `generic`)."""
+    ids = ops.convert_to_tensor(ids)
+    safe_ids = ops.where(valid, ids, ops.zeros_like(ids))
+    vectors = gather_rows(table, safe_ids)
+    return ops.einsum("bl,bld->bd", ops.cast(valid, vectors.dtype), vectors)
+
+
+class RowSparseAdagrad:
+    """A jitted JAX training step with Adagrad updates of only the rows read of `tables`.
+
+    The route to row-sparse training on JAX, where `jax.grad` of a table is table-sized: the
+    forward pass runs under `capture_rows(tables, deltas)`, the gradient is taken with respect
+    to the rows read (the `deltas`) and to the other trainable variables, and Adagrad
+    (`SparseAdagrad`'s rule) updates the summed rows of the tables and of their accumulators with
+    `.at[rows]` scatters into donated buffers; the other variables get dense Adagrad. A step
+    costs O(rows read), not O(table rows). It is a custom training loop, not `model.fit`:
+
+    Args:
+        model: a built Keras model.
+        tables: the model's embedding variables to update row-wise (e.g. the watch-history
+            table, the output embeddings and biases).
+        loss_fn: `loss_fn(model, x, y) -> scalar`, the training loss (run in a stateless scope).
+        learning_rate: Adagrad learning rate.
+        initial_accumulator_value: starting value of the accumulators.
+        epsilon: Adagrad's epsilon.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> from keras_yt.layers import EmbeddingBag
+    >>> bag = EmbeddingBag(1000, 4)
+    >>> model = keras.Sequential([keras.Input((3,), dtype="int32"), bag, keras.layers.Dense(1)])
+    >>> trainer = RowSparseAdagrad(
+    ...     model, [bag.embeddings], lambda m, x, y: keras.ops.mean((m(x) - y) ** 2), 0.1)
+    >>> state = trainer.initial_state()
+    >>> loss, state = trainer.step(state, np.array([[1, 2, 0]]), np.ones((1, 1)))
+    >>> trainer.write_back(state)
+    """
+
+    def __init__(
+        self,
+        model,
+        tables,
+        loss_fn,
+        learning_rate: float = 0.05,
+        initial_accumulator_value: float = 0.1,
+        epsilon: float = 1e-7,
+    ):
+        import jax
+
+        self.model = model
+        self.tables = list(tables)
+        self.dense = [
+            v for v in model.trainable_variables if not any(v is t for t in self.tables)
+        ]
+        self.others = list(model.non_trainable_variables)
+        self.loss_fn = loss_fn
+        self.learning_rate = learning_rate
+        self.initial_accumulator_value = initial_accumulator_value
+        self.epsilon = epsilon
+        self._lookup_tables: list[int] = []
+        self.step = jax.jit(self._step, donate_argnums=0)
+
+    def initial_state(self):
+        """`(dense values, dense accumulators, table values, table accumulators, others)`."""
+        import jax.numpy as jnp
+
+        def fill(variables):
+            return [jnp.full(v.shape, self.initial_accumulator_value, v.dtype) for v in variables]
+
+        return (
+            [v.value for v in self.dense],
+            fill(self.dense),
+            [v.value for v in self.tables],
+            fill(self.tables),
+            [v.value for v in self.others],
+        )
+
+    def write_back(self, state) -> None:
+        """Assigns the trained values of `state` to the model's variables."""
+        dense_values, _, table_values, _, other_values = state
+        for variables, values in (
+            (self.dense, dense_values), (self.tables, table_values), (self.others, other_values)
+        ):
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+
+    def _loss_and_rows(self, dense_values, deltas, table_values, other_values, x, y):
+        mapping = [
+            *zip(self.dense, dense_values),
+            *zip(self.tables, table_values),
+            *zip(self.others, other_values),
+        ]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            with capture_rows(self.tables, deltas) as capture:
+                loss = self.loss_fn(self.model, x, y)
+        self._lookup_tables[:] = [
+            next(k for k, t in enumerate(self.tables) if t is v) for v, _ in capture.lookups
+        ]
+        new_others = [scope.get_current_value(v) for v in self.others]
+        new_others = [o if n is None else n for o, n in zip(other_values, new_others)]
+        return loss, ([ids for _, ids in capture.lookups], new_others)
+
+    def _step(self, state, x, y):
+        import jax
+        import jax.numpy as jnp
+
+        dense_values, dense_acc, table_values, table_acc, other_values = state
+        lr, eps = self.learning_rate, self.epsilon
+        # A shape-only pass records the lookups; then one zero delta per lookup.
+        shapes, _ = jax.eval_shape(
+            lambda *a: self._loss_and_rows(*a)[1],
+            dense_values, None, table_values, other_values, x, y,
+        )
+        deltas = [
+            jnp.zeros((ids.shape[0], *self.tables[k].shape[1:]), self.tables[k].dtype)
+            for ids, k in zip(shapes, self._lookup_tables)
+        ]
+        (loss, (lookup_ids, other_values)), (g_dense, g_rows) = jax.value_and_grad(
+            self._loss_and_rows, argnums=(0, 1), has_aux=True
+        )(dense_values, deltas, table_values, other_values, x, y)
+        dense_acc = [a + g * g for a, g in zip(dense_acc, g_dense)]
+        dense_values = [
+            v - lr * g / jnp.sqrt(a + eps) for v, g, a in zip(dense_values, g_dense, dense_acc)
+        ]
+        table_values, table_acc = list(table_values), list(table_acc)
+        for k, table in enumerate(table_values):
+            picked = [i for i, t in enumerate(self._lookup_tables) if t == k]
+            if not picked:
+                continue
+            ids = jnp.concatenate([lookup_ids[i] for i in picked])
+            grads = jnp.concatenate([g_rows[i] for i in picked]).astype(table.dtype)
+            n = ids.shape[0]
+            # Repeated rows are summed first (the dense gradient's rows), padded with an
+            # out-of-range id whose reads give 0 and whose writes are dropped.
+            unique, inverse = jnp.unique(
+                ids, size=n, fill_value=table.shape[0], return_inverse=True
+            )
+            summed = jax.ops.segment_sum(grads, inverse.reshape(-1), num_segments=n)
+            acc_rows = table_acc[k].at[unique].get(mode="fill", fill_value=0) + summed**2
+            table_acc[k] = table_acc[k].at[unique].set(acc_rows, mode="drop")
+            table_values[k] = table.at[unique].add(
+                -lr * summed / jnp.sqrt(acc_rows + eps), mode="drop"
+            )
+        return loss, (dense_values, dense_acc, table_values, table_acc, other_values)
