@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import keras
 
 
-def export_saved_model(model: keras.Model, path: str | Path, verbose: bool = False) -> Path:
+def export_saved_model(
+    model: keras.Model, path: str | Path, vocabulary: Any = None, verbose: bool = False
+) -> Path:
     """Exports what is served of a keras_yt model as a TensorFlow SavedModel.
 
     * `CandidateGenerator` → its user tower (`model.user_model()`, example age fixed at its serving
@@ -20,9 +23,17 @@ def export_saved_model(model: keras.Model, path: str | Path, verbose: bool = Fal
     The SavedModel needs neither keras_yt nor Keras to be loaded: `tf.saved_model.load(path)
     .signatures["user_vector"](**features)` works in a plain TensorFlow process.
 
+    **Raw ids.** With a `vocabulary` (`keras_yt.data.Vocabulary` of the videos), the user tower's
+    `watch_history` input takes the log's own video ids: int64 for integer ids, strings for
+    string ids, shape `(batch, max_history)`. A Keras `IntegerLookup` / `StringLookup` inside the
+    SavedModel maps them to model ids; unknown ids, and the padding value (-1 for integer ids,
+    "" for string ids), count as no watch. Without a vocabulary the input takes model ids (int32,
+    0 = padding).
+
     Args:
         model: a `CandidateGenerator` or a `Ranker`.
         path: the SavedModel folder to write.
+        vocabulary: the video `Vocabulary` of a `CandidateGenerator` (raw ids in), or None.
         verbose: print Keras' summary of the exported endpoints.
 
     Returns:
@@ -56,12 +67,35 @@ def export_saved_model(model: keras.Model, path: str | Path, verbose: bool = Fal
         name: keras.InputSpec(shape=tensor.shape, dtype=tensor.dtype, name=name)
         for name, tensor in served.input.items()
     }
+    lookup = None
+    if vocabulary is not None:
+        if output_name != "user_vector":
+            raise ValueError("vocabulary applies to a CandidateGenerator's watch history; got a "
+                             f"{type(model).__name__}")
+        if len(vocabulary) != model.num_videos - 1:
+            raise ValueError(
+                f"vocabulary has {len(vocabulary)} videos but the model has num_videos="
+                f"{model.num_videos} (expected {model.num_videos - 1} videos + padding)"
+            )
+        lookup = vocabulary.lookup_layer()
+        lookup(keras.ops.convert_to_tensor([[""]] if vocabulary.is_string else [[-1]]))  # build
+        history = specs["watch_history"]
+        specs["watch_history"] = keras.InputSpec(
+            shape=history.shape, dtype="string" if vocabulary.is_string else "int64",
+            name="watch_history",
+        )
 
     def serve(features):
+        if lookup is not None:
+            features = dict(features)
+            ids = lookup(features["watch_history"])
+            features["watch_history"] = keras.ops.cast(ids, "int32")
         return {output_name: served(features, training=False)}
 
     archive = keras.export.ExportArchive()
     archive.track(served)
+    if lookup is not None:
+        archive.track(lookup)
     archive.add_endpoint(name=output_name, fn=serve, input_signature=[specs])
     archive.add_endpoint(name="serving_default", fn=serve, input_signature=[specs])
     path = Path(path)
