@@ -4,7 +4,10 @@
   reference.
 * `CandidateIndex` — approximate search with PyNNDescent (exact bias-folding reduction),
   saved and loaded as HDF5 without pickle.
-* `export_saved_model(model, path)` — SavedModel of the user tower / the ranker.
+* `export_saved_model(model, path, vocabulary)` — SavedModel of the user tower (taking raw ids
+  with a vocabulary) / the ranker.
+* `Recommender` — top-k for a user of a run folder, raw ids in and out, watched videos left out;
+  `keras_yt.serving.service` serves it over HTTP (`keras-yt serve`).
 * `warm_up()` — fills the persistent numba cache once per installation.
 
 Importing this package loads neither Keras nor pynndescent / numba: each name loads its module on
@@ -17,11 +20,12 @@ import importlib
 _EXPORTS = {
     "CandidateIndex": "keras_yt.serving.candidate_index",
     "ExactIndex": "keras_yt.serving.exact_index",
+    "Recommender": "keras_yt.serving.recommender",
     "export_saved_model": "keras_yt.serving.export",
     "warm_up": "keras_yt.serving.numba_cache",
 }
 
-__all__ = ["CandidateIndex", "ExactIndex", "export_saved_model", "warm_up"]
+__all__ = ["CandidateIndex", "ExactIndex", "Recommender", "export_saved_model", "warm_up"]
 
 
 def __getattr__(name: str):

@@ -1,6 +1,7 @@
 """The HTTP recommendation service of `keras-yt serve` (FastAPI app, served by uvicorn).
 
-Needs the `serve` extra: `pip install "keras-yt[serve]"` (fastapi, uvicorn).
+Needs the `serve` extra: `pip install "keras-yt[serve]"` (fastapi, uvicorn with uvloop and
+httptools, which uvicorn picks when installed; its pure-Python fallback is about 3x slower).
 
 * `POST /recommend` with `{"user": <raw user id>, "k": 10}` or
   `{"watch_history": [<raw video ids>], "k": 10, "exclude": [<raw video ids>]}` (optional
@@ -82,12 +83,15 @@ def create_app(recommender: Any):
             message = f"{'.'.join(loc)}: {message}"
         return error(422, message, field)
 
+    # The handlers are coroutines that compute inline: one request at a time on the event loop
+    # (no thread hop, about 0.5 ms for a stored user), while numpy / TensorFlow use the cores
+    # inside a request. The Recommender is thread-safe as well.
     @app.get("/health")
-    def health() -> dict:
+    async def health() -> dict:
         return {"status": "ok", **recommender.describe()}
 
     @app.post("/recommend")
-    def recommend(request: RecommendRequest):
+    async def recommend(request: RecommendRequest):
         if (request.user is None) == (request.watch_history is None):
             return error(422, "give exactly one of 'user' and 'watch_history'",
                          "user" if request.user is not None else "watch_history")
