@@ -194,6 +194,7 @@ def _train(args) -> None:
     from keras_yt.run_folder import RunFolder
 
     RunFolder.check_target(args.out)  # fail before training, not after
+    _check_preset(args.preset)
     load_tensorflow()
     import numpy as np
 
@@ -251,6 +252,23 @@ def _train(args) -> None:
         )
         run.write_json("history.json", history)
     print(f"\nwrote {args.out}/")
+
+
+def _check_preset(preset: str) -> None:
+    """A preset file that is not JSON fails at once, naming the file."""
+    import json
+
+    path = Path(preset)
+    if path.suffix != ".json" and not path.is_file():
+        return  # a preset name: checked when the model is made
+    if not path.is_file():
+        raise ValueError(f"preset file {preset!r} does not exist")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"preset file {preset!r} is not valid JSON ({error})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        raise ValueError(f"preset file {preset!r} must hold a JSON object with a 'config' object")
 
 
 def _evaluate(args) -> None:

@@ -135,8 +135,11 @@ def test_every_error_is_one_line_with_status_2(tiny_run, tmp_path):
     bad_index = tmp_path / "bad_index"
     shutil.copytree(tiny_run, bad_index)
     (bad_index / "index.h5").write_bytes(np.random.default_rng(0).bytes(4096))
+    (tmp_path / "preset.json").write_text("{not json")
     cases = [
         (["train", "--log", str(log), "--out", str(tmp_path / "a_file")], "is an existing file"),
+        (["train", "--log", str(log), "--out", str(tmp_path / "r"), "--preset",
+          str(tmp_path / "preset.json")], "preset.json' is not valid JSON"),
         (["train", "--log", str(log), "--out", str(tmp_path / "r"), "--epochs", "0"],
          "--epochs: must be an integer >= 1, got 0"),
         (["train", "--log", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "r")],
