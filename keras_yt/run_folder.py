@@ -388,17 +388,15 @@ def _user_key(value: Any, is_string: bool):
 
 def _remove_stale(path: Path) -> None:
     """Removes staging folders of dead writers; restores a run moved aside by a killed swap."""
-    for entry in path.parent.glob(f".{path.name}.staging-*"):
-        pid = entry.name.split("-")[1] if entry.name.count("-") >= 2 else ""
-        if not (pid.isdigit() and _alive(int(pid))):
+    for kind in ("staging", "old"):
+        prefix = f".{path.name}.{kind}-"
+        for entry in sorted(path.parent.glob(f"{prefix}*")):
+            pid = entry.name[len(prefix):].split("-")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue  # another writer is at work
+            if kind == "old" and not path.exists() and (entry / "run").is_dir():
+                os.replace(entry / "run", path)
             shutil.rmtree(entry, ignore_errors=True)
-    for entry in sorted(path.parent.glob(f".{path.name}.old-*")):
-        pid = entry.name.split("-")[1] if entry.name.count("-") >= 2 else ""
-        if pid.isdigit() and _alive(int(pid)):
-            continue
-        if not path.exists() and (entry / "run").is_dir():
-            os.replace(entry / "run", path)
-        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _umask() -> int:

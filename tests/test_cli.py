@@ -180,3 +180,16 @@ def test_a_failed_train_leaves_the_previous_run_intact(tiny_run, tmp_path, monke
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert after == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ints.csv", "run"]
+
+
+def test_train_and_recommend_on_64_bit_and_zero_ids(tmp_path, capsys):
+    from tests.runs import train_run
+    from tests.runs import write_log as write_raw_log
+
+    log = write_raw_log(tmp_path / "ints.csv", n_users=12, ids="int")  # users 0.., videos 2**40+j
+    run = train_run(log, tmp_path / "run", epochs=1)
+    capsys.readouterr()
+    assert main(["recommend", "--run", str(run), "--user", "0", "--k", "3"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "score" in line]
+    videos = [int(line.split("video")[1].split()[0]) for line in lines]
+    assert len(videos) == 3 and all(2**40 <= v < 2**40 + 30 for v in videos)

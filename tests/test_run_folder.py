@@ -47,18 +47,22 @@ def test_a_failed_write_leaves_the_previous_run_and_no_stray_folders(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["run"]
 
 
-def test_leftovers_of_a_killed_writer_are_cleaned_up(tmp_path):
-    _write(tmp_path / "run")
+@pytest.mark.parametrize("name", ["run", "my-run-2"])
+def test_leftovers_of_a_killed_writer_are_cleaned_up(tmp_path, name):
+    _write(tmp_path / name)
     # a writer killed mid-swap: the old run moved aside, the staged one never moved in
-    (tmp_path / ".run.staging-999999999-x").mkdir()
-    aside = tmp_path / ".run.old-999999999-y"
+    (tmp_path / f".{name}.staging-999999999-x").mkdir()
+    aside = tmp_path / f".{name}.old-999999999-y"
     aside.mkdir()
-    shutil.move(tmp_path / "run", aside / "run")
-    assert not (tmp_path / "run").exists()
+    shutil.move(tmp_path / name, aside / "run")
+    # a writer still at work (this process) is left alone
+    busy = tmp_path / f".{name}.staging-{os.getpid()}-z"
+    busy.mkdir()
+    assert not (tmp_path / name).exists()
     with pytest.raises(RuntimeError):
-        _write(tmp_path / "run", fail=True)
-    assert RunFolder(tmp_path / "run").is_run()  # the old run was put back
-    assert sorted(os.listdir(tmp_path)) == ["run"]
+        _write(tmp_path / name, fail=True)
+    assert RunFolder(tmp_path / name).is_run()  # the old run was put back
+    assert sorted(os.listdir(tmp_path)) == sorted([name, busy.name])
 
 
 def test_refuses_to_replace_a_file_or_a_folder_that_is_not_a_run(tmp_path):
