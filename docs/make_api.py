@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import importlib  # noqa: E402
 
 SUBPACKAGES = ("layers", "losses", "models", "metrics", "optimizers", "serving", "data",
+               "evaluation", "training",
                "datasets")
 LIST_SECTIONS = ("Args", "Arguments", "Call arguments", "Attributes", "Raises")
 TEXT_SECTIONS = ("Returns", "Yields", "Note", "Notes")

@@ -1,10 +1,11 @@
 """keras_yt: Keras 3 layers and models for the YouTube recommender (Covington et al., 2016).
 
-Submodules: `layers`, `losses`, `models`, `optimizers`, `metrics`, `data`, `datasets`, `serving`.
-They load on first use (`keras_yt.models`, `from keras_yt.models import ...`), so `import keras_yt`
-and the `keras-yt` command line start without loading TensorFlow. Loading a submodule registers
-its classes with Keras' serialisation: import `keras_yt.models` (which loads the layers, losses
-and optimizers it uses) before `keras.saving.load_model("model.keras")`.
+Submodules: `layers`, `losses`, `models`, `optimizers`, `metrics`, `data`, `datasets`,
+`evaluation` (the leave-last-out protocol and baselines), `training` (the training recipe),
+`serving`. They load on first use (`keras_yt.models`, `from keras_yt.models import ...`), so
+`import keras_yt` and the `keras-yt` command line start without loading TensorFlow. Loading a
+submodule registers its classes with Keras' serialisation: import `keras_yt.models` (which loads
+the layers, losses and optimizers it uses) before `keras.saving.load_model("model.keras")`.
 """
 
 import importlib
@@ -12,7 +13,8 @@ import importlib
 __version__ = "0.1.0"
 
 __all__ = [
-    "data", "datasets", "layers", "losses", "metrics", "models", "optimizers", "serving",
+    "data", "datasets", "evaluation", "layers", "losses", "metrics", "models", "optimizers",
+    "serving", "training",
 ]
 
 

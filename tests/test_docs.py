@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 MARKDOWN = [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
 SUBPACKAGES = ("layers", "losses", "models", "metrics", "optimizers", "serving", "data",
+               "evaluation", "training",
                "datasets")
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<ticks>`{3,}|~{3,})(?P<info>[^`\n]*)$")
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?(?P<target>[^)\s>]+)>?(?:\s+\"[^\"]*\")?\)")
@@ -265,9 +266,10 @@ def _run_script(path: Path, tmp_path: Path) -> str:
 @pytest.mark.slow
 def test_tutorial_candidate_generator_movielens(movielens_dir, tmp_path):
     out = _run_script(DOCS / "tutorials" / "candidate_generator_movielens.py", tmp_path)
-    recall = {name: float(re.search(rf"{name}: recall@10 [\d.]+, recall@100 ([\d.]+)", out)[1])
-              for name in ("model", "popularity")}
-    assert recall["model"] > recall["popularity"], out
+    hr = {name: [float(v) for v in re.search(
+        rf"{name}: hr@10 ([\d.]+), hr@50 [\d.]+, hr@100 ([\d.]+)", out).groups()]
+        for name in ("model", "popularity")}
+    assert hr["model"][0] > hr["popularity"][0] and hr["model"][1] > hr["popularity"][1], out
     assert float(re.search(r"recall@100 vs exact search ([\d.]+)", out)[1]) > 0.9, out
 
 

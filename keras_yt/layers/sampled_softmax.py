@@ -87,7 +87,9 @@ class SampledSoftmax(keras.layers.Layer):
     Args:
         num_classes: Number of classes (videos), including the reserved class 0. At least 2.
         num_sampled: Number of negatives drawn per batch (shared by all examples of the batch);
-            in `[1, num_classes)`. Ignored by the `"in_batch"` sampler.
+            in `[1, num_classes)`, or `None` for the **full softmax** in training too (every
+            class is a negative: exact, O(`num_classes`) per example, the better choice for a
+            catalogue of a few thousand videos). Ignored by the `"in_batch"` sampler.
         sampler: One of `"log_uniform"`, `"unigram"`, `"uniform"`, `"in_batch"`.
         class_counts: Optional sequence of `num_classes` non-negative counts (e.g. training
             watches per video); required by `"unigram"`, optional for `"in_batch"`, unused
@@ -105,8 +107,9 @@ class SampledSoftmax(keras.layers.Layer):
         training: Python boolean. With `True` and `labels`, the sampled-softmax loss is returned.
 
     Returns:
-        With `training=True` and `labels`: the per-example sampled-softmax loss, float32 of shape
-        `(batch,)`. Otherwise the full logits `u Wᵀ + b` of shape `(batch, num_classes)`.
+        With `training=True` and `labels`: the per-example sampled-softmax loss (the full-softmax
+        cross-entropy when `num_sampled=None`), float32 of shape `(batch,)`. Otherwise the full
+        logits `u Wᵀ + b` of shape `(batch, num_classes)`.
 
     Example:
 
@@ -129,7 +132,7 @@ class SampledSoftmax(keras.layers.Layer):
     def __init__(
         self,
         num_classes: int,
-        num_sampled: int = 4096,
+        num_sampled: int | None = 4096,
         sampler: str = "log_uniform",
         class_counts: Sequence[float] | np.ndarray | None = None,
         remove_accidental_hits: bool = True,
@@ -144,13 +147,14 @@ class SampledSoftmax(keras.layers.Layer):
         num_classes = int(num_classes)
         if sampler not in _SAMPLERS:
             raise ValueError(f"sampler must be one of {_SAMPLERS}, got {sampler!r}")
-        if (
+        if num_sampled is not None and (
             not _is_int(num_sampled)
             or (sampler == "in_batch" and num_sampled < 1)
             or (sampler != "in_batch" and not 1 <= num_sampled < num_classes)
         ):
             raise ValueError(
-                f"num_sampled must be in [1, num_classes) = [1, {num_classes}), got {num_sampled!r}"
+                f"num_sampled must be in [1, num_classes) = [1, {num_classes}) or None (full "
+                f"softmax), got {num_sampled!r}"
             )
         if seed is not None and not _is_int(seed):
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
@@ -193,7 +197,7 @@ class SampledSoftmax(keras.layers.Layer):
             class_counts = counts.tolist()
 
         self.num_classes = num_classes
-        self.num_sampled = int(num_sampled)
+        self.num_sampled = None if num_sampled is None else int(num_sampled)
         self.sampler = sampler
         self.class_counts = class_counts
         self.remove_accidental_hits = bool(remove_accidental_hits)
@@ -323,6 +327,8 @@ class SampledSoftmax(keras.layers.Layer):
         """
         if num_draws is None:
             num_draws = self.num_sampled
+        if num_draws is None:
+            raise ValueError("expected_count needs num_draws when num_sampled is None")
         return ops.cast(num_draws, "float32") * self._probabilities(ids)
 
     def sample_negatives(self, num_sampled: int | None = None):
@@ -342,6 +348,11 @@ class SampledSoftmax(keras.layers.Layer):
         if not self.built and self.sampler == "unigram":
             raise RuntimeError("Build the layer before sampling from the unigram table")
         n = self.num_sampled if num_sampled is None else int(num_sampled)
+        if n is None:
+            raise ValueError(
+                "sample_negatives needs num_sampled: the layer was built with num_sampled=None "
+                "(full softmax), so pass the number of draws"
+            )
         if self.sampler == "uniform":
             return ops.cast(
                 keras.random.randint((n,), 1, self.num_classes, seed=self.seed_generator),
@@ -495,6 +506,8 @@ class SampledSoftmax(keras.layers.Layer):
 
     def call(self, u, labels=None, training=None):
         if training and labels is not None:
+            if self.num_sampled is None and self.sampler != "in_batch":
+                return self.full_loss(u, labels)
             return self.sampled_loss(u, labels)
         return self.logits(u)
 

@@ -15,11 +15,15 @@ from keras_yt.models._feature_model import FeatureModelMixin
 from keras_yt.models._string_features import StringFeaturesMixin
 from keras_yt.models.presets import PresetMixin
 from keras_yt.models.user_tower import UserTower
-from keras_yt.optimizers.sparse_adagrad import SparseAdagrad
+from keras_yt.optimizers.sparse_adam import SparseAdam
 
 WATCH_HISTORY = "watch_history"
 SEARCH_HISTORY = "search_history"
 EXAMPLE_AGE = "example_age"
+DEFAULT_LEARNING_RATE = 1e-3
+# With num_sampled="auto", catalogues up to this many videos train on the full softmax.
+FULL_SOFTMAX_MAX_VIDEOS = 10_000
+AUTO_NUM_SAMPLED = 4096
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")
@@ -46,8 +50,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
     Training cost does not grow with `num_videos` (with the default optimizer): the watch-history
     and search-token bags and the sampled softmax read only the rows of the ids in the batch and
     the sampled negatives, their gradients are row-sparse (`tf.IndexedSlices`), and
-    `keras_yt.optimizers.SparseAdagrad` (the default of `compile()`) updates only those rows of
-    the tables and of its accumulators. Measured on 2 CPU cores (batch 1024, d=256, 4096 sampled
+    `keras_yt.optimizers.SparseAdam` (the default of `compile()`, a "lazy" Adam) updates only those
+    rows of the tables and of its moments. Measured on 2 CPU cores (batch 1024, d=256, 4096 sampled
     negatives): about 0.15-0.2 s/step from 10k to 1M videos, see `docs/performance.md`. Another
     optimizer works too, but Keras' Adam or Adagrad update the whole tables or their slots on
     every step (seconds per step at 1M videos), as do `weight_decay`, `use_ema` or gradient
@@ -58,6 +62,10 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             are `1 .. num_videos - 1`).
         video_embedding_dim: width of the watch-history embeddings.
         max_history: length of the padded `watch_history` input.
+        recent_history: if set, the last `recent_history` watches are also averaged on their
+            own (with the same video embeddings) and concatenated: a second, recent bag next to
+            the whole history's, so the tower sees what the user watched last. `None` leaves it
+            out (the paper's single bag).
         search_num_bins: hash buckets for search tokens; `None` leaves search history out.
         search_embedding_dim: width of the search-token embeddings.
         max_queries: number of past queries in the `search_history` input.
@@ -69,7 +77,9 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         continuous_features: names of continuous features (float, about [0, 1]).
         hidden_units: widths of the ReLU tower; the last one is the user vector's width.
         dropout: dropout rate after each tower layer (training only).
-        num_sampled: sampled negatives per training step.
+        num_sampled: sampled negatives per training step; `None` trains on the full softmax
+            (exact, O(`num_videos`) per example); `"auto"` (default) is `None` up to
+            10,000 videos and 4096 above.
         sampler: `"log_uniform"`, `"unigram"`, `"uniform"` or `"in_batch"` (see `SampledSoftmax`).
         class_counts: per-video counts for the `"unigram"` sampler.
         tie_output_embeddings: share the output video embeddings with the watch-history table
@@ -96,6 +106,7 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         num_videos: int,
         video_embedding_dim: int = 256,
         max_history: int = 50,
+        recent_history: int | None = None,
         search_num_bins: int | None = None,
         search_embedding_dim: int = 256,
         max_queries: int = 50,
@@ -105,7 +116,7 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         continuous_features: list | tuple | None = None,
         hidden_units: list | tuple = (1024, 512, 256),
         dropout: float = 0.0,
-        num_sampled: int = 4096,
+        num_sampled: int | str | None = "auto",
         sampler: str = "log_uniform",
         class_counts=None,
         tie_output_embeddings: bool = False,
@@ -116,6 +127,12 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         _checks.positive_int("num_videos", num_videos, minimum=2)
         _checks.positive_int("video_embedding_dim", video_embedding_dim)
         _checks.positive_int("max_history", max_history)
+        if recent_history is not None:
+            _checks.positive_int("recent_history", recent_history)
+            if recent_history > max_history:
+                raise ValueError(
+                    f"recent_history must be <= max_history ({max_history}), got {recent_history}"
+                )
         _checks.positive_int("max_queries", max_queries)
         hidden_units = _checks.hidden_units(hidden_units)
         _checks.rate("dropout", dropout)
@@ -134,6 +151,7 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         self.num_videos = num_videos
         self.video_embedding_dim = video_embedding_dim
         self.max_history = max_history
+        self.recent_history = recent_history
         self.search_num_bins = search_num_bins
         self.search_embedding_dim = search_embedding_dim
         self.max_queries = max_queries
@@ -175,9 +193,18 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         self.dropout_layer = (
             keras.layers.Dropout(dropout, seed=seed, dtype=policy) if dropout > 0 else None
         )
+        if num_sampled == "auto":
+            resolved = None if num_videos <= FULL_SOFTMAX_MAX_VIDEOS else AUTO_NUM_SAMPLED
+        elif num_sampled is None or not isinstance(num_sampled, str):
+            resolved = num_sampled
+        else:
+            raise ValueError(
+                f"num_sampled must be an integer in [1, num_videos), None (full softmax) or "
+                f"'auto', got {num_sampled!r}"
+            )
         self.softmax = SampledSoftmax(
             num_videos,
-            num_sampled=num_sampled,
+            num_sampled=resolved,
             sampler=sampler,
             class_counts=class_counts,
             seed=seed,
@@ -227,6 +254,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         _checks.has_features(features, [WATCH_HISTORY], "CandidateGenerator")
         history = features[WATCH_HISTORY]
         parts = [self.watch_embedding(history)]
+        if self.recent_history is not None:  # newest last: the last columns are the most recent
+            parts.append(self.watch_embedding(history[:, -self.recent_history :]))
         if self.search_embedding is not None:
             _checks.has_features(features, [SEARCH_HISTORY], "CandidateGenerator")
             parts.append(self.search_embedding(features[SEARCH_HISTORY]))
@@ -264,9 +293,9 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         """Like `keras.Model.compile`, with the defaults this model trains well with.
 
         The loss is fixed: a sampled softmax in training and the full-softmax cross-entropy in
-        evaluation. `optimizer` defaults to `keras_yt.optimizers.SparseAdagrad(0.2)` (row-wise
-        updates of the embedding tables and of the output embeddings, so a step costs the same at
-        10k or 1M videos; Keras' Adam or Adagrad would update them densely); `metrics` default to
+        evaluation. `optimizer` defaults to `keras_yt.optimizers.SparseAdam(1e-3)` (Adam with
+        row-wise updates of the embedding tables and of the output embeddings, so a step costs the
+        same at 10k or 1M videos; Keras' Adam would update them densely); `metrics` default to
         Recall@10 and Recall@100 over the whole corpus, computed in evaluation only.
         """
         if "loss" in kwargs and kwargs["loss"] is not None:
@@ -276,7 +305,7 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             )
         kwargs.pop("loss", None)
         if optimizer is None:
-            optimizer = SparseAdagrad(0.2)
+            optimizer = SparseAdam(DEFAULT_LEARNING_RATE)
         if metrics is None:
             metrics = [
                 keras.metrics.SparseTopKCategoricalAccuracy(k=k, name=f"recall_at_{k}")
@@ -336,6 +365,26 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         self.build()
         return self.softmax.get_output_embeddings()
 
+    def video_scores(self, features: dict, batch_size: int = 1024) -> np.ndarray:
+        """The score u·W_j + b_j of every video j for each user: the logits serving ranks.
+
+        Args:
+            features: a dict of feature arrays as for `predict` (example age is ignored).
+            batch_size: users per batch.
+
+        Returns:
+            float32 numpy array `(batch, num_videos)`; column j is video id j (column 0, padding,
+            is never recommended).
+        """
+        _checks.positive_int("batch_size", batch_size)
+        self.build()
+        user_vectors = self.predict(features, verbose=0, batch_size=batch_size)
+        blocks = [
+            ops.convert_to_numpy(self.softmax.logits(user_vectors[i : i + batch_size]))
+            for i in range(0, len(user_vectors), batch_size)
+        ]
+        return np.concatenate(blocks or [np.zeros((0, self.num_videos))]).astype("float32")
+
     def recommend(
         self, features: dict, k: int = 10, exclude_watched: bool = True, exclude=None
     ):
@@ -387,6 +436,7 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
                 "num_videos": self.num_videos,
                 "video_embedding_dim": self.video_embedding_dim,
                 "max_history": self.max_history,
+                "recent_history": self.recent_history,
                 "search_num_bins": self.search_num_bins,
                 "search_embedding_dim": self.search_embedding_dim,
                 "max_queries": self.max_queries,

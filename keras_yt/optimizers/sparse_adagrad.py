@@ -4,10 +4,11 @@ import keras
 from keras import ops
 
 from keras_yt import backend
+from keras_yt.optimizers._row_sparse import RowSparseClippingMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")
-class SparseAdagrad(keras.optimizers.Adagrad):
+class SparseAdagrad(RowSparseClippingMixin, keras.optimizers.Adagrad):
     """Adagrad whose step cost does not grow with the size of an embedding table.
 
     An embedding lookup gives a row-sparse gradient (a `tf.IndexedSlices` on the TensorFlow
@@ -77,21 +78,6 @@ class SparseAdagrad(keras.optimizers.Adagrad):
             name=name,
             **kwargs,
         )
-
-    def _clip_gradients(self, grads):
-        if not (self.clipnorm or self.global_clipnorm or self.clipvalue):
-            return grads
-        # Keras' clipping densifies row-sparse gradients (and `tf.clip_by_norm` on repeated rows
-        # uses the wrong norm). Clipping the summed rows instead gives exactly the clipped dense
-        # gradient: the zero rows add nothing to a norm and stay zero.
-        grads = [g if g is None else backend.unique_rows(g) for g in grads]
-        rows = [backend.row_sparse_parts(g) is not None for g in grads]
-        values = [g.values if is_rows else g for g, is_rows in zip(grads, rows)]
-        values = super()._clip_gradients(values)
-        return [
-            backend.with_row_values(g, v) if is_rows else v
-            for g, v, is_rows in zip(grads, values, rows)
-        ]
 
     def update_step(self, gradient, variable, learning_rate):
         rows = backend.row_sparse_parts(gradient)

@@ -1,5 +1,7 @@
 """Tests for `keras_yt.layers.SampledSoftmax` against numpy and `tf.nn.sampled_softmax_loss`."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -52,7 +54,8 @@ def _np_full_loss(u, w, b, labels):
         ({"num_classes": 10.0}, "num_classes must be an integer >= 2, got 10.0"),
         (
             {"num_classes": 1000, "num_sampled": 4096},
-            r"num_sampled must be in \[1, num_classes\) = \[1, 1000\), got 4096",
+            r"num_sampled must be in \[1, num_classes\) = \[1, 1000\) or None \(full softmax\), "
+            r"got 4096",
         ),
         ({"num_classes": 1000, "num_sampled": 0}, r"num_sampled must be in .* got 0"),
         ({"num_classes": 10, "num_sampled": 5, "sampler": "zipf"}, "sampler must be one of"),
@@ -566,3 +569,17 @@ def test_mixed_precision_policy():
     np.testing.assert_allclose(
         head.full_loss(u, labels), _np_full_loss(u, w, b, labels), rtol=1e-2, atol=1e-2
     )
+
+
+def test_num_sampled_none_trains_on_the_full_softmax():
+    head = SampledSoftmax(num_classes=N, num_sampled=None, seed=0)
+    u, labels = _data()
+    head.build(u.shape)
+    w, b = head.get_output_embeddings()
+    np.testing.assert_allclose(head(u, labels, training=True), _np_full_loss(u, w, b, labels),
+                               rtol=1e-5, atol=1e-5)
+    assert head.get_config()["num_sampled"] is None
+    assert SampledSoftmax.from_config(json.loads(json.dumps(head.get_config()))).num_sampled is None
+    with pytest.raises(ValueError, match="pass the number of draws"):
+        head.sample_negatives()
+    assert tuple(head.sample_negatives(7).shape) == (7,)

@@ -215,6 +215,48 @@ def test_fit_on_a_tf_data_dataset_matches_numpy_inputs():
         np.testing.assert_allclose(from_dataset[key], from_numpy[key], rtol=1e-5)
 
 
+def test_num_sampled_auto_is_the_full_softmax_for_small_catalogues():
+    small = CandidateGenerator(num_videos=10_000, hidden_units=(8,))
+    assert small.softmax.num_sampled is None and small.get_config()["num_sampled"] == "auto"
+    large = CandidateGenerator(num_videos=10_001, hidden_units=(8,))
+    assert large.softmax.num_sampled == 4096
+    with pytest.raises(ValueError, match="num_sampled must be an integer in .* or 'auto', "
+                                         "got 'all'"):
+        make_model(num_sampled="all")
+
+
+def test_recent_history_is_a_second_bag_of_the_last_watches():
+    d = 4
+    model = CandidateGenerator(num_videos=NUM_VIDEOS, video_embedding_dim=d,
+                               max_history=MAX_HISTORY, recent_history=2, use_example_age=False,
+                               hidden_units=(2 * d,), seed=0)
+    model.build()
+    rng = np.random.default_rng(0)
+    table = rng.uniform(0.1, 1.0, size=(NUM_VIDEOS, d)).astype("float32")
+    table[0] = 0.0
+    model.watch_embedding.embeddings.assign(table)
+    model.tower[0].kernel.assign(np.eye(2 * d, dtype="float32"))  # the tower passes its input
+    history = np.array([[0, 0, 3, 4, 5, 6], [0, 0, 0, 0, 0, 9]], "int32")
+    u = model.predict({"watch_history": history}, verbose=0)
+    expected = np.stack([
+        np.concatenate([table[[3, 4, 5, 6]].mean(0), table[[5, 6]].mean(0)]),
+        np.concatenate([table[[9]].mean(0), table[[9]].mean(0)]),
+    ])
+    np.testing.assert_allclose(u, expected, rtol=1e-5, atol=1e-6)
+    assert_config_round_trip(model)
+    with pytest.raises(ValueError, match=r"recent_history must be <= max_history \(6\), got 7"):
+        make_model(recent_history=7)
+
+
+def test_video_scores_are_every_videos_logit():
+    model = make_model()
+    x = make_features(5)
+    scores = model.video_scores(x, batch_size=2)
+    u = model.predict(x, verbose=0)
+    assert scores.shape == (5, NUM_VIDEOS) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores, numpy_logits(model, u), rtol=1e-5, atol=1e-5)
+
+
 def test_recommend_excludes_the_whole_history_given_in_exclude():
     model = CandidateGenerator(num_videos=12, video_embedding_dim=4, max_history=2,
                                hidden_units=(8,), num_sampled=3, use_example_age=False, seed=0)

@@ -84,14 +84,14 @@ def test_config_round_trip_and_validation():
 NUM_VIDEOS, SEARCH_BINS = 997, 503  # primes: no other dimension of the model equals them
 
 
-def _candidate_generator_and_data():
+def _candidate_generator_and_data(optimizer=None):
     from keras_yt.models import CandidateGenerator
 
     keras.utils.set_random_seed(0)
     model = CandidateGenerator(num_videos=NUM_VIDEOS, video_embedding_dim=8, max_history=6,
                                search_num_bins=SEARCH_BINS, search_embedding_dim=4, max_queries=2,
                                hidden_units=(16, 8), num_sampled=32, seed=0)
-    model.compile()
+    model.compile(optimizer=optimizer)
     rng = np.random.default_rng(0)
     history = rng.integers(1, NUM_VIDEOS, (24, 6)).astype("int32")
     history[:, 4:] = 0  # padding
@@ -171,12 +171,16 @@ def test_candidate_generator_train_step_builds_no_table_sized_tensor():
     assert table_sized == []
 
 
-def test_candidate_generator_fit_never_reads_a_row_wise_updated_variable_whole():
+@pytest.mark.parametrize("optimizer, slots", [(None, 2), ("adagrad", 1)])
+def test_candidate_generator_fit_never_reads_a_row_wise_updated_variable_whole(optimizer, slots):
     # After Grappler's rewrites (what actually runs): a variable updated with scatters is in
     # TensorFlow's copy-on-read mode, where each full read (ReadVariableOp) copies the table.
+    # Default optimizer (SparseAdam): 2 moment slots per table; SparseAdagrad: 1 accumulator.
     from tensorflow.python.eager import context
 
-    model, x, y = _candidate_generator_and_data()
+    model, x, y = _candidate_generator_and_data(
+        SparseAdagrad(0.2) if optimizer == "adagrad" else None
+    )
     context.enable_run_metadata()  # records the graphs of the functions instantiated from now on
     try:
         model.fit(x, y, batch_size=24, epochs=2, verbose=0)
@@ -190,7 +194,7 @@ def test_candidate_generator_fit_never_reads_a_row_wise_updated_variable_whole()
                 scattered.add((i, node.input[0]))
             elif node.op == "ReadVariableOp":
                 read_whole.add((i, node.input[0]))
-    assert len(scattered) == 8  # 4 tables and their 4 accumulators
+    assert len(scattered) == 4 * (1 + slots)  # 4 tables and their optimizer slots
     assert read_whole  # the tower's variables are read whole
     assert scattered.isdisjoint(read_whole)
 

@@ -1,0 +1,223 @@
+"""`LeaveLastOut`: the standard leave-last-out protocol with full ranking over every item."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from keras_yt.data.candidate import leave_last_out_split
+from keras_yt.data.io import to_watch_log
+
+DEFAULT_KS = (10, 50, 100)
+_BLOCK_ROWS = 1024
+
+
+class LeaveLastOut:
+    """Each user's last watch held out; every model ranks *all* items for it.
+
+    The protocol of most recommender papers and of the baselines users know (popularity,
+    item-kNN, implicit ALS), written once so that every model of a comparison is measured the
+    same way:
+
+    * **Split.** A user's watches are ordered by timestamp; among watches with the same
+      timestamp the later row of the log comes later (a deterministic rule: the log's own
+      order breaks ties). The last watch is the **test** item, and every earlier watch is
+      training data (`train_watches`). With `validation=True` the last-but-one watch is held
+      out as well, as the **validation** item for early stopping: `fit_watches` is the log
+      without it, and it stays in the inputs of the test example.
+    * **Inputs.** A held-out example's watch history is the user's watches strictly before it
+      in time (its last `max_history`), as `keras_yt.data.candidate_examples` builds them.
+    * **Ranking.** A model scores every item id in `[1, num_items)`; the rank of the held-out
+      item is the number of eligible items that score higher, plus those that tie with it and
+      have a smaller id (the tie rule of `keras_yt.metrics.rank_top_k`). *Unfiltered*: every
+      item is eligible. *Filtered*: every item the user watched in training (the whole
+      history, not the last `max_history`) is removed, as a service that never recommends a
+      watched video would; a held-out item that was also watched before counts as a miss.
+    * **Metrics** at each k of `ks`: hit rate (equal to recall with one held-out item), NDCG
+      (`1 / log2(rank + 2)` within the top k) and MRR (`1 / (rank + 1)` within the top k),
+      averaged over the users with a held-out item.
+
+    Args:
+        watches: a watch log (see `keras_yt.data.to_watch_log`) with model ids in
+            `[1, num_items)`.
+        max_history: width of the held-out examples' `watch_history`.
+        validation: also hold out each user's last-but-one watch.
+        num_items: size of the id space including padding 0; defaults to the largest id + 1.
+
+    Attributes:
+        train_watches: every watch but each user's last (sorted by user, then time).
+        fit_watches: `train_watches` without the validation items (equal to it when
+            `validation=False`): the labels a model trains on while validating.
+        test: the test examples, a dict like `keras_yt.data.candidate_examples` returns, one row
+            per user with at least one earlier watch.
+        validation: the validation examples (same form), or `None`.
+
+    Example:
+
+    >>> log = {"user": [1, 1, 1, 2, 2, 2], "video": [1, 2, 3, 2, 3, 4],
+    ...        "timestamp": [1, 2, 3, 1, 2, 3]}
+    >>> split = LeaveLastOut(log, validation=False)
+    >>> split.test["label"].tolist()
+    [3, 4]
+    >>> scores = np.tile(np.array([0.0, 4.0, 3.0, 2.0, 1.0]), (2, 1))  # items 1 > 2 > 3 > 4
+    >>> split.ranks(scores, filtered=False).tolist(), split.ranks(scores).tolist()
+    ([2, 3], [0, 1])
+    >>> split.evaluate(scores, ks=(1, 2))["filtered"]["hr@1"]
+    0.5
+    """
+
+    def __init__(
+        self,
+        watches: Any,
+        max_history: int = 50,
+        validation: bool = True,
+        num_items: int | None = None,
+    ):
+        if not isinstance(validation, (bool, np.bool_)):
+            raise ValueError(f"validation must be a bool, got {validation!r}")
+        log = to_watch_log(watches)
+        largest = int(log["video"].max()) if len(log) else 0
+        if num_items is None:
+            num_items = largest + 1
+        if not isinstance(num_items, (int, np.integer)) or isinstance(num_items, bool) or (
+            num_items <= largest
+        ):
+            raise ValueError(
+                f"num_items must be an integer > the largest video id ({largest}), got "
+                f"{num_items!r}"
+            )
+        self.num_items = int(num_items)
+        self.max_history = max_history
+        self.train_watches, self.test = leave_last_out_split(log, max_history=max_history)
+        if validation:
+            self.fit_watches, self.validation = leave_last_out_split(
+                self.train_watches, max_history=max_history
+            )
+        else:
+            self.fit_watches, self.validation = self.train_watches, None
+        self._seen = {
+            "test": _seen_items(self.train_watches, self.test["user"]),
+            "validation": (
+                None if self.validation is None
+                else _seen_items(self.fit_watches, self.validation["user"])
+            ),
+        }
+
+    def examples(self, split: str = "test") -> dict[str, np.ndarray]:
+        """The held-out examples of `split` (`"test"` or `"validation"`)."""
+        self._check_split(split)
+        return self.test if split == "test" else self.validation
+
+    def seen(self, split: str = "test") -> list[np.ndarray]:
+        """For each held-out example of `split`, the sorted ids its user watched in training."""
+        self._check_split(split)
+        indptr, items = self._seen[split]
+        return np.split(items, indptr[1:-1])
+
+    def ranks(self, scores: Any, split: str = "test", filtered: bool = True) -> np.ndarray:
+        """0-based rank of each held-out item among the eligible items (see the class docstring).
+
+        Args:
+            scores: float array `(num_examples, num_items)`: column j scores item j; column 0
+                (padding) is ignored.
+            split: `"test"` or `"validation"`.
+            filtered: remove the items each user watched in training.
+
+        Returns:
+            int64 array `(num_examples,)`; `num_items` for a held-out item that was filtered out.
+        """
+        examples = self.examples(split)
+        labels = examples["label"].astype(np.int64)
+        scores = np.asarray(scores)
+        expected = (len(labels), self.num_items)
+        if scores.shape != expected or scores.dtype.kind not in "iuf":
+            raise ValueError(
+                f"scores must be a numeric array of shape (num_examples, num_items) = {expected} "
+                f"for split {split!r}, got shape {scores.shape} and dtype {scores.dtype}"
+            )
+        if scores.dtype.kind == "f" and not np.all(np.isfinite(scores)):
+            raise ValueError("scores must be finite, got NaN or inf values")
+        ranks = np.zeros(len(labels), dtype=np.int64)
+        ids = np.arange(self.num_items)[None, :]
+        for start in range(0, len(labels), _BLOCK_ROWS):  # bounded memory for large catalogues
+            block, label = scores[start : start + _BLOCK_ROWS], labels[start : start + _BLOCK_ROWS]
+            label_scores = block[np.arange(len(label)), label][:, None]
+            ahead = (block > label_scores) | ((block == label_scores) & (ids < label[:, None]))
+            ahead[:, 0] = False
+            ranks[start : start + len(label)] = ahead.sum(axis=1)
+        if filtered:
+            # Subtract the watched items that were ranked ahead of the held-out item.
+            indptr, items = self._seen[split]
+            owner = np.repeat(np.arange(len(labels)), np.diff(indptr))
+            label_scores = scores[np.arange(len(labels)), labels]
+            item_scores = scores[owner, items]
+            ahead = (item_scores > label_scores[owner]) | (
+                (item_scores == label_scores[owner]) & (items < labels[owner])
+            )
+            np.subtract.at(ranks, owner, ahead.astype(np.int64))
+            ranks[owner[items == labels[owner]]] = self.num_items
+        return ranks
+
+    def evaluate(
+        self, scores: Any, split: str = "test", ks: tuple[int, ...] = DEFAULT_KS
+    ) -> dict[str, dict[str, float]]:
+        """Hit rate, NDCG and MRR at each k, unfiltered and filtered.
+
+        Args:
+            scores: float array `(num_examples, num_items)` (see `ranks`).
+            split: `"test"` or `"validation"`.
+            ks: cut-offs.
+
+        Returns:
+            `{"unfiltered": {"hr@10": ..., "ndcg@10": ..., "mrr@10": ..., ...}, "filtered":
+            {...}}`.
+        """
+        for k in ks:
+            if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+                raise ValueError(f"ks must hold positive integers, got {ks!r}")
+        return {
+            name: metrics_from_ranks(self.ranks(scores, split, filtered), ks)
+            for name, filtered in (("unfiltered", False), ("filtered", True))
+        }
+
+    def _check_split(self, split: str) -> None:
+        if split not in ("test", "validation"):
+            raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
+        if split == "validation" and self.validation is None:
+            raise ValueError("split='validation' needs LeaveLastOut(..., validation=True)")
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, float]:
+    """Hit rate, NDCG and MRR at each k from the 0-based ranks of single held-out items.
+
+    Args:
+        ranks: int array of 0-based ranks (one held-out item per example).
+        ks: cut-offs.
+
+    Returns:
+        `{"hr@k": ..., "ndcg@k": ..., "mrr@k": ...}` for each k, means over the examples.
+
+    Example:
+
+    >>> metrics_from_ranks(np.array([0, 3]), ks=(1, 10))["mrr@10"]
+    0.625
+    """
+    ranks = np.asarray(ranks, dtype=np.float64)
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"hr@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
+        out[f"mrr@{k}"] = float(np.where(hit, 1.0 / (ranks + 1.0), 0.0).mean())
+    return out
+
+
+def _seen_items(watches: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR `(indptr, items)`: the distinct videos of each of `users` in `watches`."""
+    pairs = np.unique(np.stack([watches["user"], watches["video"]], axis=1), axis=0)
+    start = np.searchsorted(pairs[:, 0], users, side="left")
+    end = np.searchsorted(pairs[:, 0], users, side="right")
+    indptr = np.concatenate([[0], np.cumsum(end - start)])
+    items = np.concatenate([pairs[s:e, 1] for s, e in zip(start, end)] + [np.zeros(0, "int64")])
+    return indptr.astype(np.int64), items.astype(np.int64)

@@ -1,0 +1,118 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_yt.optimizers import SparseAdam
+
+
+def _lazy_adam_reference(initial, gradients, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
+    """numpy lazy Adam: only the rows with a (summed) gradient are updated at each step."""
+    theta = initial.astype(np.float64).copy()
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    for t, (indices, values) in enumerate(gradients, start=1):
+        dense = np.zeros_like(theta)
+        np.add.at(dense, indices, values)
+        rows = np.unique(indices)
+        g = dense[rows]
+        m[rows] = beta_1 * m[rows] + (1 - beta_1) * g
+        v[rows] = beta_2 * v[rows] + (1 - beta_2) * g**2
+        alpha = lr * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+        theta[rows] -= alpha * m[rows] / (np.sqrt(v[rows]) + epsilon)
+    return theta
+
+
+def test_row_sparse_steps_equal_a_numpy_lazy_adam():
+    rng = np.random.default_rng(0)
+    initial = rng.normal(size=(50, 4)).astype("float32")
+    # Duplicate rows (a video in several users' histories) must be summed first; the touched rows
+    # change from step to step, so untouched rows must keep their moments.
+    steps = [np.array([3, 7, 3, 49, 7, 7]), np.array([7, 11]), np.array([3, 3, 20])]
+    gradients = [(idx, rng.normal(size=(len(idx), 4)).astype("float32")) for idx in steps]
+    variable = keras.Variable(initial)
+    optimizer = SparseAdam(0.05)
+    for indices, values in gradients:
+        sparse = tf.IndexedSlices(values, indices.astype("int64"), dense_shape=(50, 4))
+        optimizer.apply([sparse], [variable])
+    expected = _lazy_adam_reference(initial, gradients, 0.05)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), expected, rtol=1e-5,
+                               atol=1e-6)
+    untouched = np.setdiff1d(np.arange(50), np.concatenate(steps))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable)[untouched],
+                                  initial[untouched])
+
+
+def test_rows_touched_every_step_get_keras_adams_update():
+    rng = np.random.default_rng(1)
+    initial = rng.normal(size=(6, 3)).astype("float32")
+    ours, reference = SparseAdam(0.1), keras.optimizers.Adam(0.1)
+    variable_ours, variable_ref = keras.Variable(initial), keras.Variable(initial)
+    for _ in range(4):
+        values = rng.normal(size=(6, 3)).astype("float32")
+        sparse = tf.IndexedSlices(values, np.arange(6, dtype="int64"), dense_shape=(6, 3))
+        ours.apply([sparse], [variable_ours])
+        reference.apply([values], [variable_ref])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variable_ours),
+                               keras.ops.convert_to_numpy(variable_ref), rtol=1e-5, atol=1e-5)
+
+
+def test_dense_gradients_take_adams_path():
+    initial = np.ones((3, 2), "float32")
+    gradient = np.full((3, 2), 0.5, "float32")
+    results = []
+    for optimizer in (SparseAdam(0.1), keras.optimizers.Adam(0.1)):
+        variable = keras.Variable(initial)
+        optimizer.apply([gradient], [variable])
+        results.append(keras.ops.convert_to_numpy(variable))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6)
+
+
+def test_clipnorm_clips_the_summed_rows_like_the_dense_gradient():
+    indices = np.array([1, 1, 4], "int64")
+    values = np.array([[3.0, 0.0], [1.0, 0.0], [0.0, 3.0]], "float32")  # summed norm = 5
+    sparse = tf.IndexedSlices(values, indices, dense_shape=(6, 2))
+    ours, reference = SparseAdam(0.1, clipnorm=1.0), keras.optimizers.Adam(0.1, clipnorm=1.0)
+    variable_ours, variable_ref = keras.Variable(np.zeros((6, 2), "float32")), keras.Variable(
+        np.zeros((6, 2), "float32"))
+    ours.apply([sparse], [variable_ours])
+    reference.apply([tf.convert_to_tensor(sparse)], [variable_ref])
+    # One Adam step moves every non-zero coordinate by about lr: compare the touched rows.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(variable_ours)[[1, 4]],
+                               keras.ops.convert_to_numpy(variable_ref)[[1, 4]], rtol=1e-5)
+
+
+def test_candidate_generator_default_optimizer_updates_tables_row_wise(monkeypatch):
+    from keras_yt import backend
+    from keras_yt.models import CandidateGenerator
+
+    updated = []
+    scatter_sub_rows = backend.scatter_sub_rows
+
+    def spy(variable, indices, rows):
+        updated.append(tuple(variable.shape))
+        return scatter_sub_rows(variable, indices, rows)
+
+    monkeypatch.setattr(backend, "scatter_sub_rows", spy)
+    model = CandidateGenerator(num_videos=997, video_embedding_dim=8, max_history=4,
+                               hidden_units=(16, 8), num_sampled=16, seed=0)
+    model.compile()
+    assert isinstance(model.optimizer, SparseAdam)
+    rng = np.random.default_rng(0)
+    x = {"watch_history": rng.integers(1, 997, (8, 4)).astype("int32"),
+         "example_age": np.zeros(8, "float32")}
+    model.fit(x, rng.integers(1, 997, 8), verbose=0)
+    assert set(updated) == {(997, 8), (997,)}  # watch table and W: (997, 8); biases b: (997,)
+
+
+def test_config_round_trip_and_validation():
+    optimizer = SparseAdam(0.002, beta_1=0.8, clipnorm=2.0)
+    config = json.loads(json.dumps(keras.optimizers.serialize(optimizer)))
+    restored = keras.optimizers.deserialize(config)
+    assert isinstance(restored, SparseAdam)
+    assert restored.get_config() == optimizer.get_config()
+    with pytest.raises(ValueError, match=r"beta_2 must be a number in \[0, 1\), got 1.5"):
+        SparseAdam(beta_2=1.5)
+    with pytest.raises(ValueError, match="amsgrad"):
+        SparseAdam(amsgrad=True)

@@ -1,0 +1,61 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_yt.models import CandidateGenerator
+from keras_yt.training import default_batch_size, fit_candidate_generator
+
+
+def _examples(n, seed):
+    # Next watch = previous watch + 1: learnable from the history alone.
+    rng = np.random.default_rng(seed)
+    last = rng.integers(1, 30, n)
+    history = np.stack([np.maximum(last - 2, 0), np.maximum(last - 1, 0), last], axis=1)
+    return {"watch_history": history.astype("int32"), "label": (last + 1).astype("int32")}
+
+
+def test_early_stopping_restores_the_best_validation_weights():
+    keras.utils.set_random_seed(0)
+    model = CandidateGenerator(num_videos=32, video_embedding_dim=8, max_history=3,
+                               hidden_units=(16,), use_example_age=False, seed=0)
+    train, validation = _examples(512, 0), _examples(64, 1)
+    # Labels shuffled in validation: its loss soon gets worse, so training must stop early.
+    validation["label"] = np.random.default_rng(2).permutation(validation["label"])
+    history = fit_candidate_generator(model, train, validation=validation, epochs=40,
+                                      patience=2, verbose=0)
+    assert len(history["loss"]) < 40
+    assert history["best_epoch"] == int(np.argmin(history["val_loss"])) + 1
+    restored = model.evaluate({"watch_history": validation["watch_history"]},
+                              validation["label"], verbose=0, return_dict=True)["loss"]
+    assert restored == pytest.approx(min(history["val_loss"]), rel=1e-4)
+    assert history["batch_size"] == default_batch_size(512) == 32
+
+
+def test_without_validation_it_trains_every_epoch_and_learns():
+    keras.utils.set_random_seed(0)
+    model = CandidateGenerator(num_videos=32, video_embedding_dim=8, max_history=3,
+                               hidden_units=(16,), use_example_age=False, seed=0)
+    train = _examples(512, 0)
+    history = fit_candidate_generator(model, train, epochs=15, verbose=0)
+    assert len(history["loss"]) == 15 and history["loss"][-1] < history["loss"][0]
+    ids, _ = model.recommend({"watch_history": train["watch_history"]}, k=1,
+                             exclude_watched=False)
+    # 29 equally likely labels: the most popular video is right 1 time in 29.
+    assert np.mean(ids[:, 0] == train["label"]) > 0.3
+
+
+def test_batch_size_scales_with_the_data():
+    assert [default_batch_size(n) for n in (0, 5_000, 20_000, 50_000, 10**7)] == [
+        32, 32, 64, 128, 256]
+
+
+def test_bad_arguments():
+    model = CandidateGenerator(num_videos=32, video_embedding_dim=4, max_history=3,
+                               hidden_units=(8,), use_example_age=False)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1, got 0"):
+        fit_candidate_generator(model, _examples(8, 0), epochs=0)
+    with pytest.raises(ValueError, match="examples has no rows"):
+        fit_candidate_generator(model, {"watch_history": np.zeros((0, 3), "int32"),
+                                        "label": np.zeros(0, "int32")})
+    with pytest.raises(ValueError, match=r"lack the feature\(s\) \['watch_history'\]"):
+        fit_candidate_generator(model, {"label": np.ones(4, "int32")})
