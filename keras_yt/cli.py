@@ -78,13 +78,20 @@ def _port(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (`keras-yt train: error: ...`), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="keras-yt",
         description="The YouTube two-stage recommender (Covington et al., 2016) in Keras.",
         epilog="Errors: one line on standard error, exit status 2. Watch logs: " + LOG_HELP,
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="end-to-end demo on the embedded synthetic data")
     demo.add_argument("--dataset", choices=("synthetic", "ml-100k"), default="synthetic")
