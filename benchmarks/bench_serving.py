@@ -185,10 +185,11 @@ def _random_features(model, n: int, seed: int) -> dict:
 
 
 def _trained_run(run: Path, num_queries: int):
-    from keras_yt import pipeline
+    from keras_yt.run_folder import RunFolder
 
-    model, _ = pipeline.load_run(run)
-    histories = dict(np.load(run / "histories.npz", allow_pickle=False))
+    folder = RunFolder(run)
+    model = folder.load_model()
+    histories = folder.latest_features(np.arange(1, folder.users.size))
     tower = model.user_model()
     features = {name: histories[name] for name in tower.input}
     U = tower.predict(features, verbose=0, batch_size=1024)

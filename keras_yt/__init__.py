@@ -1,24 +1,14 @@
 """keras_yt: Keras 3 layers and models for the YouTube recommender (Covington et al., 2016).
 
-Importing `keras_yt` registers every layer, loss, model and optimizer with Keras' serialisation,
-so `keras.saving.load_model("model.keras")` works after `import keras_yt`. Submodules:
-`layers`, `losses`, `models`, `optimizers`, `metrics`, `data`, `datasets`, `evaluation` (the
-leave-last-out protocol and baselines), `training` (the training recipe), `serving` (which
-imports PyNNDescent / numba only when an approximate index is built or loaded).
+Submodules: `layers`, `losses`, `models`, `optimizers`, `metrics`, `data`, `datasets`,
+`evaluation` (the leave-last-out protocol and baselines), `training` (the training recipe),
+`serving`. They load on first use (`keras_yt.models`, `from keras_yt.models import ...`), so
+`import keras_yt` and the `keras-yt` command line start without loading TensorFlow. Loading a
+submodule registers its classes with Keras' serialisation: import `keras_yt.models` (which loads
+the layers, losses and optimizers it uses) before `keras.saving.load_model("model.keras")`.
 """
 
-from keras_yt import (
-    data,
-    datasets,
-    evaluation,
-    layers,
-    losses,
-    metrics,
-    models,
-    optimizers,
-    serving,
-    training,
-)
+import importlib
 
 __version__ = "0.1.0"
 
@@ -26,3 +16,13 @@ __all__ = [
     "data", "datasets", "evaluation", "layers", "losses", "metrics", "models", "optimizers",
     "serving", "training",
 ]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return importlib.import_module(f"keras_yt.{name}")
+    raise AttributeError(f"module 'keras_yt' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -1,4 +1,8 @@
-"""The `keras-yt` command line: the end-to-end demo and the same steps on your own watch log."""
+"""The `keras-yt` command line: the end-to-end demo and the same steps on your own watch log.
+
+Importing this module loads neither TensorFlow nor Keras: each command loads what it needs
+(quietly, see `keras_yt._quiet`), so `keras-yt --help` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from keras_yt._quiet import load_tensorflow, quiet_environment
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_environment()
+
+LOG_HELP = (
+    "CSV (header user,video,timestamp[,watch_time]) or Parquet (needs keras-yt[parquet]). Ids: "
+    "the log's own, integers of any size (0 included) or strings. timestamp: Unix seconds "
+    "(int/float) or ISO-8601 (2016-09-15T10:30:00Z; no zone = UTC)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `keras-yt` console script; returns the exit status."""
+    """Entry point of the `keras-yt` console script; returns the exit status.
+
+    Errors are reported as one line on standard error, `keras-yt COMMAND: error: ...`, with exit
+    status 2 (set `KERAS_YT_DEBUG=1` for the traceback).
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -22,19 +36,62 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         args.run_command(args)
-    except (ValueError, FileNotFoundError, KeyError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"keras-yt {args.command}: error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"keras-yt {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # every failure is one line, never a traceback
+        if os.environ.get("KERAS_YT_DEBUG"):
+            raise
+        print(f"keras-yt {args.command}: error: {_message(error)}", file=sys.stderr)
         return 2
     return 0
 
 
+def _message(error: BaseException) -> str:
+    if isinstance(error, KeyError) and error.args:
+        text = str(error.args[0])
+    else:
+        text = str(error)
+    text = " ".join(text.split())
+    if not isinstance(error, (ValueError, FileNotFoundError, KeyError, ImportError)):
+        text = f"{type(error).__name__}: {text}"
+    return text or type(error).__name__
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (`keras-yt train: error: ...`), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="keras-yt",
         description="The YouTube two-stage recommender (Covington et al., 2016) in Keras.",
+        epilog="Errors: one line on standard error, exit status 2. Watch logs: " + LOG_HELP,
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     demo = commands.add_parser("demo", help="end-to-end demo on the embedded synthetic data")
     demo.add_argument("--dataset", choices=("synthetic", "ml-100k"), default="synthetic")
@@ -43,27 +100,33 @@ def _parser() -> argparse.ArgumentParser:
                       help="run folder to write (default: %(default)s)")
     demo.add_argument("--size", choices=("tiny", "default"), default="default",
                       help="'tiny' is a seconds-long smoke run")
-    demo.add_argument("--epochs", type=int, help="training epochs (default: by size)")
+    demo.add_argument("--epochs", type=_positive_int, help="training epochs (default: by size)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run_command=_demo)
 
-    train = commands.add_parser("train", help="train a candidate generator on a watch log")
-    train.add_argument("--log", required=True,
-                       help="CSV or Parquet with columns user,video,timestamp[,watch_time]")
-    train.add_argument("--out", required=True, help="run folder to write")
+    train = commands.add_parser(
+        "train", help="train a candidate generator on a watch log",
+        description="Train a candidate generator on a watch log and write a run folder. The "
+        "folder is staged and swapped in at the end: a failed or interrupted train leaves the "
+        "previous run intact. Watch log: " + LOG_HELP,
+    )
+    train.add_argument("--log", required=True, help=LOG_HELP)
+    train.add_argument("--out", required=True, help="run folder to write (replaced if it is one)")
     train.add_argument("--preset", default="movielens_candidate",
                        help="model preset or JSON file (default: %(default)s)")
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=256)
-    train.add_argument("--max-history", type=int, default=50)
-    train.add_argument("--max-examples-per-user", type=int, default=50)
+    train.add_argument("--epochs", type=_positive_int, default=5)
+    train.add_argument("--batch-size", type=_positive_int, default=256)
+    train.add_argument("--max-history", type=_positive_int, default=50)
+    train.add_argument("--max-examples-per-user", type=_positive_int, default=50)
     train.set_defaults(run_command=_train)
 
     evaluate = commands.add_parser("evaluate", help="Recall/MAP/NDCG@k vs popularity")
     evaluate.add_argument("--run", required=True)
     evaluate.set_defaults(run_command=_evaluate)
 
-    export = commands.add_parser("export", help="SavedModel of the user tower")
+    export = commands.add_parser(
+        "export", help="SavedModel of the user tower (takes raw video ids)"
+    )
     export.add_argument("--run", required=True)
     export.set_defaults(run_command=_export)
 
@@ -71,15 +134,38 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--run", required=True)
     index.set_defaults(run_command=_index)
 
-    recommend = commands.add_parser("recommend", help="top-k videos for a user")
+    recommend = commands.add_parser(
+        "recommend", help="top-k videos for a user (raw ids)",
+        description="Top-k videos for users of the run, by raw user id; prints raw video ids. "
+        "Every video the user watched is left out (--keep-watched keeps them); fewer than k are "
+        "printed when fewer are eligible.",
+    )
     recommend.add_argument("--run", required=True)
-    recommend.add_argument("--user", required=True, type=int, action="append",
-                           help="user id (repeat for several)")
-    recommend.add_argument("--k", type=int, default=10)
+    recommend.add_argument("--user", required=True, action="append",
+                           help="raw user id, as in the watch log (repeat for several)")
+    recommend.add_argument("--k", type=_positive_int, default=10)
+    recommend.add_argument("--keep-watched", action="store_true",
+                           help="do not leave out the videos the user watched")
+    recommend.add_argument(
+        "--search", choices=("auto", "exact", "index"), default="auto",
+        help="exact: brute force; index: the run's index.h5 (PyNNDescent); auto (default): "
+        "exact up to 200,000 videos, where it is faster than loading and compiling the index",
+    )
     recommend.set_defaults(run_command=_recommend)
 
+    serve = commands.add_parser(
+        "serve", help="HTTP recommendation service (needs keras-yt[serve])",
+        description="POST /recommend {\"user\": ID, \"k\": 10} or {\"watch_history\": [IDS], "
+        "\"k\": 10, \"exclude\": [IDS]}; GET /health. See docs/serving.md.",
+    )
+    serve.add_argument("--run", required=True)
+    serve.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
+    serve.add_argument("--port", type=_port, default=8000, help="default: %(default)s")
+    serve.add_argument("--search", choices=("auto", "exact", "index"), default="auto")
+    serve.set_defaults(run_command=_serve)
+
     warm_up = commands.add_parser(
-        "warm-up", help="compile PyNNDescent's numba code once for this installation"
+        "warm-up", help="fill numba's on-disk cache for PyNNDescent (see README: what it caches)"
     )
     warm_up.set_defaults(run_command=_warm_up)
     return parser
@@ -98,6 +184,7 @@ def _done(start: float) -> None:
 
 
 def _demo(args) -> None:
+    load_tensorflow()
     from keras_yt.demo import run_demo
 
     run_demo(
@@ -111,20 +198,26 @@ def _demo(args) -> None:
 
 
 def _train(args) -> None:
+    from keras_yt.run_folder import RunFolder
+
+    RunFolder.check_target(args.out)  # fail before training, not after
+    _check_preset(args.preset)
+    load_tensorflow()
+    import numpy as np
+
     from keras_yt import data as yt_data
     from keras_yt import pipeline
+    from keras_yt.data.vocabulary import Vocabulary
     from keras_yt.models import CandidateGenerator
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     start = _step(f"reading {args.log}")
-    watches = yt_data.read_watch_log(args.log)
-    if len(watches) == 0:
+    raw = yt_data.read_raw_watch_log(args.log)
+    if len(raw["user"]) == 0:
         raise ValueError(f"the watch log {args.log!r} has no rows")
-    vocabulary = pipeline.build_vocabulary(watches)
-    watches = pipeline.remap_watches(watches, vocabulary)
-    print(f"    {len(watches):,} watches, {len(np.unique(watches['user'])):,} users, "
-          f"{len(vocabulary['videos']) - 1:,} videos")
+    watches, videos, users = pipeline.index_watch_log(raw)
+    kinds = "string" if videos.is_string else "integer"
+    print(f"    {len(watches):,} watches, {len(users):,} users, {len(videos):,} videos "
+          f"({kinds} ids)")
     _done(start)
 
     start = _step("building training examples (next watch from the watches before it)")
@@ -135,12 +228,12 @@ def _train(args) -> None:
     )
     if len(examples["label"]) == 0:
         raise ValueError("no training examples: every user needs at least 3 watches")
-    vocabulary["counts"] = np.bincount(train_log["video"], minlength=len(vocabulary["videos"]))
+    counts = np.bincount(train_log["video"], minlength=videos.size)
     print(f"    {len(examples['label']):,} training examples, {len(test['label']):,} test users")
     _done(start)
 
     start = _step("training the candidate generator")
-    num_videos = len(vocabulary["videos"])
+    num_videos = videos.size
     model = CandidateGenerator.from_preset(
         args.preset,
         num_videos=num_videos,
@@ -153,23 +246,54 @@ def _train(args) -> None:
     history = pipeline.train_candidate_generator(model, examples, args.epochs, args.batch_size)
     _done(start)
 
-    model.save(out / pipeline.MODEL_FILE)
-    np.savez(out / "vocabulary.npz", **vocabulary)
-    np.savez(out / "test.npz", **{k: test[k] for k in ("watch_history", "label", "user")})
-    np.savez(out / "histories.npz", **pipeline.latest_histories(watches, args.max_history))
-    pipeline.save_json(out / "history.json", history)
-    print(f"\nwrote {out}/")
+    with RunFolder.create(args.out) as run:
+        model.save(run.model_path)
+        run.save_data(
+            videos=Vocabulary(videos.ids, counts[1:], videos.titles, name="video"),
+            users=users,
+            watched=(raw["user"], raw["video"]),
+            latest=pipeline.latest_features(watches, users.size, args.max_history),
+            test={k: test[k] for k in ("watch_history", "label", "user")},
+            max_history=args.max_history,
+            model=model,
+        )
+        run.write_json("history.json", history)
+    print(f"\nwrote {args.out}/")
+
+
+def _check_preset(preset: str) -> None:
+    """A preset file that is not JSON fails at once, naming the file."""
+    import json
+
+    path = Path(preset)
+    if path.suffix != ".json" and not path.is_file():
+        return  # a preset name: checked when the model is made
+    if not path.is_file():
+        raise ValueError(f"preset file {preset!r} does not exist")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"preset file {preset!r} is not valid JSON ({error})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        raise ValueError(f"preset file {preset!r} must hold a JSON object with a 'config' object")
 
 
 def _evaluate(args) -> None:
-    from keras_yt import pipeline
+    import numpy as np
 
-    run = Path(args.run)
-    model, vocabulary = pipeline.load_run(run)
+    from keras_yt import pipeline
+    from keras_yt.run_folder import RunFolder
+
+    run = RunFolder(args.run)
+    model = run.load_model()
     start = _step("evaluating on the held-out last watch of each user")
-    test = dict(np.load(run / "test.npz", allow_pickle=False))
-    metrics = pipeline.evaluate_candidate_generator(model, test, vocabulary["counts"])
-    pipeline.save_json(run / "metrics.json", {"candidate_generator": metrics})
+    test = run.test_examples()
+    # leave out what each user watched in training: all the user's watches but the held-out one
+    watched = run.watched(test["user"])
+    exclude = [w[w != label] for w, label in zip(watched, test["label"])]
+    counts = np.concatenate([[0], run.videos.counts])
+    metrics = pipeline.evaluate_candidate_generator(model, test, counts, exclude=exclude)
+    run.write_json("metrics.json", {"candidate_generator": metrics})
     for name in ("model", "popularity"):
         shown = {k: round(v, 4) for k, v in metrics[name].items() if k.startswith("recall")}
         print(f"    {name:>10}: {shown}")
@@ -177,69 +301,68 @@ def _evaluate(args) -> None:
 
 
 def _export(args) -> None:
-    from keras_yt import pipeline
-    from keras_yt.serving import export_saved_model
+    from keras_yt.run_folder import RunFolder
 
-    run = Path(args.run)
-    model, _ = pipeline.load_run(run)
-    start = _step("exporting the user tower as a SavedModel")
-    path = export_saved_model(model, run / "user_tower")
-    print(f"    wrote {path}")
+    run = RunFolder(args.run)
+    model = run.load_model()  # loads TensorFlow quietly first
+    from keras_yt.serving.export import export_saved_model
+
+    start = _step("exporting the user tower as a SavedModel (input: raw video ids)")
+    with run.replace_subfolder("user_tower") as path:
+        export_saved_model(model, path, vocabulary=run.videos)
+    kind, pad = ("strings", '""') if run.videos.is_string else ("int64", "-1")
+    print(f"    wrote {run.user_tower_path} (watch_history: {kind} raw ids, padded with {pad})")
     _done(start)
 
 
 def _index(args) -> None:
-    from keras_yt import pipeline
-    from keras_yt.serving import CandidateIndex
+    from keras_yt.run_folder import RunFolder
 
-    run = Path(args.run)
-    model, _ = pipeline.load_run(run)
+    run = RunFolder(args.run)
+    model = run.load_model()  # loads TensorFlow quietly first
+    from keras_yt.serving.candidate_index import CandidateIndex
+
     start = _step("building the PyNNDescent index of the output embeddings")
     index = CandidateIndex.from_model(model, verbose=True)
-    index.save(run / "index.h5")
-    print(f"    wrote {run / 'index.h5'}")
+    index.save(run.index_path)
+    print(f"    wrote {run.index_path}")
     _done(start)
 
 
 def _recommend(args) -> None:
-    from keras_yt import pipeline
-    from keras_yt.serving import CandidateIndex, ExactIndex
+    from keras_yt.run_folder import RunFolder
 
-    run = Path(args.run)
-    model, vocabulary = pipeline.load_run(run)
-    histories = dict(np.load(run / "histories.npz", allow_pickle=False))
-    rows = []
-    for user in args.user:
-        match = np.flatnonzero(histories["user"] == user)
-        if len(match) == 0:
-            raise ValueError(
-                f"unknown user {user}: the run's watch log has no watches for it "
-                f"(user ids range {histories['user'].min()}..{histories['user'].max()})"
-            )
-        rows.append(match[0])
-    history = histories["watch_history"][rows]
-    user_tower = model.user_model()
-    features = {name: histories[name][rows] for name in user_tower.input}
-    user_vectors = user_tower.predict(features, verbose=0)
-    if (run / "index.h5").is_file():
-        index = CandidateIndex.load(run / "index.h5", model=model)
-    else:
-        print("    (no index.h5 in the run folder: brute-force search; see `keras-yt index`)")
-        index = ExactIndex.from_model(model)
-    ids, scores = index.query(user_vectors, k=args.k, exclude=history)
-    titles = vocabulary.get("titles")
-    for user, user_ids, user_scores in zip(args.user, ids, scores):
-        print(f"\nuser {user}: top {args.k}")
-        for rank, (video, score) in enumerate(zip(user_ids, user_scores), start=1):
-            original = vocabulary["videos"][video]
-            title = f"  {titles[video]}" if titles is not None else ""
-            print(f"  {rank:>3}. video {original:<8} score {score:8.3f}{title}")
+    run = RunFolder(args.run)
+    run.check()
+    run.user_rows(args.user)  # unknown users fail before anything loads
+    from keras_yt.serving.recommender import Recommender
+
+    recommender = Recommender(run, search=args.search, warm=False)
+    results = recommender.recommend_users(args.user, k=args.k, keep_watched=args.keep_watched)
+    print(f"search: {recommender.search}")
+    for user, items in zip(args.user, results):
+        note = "" if len(items) == args.k else f" (only {len(items)} eligible)"
+        print(f"\nuser {user}: top {len(items)}{note}")
+        for rank, item in enumerate(items, start=1):
+            title = f"  {item['title']}" if item["title"] else ""
+            print(f"  {rank:>3}. video {item['id']!s:<10} score {item['score']:8.3f}{title}")
+
+
+def _serve(args) -> None:
+    from keras_yt.run_folder import RunFolder
+
+    RunFolder(args.run).check()
+    load_tensorflow()
+    from keras_yt.serving.service import serve
+
+    serve(args.run, host=args.host, port=args.port, search=args.search)
 
 
 def _warm_up(args) -> None:
-    from keras_yt.serving import warm_up
+    load_tensorflow()
+    from keras_yt.serving.numba_cache import warm_up
 
-    start = _step("compiling PyNNDescent (numba) into the persistent cache")
+    start = _step("compiling PyNNDescent's cacheable numba functions into the on-disk cache")
     warm_up(verbose=True)
     _done(start)
 

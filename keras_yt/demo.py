@@ -17,6 +17,7 @@ import numpy as np
 from keras_yt import data as yt_data
 from keras_yt import metrics as yt_metrics
 from keras_yt import pipeline
+from keras_yt.data.vocabulary import Vocabulary
 
 DAY = 86400.0
 
@@ -57,8 +58,12 @@ def run_demo(
     epochs: int | None = None,
     seed: int = 0,
     data_dir: str | None = None,
+    ranker: bool = True,
 ) -> dict:
     """Runs the demo and writes its run folder; returns the metrics dict (also in metrics.json).
+
+    The run folder (`keras_yt.run_folder.RunFolder`) is staged and swapped in at the end, so an
+    interrupted demo leaves any previous run at `out` intact.
 
     Args:
         dataset: `"synthetic"` (the embedded simulator) or `"ml-100k"` (MovieLens-100K, read from
@@ -68,38 +73,69 @@ def run_demo(
         epochs: candidate-generator epochs (default: by size).
         seed: seed of the data, the sampler and the index.
         data_dir: folder holding the MovieLens files.
+        ranker: also train the ranker on impressions.
+
+    Returns:
+        The metrics written to `metrics.json`.
+
+    Example:
+    >>> import tempfile, contextlib, io
+    >>> with contextlib.redirect_stdout(io.StringIO()):
+    ...     metrics = run_demo(out=tempfile.mkdtemp() + "/demo", size="tiny", ranker=False)
+    >>> sorted(metrics["candidate_generator"])
+    ['model', 'num_test_users', 'popularity']
     """
+    from keras_yt._quiet import load_tensorflow
+    from keras_yt.run_folder import RunFolder
+
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+    load_tensorflow()
     import keras
 
     keras.utils.set_random_seed(seed)
     config = SIZES[size]
     epochs = config.epochs if epochs is None else epochs
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict = {}
+    with RunFolder.create(out) as run:
+        metrics = _run(run, dataset, size, config, epochs, seed, data_dir, ranker)
+    print(f"\nwrote {out}/: metrics.json, candidate_generator.keras, run.h5, user_tower/, "
+          "index.h5" + (", ranker_saved_model/" if ranker else "") + ", *.png")
+    return metrics
 
+
+def _run(run, dataset, size, config, epochs, seed, data_dir, ranker) -> dict:
+    folder = run.path
+    timings: dict = {}
     start = _step(f"loading the {dataset} data")
     logs = _load(dataset, config, seed, data_dir)
     # Model ids 1..N by decreasing popularity: what the log-uniform negative sampler assumes.
-    vocabulary = pipeline.build_vocabulary(logs["watches"], logs.get("titles"))
-    watches = pipeline.remap_watches(logs["watches"], vocabulary)
-    num_videos = len(vocabulary["videos"])
-    print(f"    {len(watches):,} watches by {len(np.unique(watches['user'])):,} users of "
-          f"{num_videos - 1:,} videos")
+    raw = logs["watches"]
+    watches, videos, users = pipeline.index_watch_log(
+        {name: raw[name] for name in raw.dtype.names}, logs.get("titles")
+    )
+    num_videos = videos.size
+    print(f"    {len(watches):,} watches by {len(users):,} users of {len(videos):,} videos")
     _done(start, timings, "load")
 
+    def user_features(rows):
+        return logs["user_features"](users.raw_ids(rows))
+
     start = _step("building training examples: each user's next watch from the watches before it")
+    queries = _queries_in_model_ids(logs.get("queries"), users)
     train_log, test = yt_data.leave_last_out_split(
-        watches, max_history=config.max_history, queries=logs.get("queries"), max_queries=5,
+        watches, max_history=config.max_history, queries=queries, max_queries=5,
         example_age_reference=logs["window_end"],
     )
     examples = yt_data.candidate_examples(
         train_log, max_history=config.max_history, max_examples_per_user=50,
-        queries=logs.get("queries"), max_queries=5, example_age_reference=logs["window_end"],
+        queries=queries, max_queries=5, example_age_reference=logs["window_end"],
         verbose=True,
     )
     for part in (examples, test):
-        part.update(logs["user_features"](part["user"]))
+        part.update(user_features(part["user"]))
     counts = np.bincount(train_log["video"], minlength=num_videos)
     print(f"    {len(examples['label']):,} training examples (at most 50 per user), "
           f"{len(test['label']):,} held-out next watches")
@@ -111,23 +147,26 @@ def run_demo(
     _done(start, timings, "train_candidate_generator")
 
     start = _step("evaluating: rank the whole corpus for each held-out next watch")
-    candidate_metrics = pipeline.evaluate_candidate_generator(model, test, counts)
+    watched_in_training = _watched(train_log, test["user"])
+    candidate_metrics = pipeline.evaluate_candidate_generator(
+        model, test, counts, exclude=watched_in_training
+    )
     for name in ("model", "popularity"):
         shown = {k: round(candidate_metrics[name][k], 4)
                  for k in ("recall@10", "recall@100", "map@10") if k in candidate_metrics[name]}
         print(f"    {name:>10}: {shown}")
     _done(start, timings, "evaluate_candidate_generator")
 
-    start = _step("exporting the user tower as a SavedModel")
+    start = _step("exporting the user tower as a SavedModel (takes raw video ids)")
     from keras_yt.serving import CandidateIndex, ExactIndex, export_saved_model
 
-    model.save(out / pipeline.MODEL_FILE)
-    export_saved_model(model, out / "user_tower")
+    model.save(run.model_path)
+    export_saved_model(model, run.user_tower_path, vocabulary=videos)
     _done(start, timings, "export")
 
     start = _step("building the PyNNDescent index of the output embeddings (first run compiles)")
     index = CandidateIndex.from_model(model, random_state=seed, verbose=True)
-    index.save(out / "index.h5")
+    index.save(run.index_path)
     names = [n for n in model.feature_specs() if n != "example_age"]
     user_vectors = model.predict(pipeline.features_of(test, names), verbose=0)
     k = min(100, len(index) - 1)
@@ -141,40 +180,65 @@ def run_demo(
           f"one query: {single_ms:.1f} ms")
     _done(start, timings, "index")
 
-    _print_recommendations(model, index, test, vocabulary.get("titles"), names)
+    _print_recommendations(model, index, test, videos, users, names, watched_in_training)
 
-    start = _step("training the ranker on impressions (weighted logistic regression)")
-    ranker_metrics, ranker_history = _rank(logs, config, seed, out)
-    _done(start, timings, "ranker")
+    ranker_metrics, ranker_history = None, None
+    if ranker:
+        start = _step("training the ranker on impressions (weighted logistic regression)")
+        ranker_metrics, ranker_history = _rank(logs, config, seed, folder)
+        _done(start, timings, "ranker")
 
     start = _step("writing plots and metrics")
-    vocabulary["counts"] = counts
-    np.savez(out / "vocabulary.npz", **vocabulary)
-    np.savez(out / "test.npz", **{k: _plain(v) for k, v in test.items()})
-    latest = pipeline.latest_histories(watches, config.max_history, logs.get("queries"))
-    latest.update(logs["user_features"](latest["user"]))
-    np.savez(out / "histories.npz", **{k: _plain(v) for k, v in latest.items()})
+    latest = pipeline.latest_features(watches, users.size, config.max_history, queries)
+    features = user_features(np.arange(1, users.size))
+    for name, value in features.items():
+        latest[name] = np.concatenate([np.zeros((1, *value.shape[1:]), value.dtype), value])
+    run.save_data(
+        videos=Vocabulary(videos.ids, counts[1:], videos.titles, name="video"),
+        users=users,
+        watched=(users.raw_ids(watches["user"]), videos.raw_ids(watches["video"])),
+        latest=latest,
+        test={k: _plain(v) for k, v in test.items()},
+        max_history=config.max_history,
+        model=model,
+    )
     metrics = {
         "dataset": dataset,
         "size": size,
         "candidate_generator": candidate_metrics,
         "index": {f"recall@{k}_vs_exact": index_recall, "single_query_ms": single_ms,
                   "build_seconds": index.build_seconds},
-        "ranker": ranker_metrics,
         "timings_seconds": timings,
     }
-    pipeline.save_json(out / "metrics.json", metrics)
-    pipeline.save_json(out / "history.json",
-                       {"candidate_generator": history, "ranker": ranker_history})
+    if ranker_metrics is not None:
+        metrics["ranker"] = ranker_metrics
+    run.write_json("history.json", {"candidate_generator": history, "ranker": ranker_history})
     pipeline.plot_training_loss(
-        {"candidate generator (sampled softmax)": history}, out / "training_loss.png"
+        {"candidate generator (sampled softmax)": history}, folder / "training_loss.png"
     )
-    pipeline.plot_recall_curve(candidate_metrics, out / "recall_at_k.png")
-    pipeline.plot_model_vs_popularity(candidate_metrics, out / "model_vs_popularity.png")
+    pipeline.plot_recall_curve(candidate_metrics, folder / "recall_at_k.png")
+    pipeline.plot_model_vs_popularity(candidate_metrics, folder / "model_vs_popularity.png")
     _done(start, timings, "write")
-    print(f"\nwrote {out}/: metrics.json, {pipeline.MODEL_FILE}, user_tower/, index.h5, "
-          "ranker_saved_model/, *.png")
+    run.write_json("metrics.json", metrics)
     return metrics
+
+
+def _queries_in_model_ids(queries, users):
+    """The synthetic search log with user model ids (None stays None)."""
+    if queries is None:
+        return None
+    out = queries.copy()
+    out["user"] = users.lookup(queries["user"])
+    return out[out["user"] > 0]
+
+
+def _watched(train_log: np.ndarray, test_users: np.ndarray) -> list:
+    """Video model ids each test user watched in training (the evaluation's exclusions)."""
+    order = np.argsort(train_log["user"], kind="stable")
+    users, videos = train_log["user"][order], train_log["video"][order]
+    starts = np.searchsorted(users, test_users, side="left")
+    stops = np.searchsorted(users, test_users, side="right")
+    return [np.unique(videos[a:b]) for a, b in zip(starts, stops)]
 
 
 # ------------------------------------------------------------------ data
@@ -276,20 +340,27 @@ def _candidate_generator(logs: dict, num_videos: int, config: DemoSize, seed: in
     )
 
 
-def _print_recommendations(model, index, test: dict, titles, names: list) -> None:
-    titles = dict(enumerate(titles)) if titles is not None else {}
+def _print_recommendations(model, index, test: dict, videos, users, names: list,
+                           watched: list) -> None:
+    titles = dict(enumerate([""] + videos.titles.tolist())) if videos.titles is not None else {}
+
+    def name(model_id):
+        return titles.get(int(model_id)) or str(videos.raw_ids([int(model_id)])[0])
+
     shown = np.arange(min(3, len(test["label"])))
     features = {n: test[n][shown] for n in names}
     user_vectors = model.predict(features, verbose=0)
-    ids, scores = index.query(user_vectors, k=10, exclude=test["watch_history"][shown])
+    ids, scores = index.query(user_vectors, k=10, exclude=[watched[i] for i in shown])
     for row, user in enumerate(test["user"][shown]):
-        watched = [v for v in test["watch_history"][row] if v][-3:]
-        print(f"\nuser {user}: last watched {[titles.get(int(v), int(v)) for v in watched]}")
-        print(f"  held-out next watch: {titles.get(int(test['label'][row]), test['label'][row])}")
+        recent = [v for v in test["watch_history"][row] if v][-3:]
+        print(f"\nuser {users.raw_ids([user])[0]}: last watched {[name(v) for v in recent]}")
+        print(f"  held-out next watch: {name(test['label'][row])}")
         print("  top 10:")
         for rank, (video, score) in enumerate(zip(ids[row], scores[row]), start=1):
+            if video < 1:
+                continue
             mark = "  <-- the held-out next watch" if video == test["label"][row] else ""
-            print(f"  {rank:>4}. {titles.get(int(video), int(video))!s:<40} {score:7.3f}{mark}")
+            print(f"  {rank:>4}. {name(video)!s:<40} {score:7.3f}{mark}")
 
 
 def _rank(logs: dict, config: DemoSize, seed: int, out: Path):

@@ -1,31 +1,21 @@
 """The steps of the main job, shared by `keras-yt demo` and the `train/evaluate/...` commands.
 
-Each function does one step on plain numpy data and a run folder; `keras_yt.cli` strings them
-together. A run folder holds:
-
-* `candidate_generator.keras` – the trained model;
-* `vocabulary.npz` – `videos`: the original video id of each model id (model id i ↔ `videos[i]`,
-  i ≥ 1; ids are ordered by decreasing popularity so the log-uniform sampler fits them),
-  `counts`: training watches per model id, `titles` (optional);
-* `histories.npz` – each user's latest watches (model ids), for `recommend`;
-* `test.npz` – the held-out last watch of each user (`keras_yt.data.leave_last_out_split`);
-* `metrics.json`, `history.json`, `user_tower/` (SavedModel), `index.h5`, `*.png`.
+Each function does one step on plain numpy data; `keras_yt.cli` and `keras_yt.demo` string them
+together and write a `keras_yt.run_folder.RunFolder`.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from keras_yt import data as yt_data
 from keras_yt import metrics as yt_metrics
+from keras_yt.data.vocabulary import Vocabulary
 
 K_VALUES = (1, 5, 10, 20, 50, 100)
-MODEL_FILE = "candidate_generator.keras"
 
 
 def progress_verbosity() -> int:
@@ -36,33 +26,35 @@ def progress_verbosity() -> int:
 # ------------------------------------------------------------------ vocabulary
 
 
-def build_vocabulary(watches: np.ndarray, titles: dict | None = None) -> dict:
+def build_vocabulary(watches: np.ndarray, titles: dict | None = None) -> Vocabulary:
     """Model ids 1..N for the videos of a watch log, most watched first (0 is padding)."""
-    videos, counts = np.unique(watches["video"], return_counts=True)
-    order = np.lexsort((videos, -counts))
-    vocabulary = {
-        "videos": np.concatenate([[-1], videos[order]]).astype("int64"),
-        "counts": np.concatenate([[0], counts[order]]).astype("int64"),
-    }
-    if titles:
-        vocabulary["titles"] = np.array([""] + [titles.get(int(v), "") for v in videos[order]])
-    return vocabulary
+    return Vocabulary.from_ids(watches["video"], titles, name="video")
 
 
-def to_model_ids(vocabulary: dict, raw_ids: np.ndarray) -> np.ndarray:
-    """Maps original video ids to model ids; unknown videos map to 0 (padding / unknown)."""
-    videos = vocabulary["videos"][1:]
-    order = np.argsort(videos)
-    position = np.searchsorted(videos[order], raw_ids)
-    position = np.clip(position, 0, len(videos) - 1)
-    found = videos[order][position] == raw_ids
-    return np.where(found, order[position] + 1, 0).astype("int64")
-
-
-def remap_watches(watches: np.ndarray, vocabulary: dict) -> np.ndarray:
+def remap_watches(watches: np.ndarray, vocabulary: Vocabulary) -> np.ndarray:
+    """The log with video model ids; watches of videos not in the vocabulary are dropped."""
     out = watches.copy()
-    out["video"] = to_model_ids(vocabulary, watches["video"])
+    out["video"] = vocabulary.lookup(watches["video"])
     return out[out["video"] > 0]
+
+
+def index_watch_log(
+    raw: dict, titles: dict | None = None
+) -> tuple[np.ndarray, Vocabulary, Vocabulary]:
+    """A log with raw ids (`keras_yt.data.read_raw_watch_log`) in model ids.
+
+    Returns:
+        `(watches, videos, users)`: a `WATCH_DTYPE` log whose `user` and `video` are model ids
+        (users numbered 1..U by decreasing activity), and the two vocabularies.
+    """
+    videos = Vocabulary.from_ids(raw["video"], titles, name="video")
+    users = Vocabulary.from_ids(raw["user"], name="user")
+    watches = np.empty(len(raw["user"]), dtype=yt_data.WATCH_DTYPE)
+    watches["user"] = users.lookup(raw["user"])
+    watches["video"] = videos.lookup(raw["video"])
+    watches["timestamp"] = raw["timestamp"]
+    watches["watch_time"] = raw["watch_time"]
+    return watches, videos, users
 
 
 # ------------------------------------------------------------------ candidate generator
@@ -105,17 +97,22 @@ def retrieval_metrics(ranked_ids: np.ndarray, labels: np.ndarray) -> dict:
     return out
 
 
-def evaluate_candidate_generator(model, test: dict, counts: np.ndarray) -> dict:
+def evaluate_candidate_generator(
+    model, test: dict, counts: np.ndarray, exclude: list | None = None
+) -> dict:
     """Full-corpus retrieval metrics of the model and of a popularity baseline, same test users.
 
-    Both rank every video except those already in the user's history.
+    Both rank every video except those the user watched in training: `exclude` (one list of
+    video model ids per test user, e.g. from `RunFolder.watched`), or the test watch histories
+    when None.
     """
     from keras_yt.serving import ExactIndex
 
     k = min(max(K_VALUES), model.num_videos - 1)
     names = [n for n in model.feature_specs() if n != "example_age"]
     user_vectors = model.predict(features_of(test, names), verbose=0, batch_size=1024)
-    exclude = test["watch_history"]
+    if exclude is None:
+        exclude = test["watch_history"]
     ranked, _ = ExactIndex.from_model(model).query(user_vectors, k=k, exclude=exclude)
     popularity = np.asarray(counts, dtype="float32").copy()
     popularity[0] = -np.inf
@@ -129,18 +126,28 @@ def evaluate_candidate_generator(model, test: dict, counts: np.ndarray) -> dict:
     }
 
 
-def latest_histories(watches: np.ndarray, max_history: int, queries=None) -> dict:
-    """Each user's last `max_history` watches (model ids, left-padded, newest last), and with
-    `queries` the last 5 search queries before the latest watch: the features to recommend from.
+def latest_features(
+    watches: np.ndarray, num_user_rows: int, max_history: int, queries=None
+) -> dict:
+    """Each user's serving features, one row per user model id (row 0: the unknown user).
+
+    `watch_history` holds the last `max_history` watches (model ids, left-padded, newest last);
+    with `queries`, `search_history` holds the last 5 search queries before the latest watch.
+    `watches["user"]` must be user model ids `< num_user_rows`.
     """
     examples = yt_data.leave_last_out_split(
         watches, max_history=max_history, min_history=0, queries=queries
     )[1]
     # leave_last_out_split holds out the last watch: put it back at the end of the history.
     history = np.concatenate([examples["watch_history"], examples["label"][:, None]], axis=1)
-    latest = {"user": examples["user"], "watch_history": history[:, 1:].astype("int32")}
+    rows = np.asarray(examples["user"], np.int64)
+    latest = {"watch_history": np.zeros((num_user_rows, max_history), np.int32)}
+    latest["watch_history"][rows] = history[:, 1:]
     if queries is not None:
-        latest["search_history"] = examples["search_history"]
+        search = np.asarray(examples["search_history"]).astype(str)
+        latest["search_history"] = np.full((num_user_rows, *search.shape[1:]), "", dtype=str)
+        latest["search_history"] = latest["search_history"].astype(search.dtype)
+        latest["search_history"][rows] = search
     return latest
 
 
@@ -203,23 +210,3 @@ def plot_model_vs_popularity(metrics: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-# ------------------------------------------------------------------ run folder
-
-
-def save_json(path: Path, value) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True))
-
-
-def load_run(run: Path):
-    """(model, vocabulary) of a run folder, with a clear error if it is not one."""
-    run = Path(run)
-    if not (run / MODEL_FILE).is_file() or not (run / "vocabulary.npz").is_file():
-        raise ValueError(
-            f"{str(run)!r} is not a keras-yt run folder (expected {MODEL_FILE} and "
-            "vocabulary.npz; create one with `keras-yt train`)"
-        )
-    model = keras.saving.load_model(run / MODEL_FILE)
-    vocabulary = dict(np.load(run / "vocabulary.npz", allow_pickle=False))
-    return model, vocabulary

@@ -59,3 +59,6 @@ def assert_saved_model_reproduces(model: keras.Model, inputs, tmp_path: Path, at
     actual = restored.predict(inputs, verbose=0)
     for e, a in zip(keras.tree.flatten(expected), keras.tree.flatten(actual)):
         np.testing.assert_allclose(a, e, atol=atol, rtol=1e-5)
+
+
+from tests.runs import tiny_run  # noqa: E402, F401  (session fixture: a small trained run folder)

@@ -72,7 +72,9 @@ def test_train_evaluate_export_index_recommend_on_a_csv(tmp_path):
     "content, message",
     [
         ("user,video\n1,2\n", "timestamp"),
-        ("user,video,timestamp\n1,abc,3\n", "video"),
+        ("user,video,timestamp\n1,abc,yesterday\n", "'yesterday' on line 2"),
+        ("user,video,timestamp,video\n1,2,3,4\n", "names column 'video' twice"),
+        ("user,video,timestamp\n1,2,3\n1,2,3,4\n", "line 3: 4 values for 3 header columns"),
     ],
 )
 def test_bad_logs_fail_with_a_clear_message_and_no_traceback(tmp_path, content, message):
@@ -92,4 +94,100 @@ def test_unknown_user_and_missing_run_are_clear_errors(tmp_path, capsys):
     assert main(["train", "--log", str(log), "--out", str(run), "--epochs", "1",
                  "--preset", "tiny_candidate"]) == 0
     assert main(["recommend", "--run", str(run), "--user", "999"]) == 2
-    assert "unknown user 999" in capsys.readouterr().err
+    assert "unknown user '999'" in capsys.readouterr().err
+
+
+def test_help_is_quick_to_load_and_silent():
+    result = run_cli("--help")
+    assert result.returncode == 0 and result.stderr == ""
+    assert "recommend" in result.stdout and "serve" in result.stdout
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, keras_yt.cli; "
+         "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'jax'}))"],
+        capture_output=True, text=True, check=True,
+    )
+    assert loaded.stdout.strip() == "[]"  # TensorFlow loads inside the commands that need it
+
+
+def test_recommend_prints_raw_ids_fewer_than_k_and_no_log_lines(tiny_run):
+    from keras_yt.run_folder import RunFolder
+
+    run = RunFolder(tiny_run)
+    row = run.user_rows(["u3"])
+    eligible = len(run.videos) - len(set(run.watched(row)[0]))
+    result = run_cli("recommend", "--run", str(tiny_run), "--user", "u3", "--k", "5000")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    lines = [line for line in result.stdout.splitlines() if "score" in line]
+    assert len(lines) == eligible and f"only {eligible} eligible" in result.stdout
+    assert "-inf" not in result.stdout and "search: exact" in result.stdout
+    assert all(line.split("video")[1].split()[0].startswith("v") for line in lines)
+
+
+def test_every_error_is_one_line_with_status_2(tiny_run, tmp_path):
+    import shutil
+
+    log = tmp_path / "watches.csv"
+    log.write_text("user,video,timestamp\nu1,v1,1\n")
+    (tmp_path / "a_file").write_text("x")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_run, broken)
+    (broken / "candidate_generator.keras").write_bytes(b"PK\x03\x04 truncated zip")
+    bad_index = tmp_path / "bad_index"
+    shutil.copytree(tiny_run, bad_index)
+    (bad_index / "index.h5").write_bytes(np.random.default_rng(0).bytes(4096))
+    (tmp_path / "preset.json").write_text("{not json")
+    cases = [
+        (["train", "--log", str(log), "--out", str(tmp_path / "a_file")], "is an existing file"),
+        (["train", "--log", str(log), "--out", str(tmp_path / "r"), "--preset",
+          str(tmp_path / "preset.json")], "preset.json' is not valid JSON"),
+        (["train", "--log", str(log), "--out", str(tmp_path / "r"), "--epochs", "0"],
+         "--epochs: must be an integer >= 1, got 0"),
+        (["train", "--log", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "r")],
+         "does not exist"),
+        (["evaluate", "--run", str(broken)], "candidate_generator.keras' is not a .keras model"),
+        (["recommend", "--run", str(bad_index), "--user", "u1", "--search", "index"],
+         "index.h5"),
+        (["recommend", "--run", str(tiny_run), "--user", "nobody"], "unknown user 'nobody'"),
+        (["recommend", "--run", str(tmp_path), "--user", "1"], "is not a keras-yt run folder"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert "Traceback" not in result.stderr and message in lines[-1], (args, result.stderr)
+        assert lines[-1].startswith("keras-yt") and len(lines) == 1, lines
+
+
+def test_a_failed_train_leaves_the_previous_run_intact(tiny_run, tmp_path, monkeypatch):
+    import shutil
+
+    from keras_yt.run_folder import RunFolder
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    log = tmp_path / "ints.csv"
+    write_log(log, n_users=12)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(RunFolder, "save_data", fail)  # after the model is saved in the stage
+    assert main(["train", "--log", str(log), "--out", str(run), "--epochs", "1",
+                 "--preset", "tiny_candidate"]) == 2
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ints.csv", "run"]
+
+
+def test_train_and_recommend_on_64_bit_and_zero_ids(tmp_path, capsys):
+    from tests.runs import train_run
+    from tests.runs import write_log as write_raw_log
+
+    log = write_raw_log(tmp_path / "ints.csv", n_users=12, ids="int")  # users 0.., videos 2**40+j
+    run = train_run(log, tmp_path / "run", epochs=1)
+    capsys.readouterr()
+    assert main(["recommend", "--run", str(run), "--user", "0", "--k", "3"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "score" in line]
+    videos = [int(line.split("video")[1].split()[0]) for line in lines]
+    assert len(videos) == 3 and all(2**40 <= v < 2**40 + 30 for v in videos)

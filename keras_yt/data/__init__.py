@@ -8,18 +8,24 @@ from keras_yt.data.candidate import candidate_examples, leave_last_out_split
 from keras_yt.data.io import (
     WATCH_DTYPE,
     iter_watch_log,
+    read_raw_watch_log,
     read_watch_log,
+    to_unix_seconds,
     to_watch_log,
 )
 from keras_yt.data.ranking import ranking_examples, to_impressions
+from keras_yt.data.vocabulary import Vocabulary
 
 __all__ = [
     "WATCH_DTYPE",
+    "Vocabulary",
     "candidate_examples",
     "iter_watch_log",
     "leave_last_out_split",
     "ranking_examples",
+    "read_raw_watch_log",
     "read_watch_log",
     "to_impressions",
+    "to_unix_seconds",
     "to_watch_log",
 ]

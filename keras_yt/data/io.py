@@ -5,13 +5,16 @@ A *watch log* is a numpy structured array with the fields of `WATCH_DTYPE`:
 * ``user`` (int64) – user id,
 * ``video`` (int64) – video id in ``[1, num_videos)``; ``0`` is padding and never a watch,
 * ``timestamp`` (float64) – seconds (Unix time for MovieLens, seconds since the start of the
-  simulated window for `keras_yt.datasets.synthetic`),
+  simulated window for `keras_yt.datasets.synthetic`). Readers accept Unix seconds (int or
+  float) or ISO-8601 date-times (strings such as ``2016-09-15T10:30:00Z``, numpy ``datetime64``,
+  ``datetime`` objects); date-times without a time zone are taken as UTC,
 * ``watch_time`` (float32) – seconds watched (for MovieLens: the rating, used as a weight).
 """
 
 from __future__ import annotations
 
 import csv
+import datetime
 import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -52,6 +55,8 @@ def _check_column(name: str, values: Any, kind: str, source: str) -> np.ndarray:
             f"Column '{name}' of {source} must hold integers, got dtype {array.dtype}"
             + (f" (e.g. {array[:3].tolist()!r})" if array.size else "")
         )
+    if kind == "time" and array.dtype.kind in "MUSO":
+        array = to_unix_seconds(array, f"Column '{name}' of {source}")
     if array.dtype.kind in "iubf":
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             raise ValueError(f"Column '{name}' of {source} must hold finite numbers, got NaN/inf")
@@ -59,6 +64,81 @@ def _check_column(name: str, values: Any, kind: str, source: str) -> np.ndarray:
     raise ValueError(
         f"Column '{name}' of {source} must hold numbers, got dtype {array.dtype}"
         + (f" (e.g. {array[:3].tolist()!r})" if array.size else "")
+    )
+
+
+def to_unix_seconds(values: Any, what: str = "timestamps") -> np.ndarray:
+    """Timestamps as float64 Unix seconds.
+
+    Accepts numbers (already seconds), numeric strings, ISO-8601 strings (``2016-09-15``,
+    ``2016-09-15T10:30:00``, ``2016-09-15 10:30:00.5+02:00``, ``...Z``), numpy ``datetime64``
+    and ``datetime`` / pandas ``Timestamp`` objects. Date-times without a time zone are UTC.
+
+    Args:
+        values: 1-D array-like of timestamps.
+        what: name used in error messages.
+
+    Returns:
+        float64 array of seconds since 1970-01-01 UTC.
+
+    Raises:
+        ValueError: a value is neither a number nor an ISO-8601 date-time (the message shows it
+            and its position).
+
+    Example:
+    >>> to_unix_seconds(["1970-01-02", "86400.5", "1970-01-01T00:01:00+00:01"]).tolist()
+    [86400.0, 86400.5, 0.0]
+    """
+    array = np.asarray(values)
+    if array.dtype.kind in "iuf":
+        return array.astype(np.float64)
+    if array.dtype.kind == "M":
+        if np.isnat(array).any():
+            raise ValueError(f"{what} must hold date-times, got NaT at position "
+                             f"{int(np.flatnonzero(np.isnat(array))[0])}")
+        return array.astype("datetime64[us]").astype(np.int64) / 1e6
+    if array.dtype.kind == "S":
+        array = array.astype(str)
+    if array.dtype.kind == "U":
+        try:
+            return array.astype(np.float64)
+        except ValueError:
+            pass
+    out = np.empty(array.shape[0] if array.ndim else 1, np.float64)
+    for i, value in enumerate(array.reshape(-1).tolist()):
+        out[i] = _one_timestamp(value, what, i)
+    return out
+
+
+def _one_timestamp(value: Any, what: str, position: int) -> float:
+    if isinstance(value, bool):
+        pass
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    elif isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        return value.timestamp()
+    elif isinstance(value, datetime.date):
+        return datetime.datetime(value.year, value.month, value.day,
+                                 tzinfo=datetime.timezone.utc).timestamp()
+    elif isinstance(value, np.datetime64):
+        return float(value.astype("datetime64[us]").astype(np.int64)) / 1e6
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            return _one_timestamp(parsed, what, position)
+    raise ValueError(
+        f"{what} must hold numbers (Unix seconds) or ISO-8601 date-times, got {value!r} "
+        f"at position {position}"
     )
 
 
@@ -91,7 +171,7 @@ def to_watch_log(data: Mapping[str, Any] | np.ndarray, source: str = "watches") 
     columns = {
         "user": _check_column("user", data["user"], "int", source),
         "video": _check_column("video", data["video"], "int", source),
-        "timestamp": _check_column("timestamp", data["timestamp"], "float", source),
+        "timestamp": _check_column("timestamp", data["timestamp"], "time", source),
     }
     n = len(columns["user"])
     if "watch_time" in names:
@@ -130,60 +210,141 @@ def _column_names(data: Any) -> set[str]:
     )
 
 
-def _csv_chunks(path: str, chunk_size: int) -> Iterator[np.ndarray]:
-    with open(path, newline="", encoding="utf-8") as f:
-        header_line = f.readline()
-        if not header_line:
-            raise ValueError(f"watch log {path!r} is empty; expected a header line")
-        header = [h.strip() for h in next(csv.reader([header_line]))]
-        missing = [c for c in WATCH_COLUMNS if c not in header]
-        if missing:
-            raise ValueError(
-                f"watch log {path!r} is missing column(s) {missing}; expected a header with "
-                f"{list(WATCH_COLUMNS)} (+ optional 'watch_time'), got {header}"
-            )
+def _decoded_lines(path: str, f) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a binary file object, with a clear error for non-UTF-8 bytes."""
+    for number, raw in enumerate(f, start=1):
+        if b"\0" in raw:
+            raise ValueError(f"watch log {path!r} line {number}: holds NUL bytes; expected a "
+                             "UTF-8 CSV text file (is it a binary file?)")
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"watch log {path!r} line {number}: not UTF-8 text; expected a CSV "
+                             "text file (is it a binary file?)") from None
+        yield number, text
+
+
+def _csv_header(path: str, lines: Iterator[tuple[int, str]]) -> list[str]:
+    for number, text in lines:
+        if text.strip():
+            header = [h.strip() for h in next(csv.reader([text]))]
+            break
+    else:
+        raise ValueError(f"watch log {path!r} is empty; expected a header line")
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise ValueError(f"watch log {path!r} line {number}: the header names column "
+                             f"{name!r} twice; expected each column once, got {header}")
+        seen.add(name)
+    missing = [c for c in WATCH_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(
+            f"watch log {path!r} is missing column(s) {missing}; expected a header with "
+            f"{list(WATCH_COLUMNS)} (+ optional 'watch_time'), got {header}"
+        )
+    return header
+
+
+def _csv_text_chunks(path: str, chunk_size: int) -> Iterator[tuple[list[int], dict]]:
+    """(line numbers, {column: list of str}) per chunk, with checked row lengths."""
+    with open(path, "rb") as f:
+        lines = _decoded_lines(path, f)
+        header = _csv_header(path, lines)
         wanted = [c for c in ("user", "video", "timestamp", "watch_time") if c in header]
-        line_number = 2
+        positions = [header.index(c) for c in wanted]
         while True:
-            lines = list(itertools.islice(f, chunk_size))
-            if not lines:
+            block = list(itertools.islice(lines, chunk_size))
+            if not block:
                 return
-            lines = [line for line in lines if line.strip()]
-            if not lines:
-                line_number += chunk_size
+            block = [(n, t) for n, t in block if t.strip()]
+            if not block:
                 continue
-            columns = {}
-            for name in wanted:
-                dtype = np.int64 if name in _INTEGER_COLUMNS else np.float64
-                try:
-                    columns[name] = np.loadtxt(
-                        lines, delimiter=",", usecols=header.index(name), dtype=dtype, ndmin=1
-                    )
-                except ValueError as error:
-                    expected = "integers" if dtype is np.int64 else "numbers"
+            numbers = [n for n, _ in block]
+            try:
+                rows = list(csv.reader([t for _, t in block], skipinitialspace=True))
+            except csv.Error as error:
+                raise ValueError(f"watch log {path!r} (lines {numbers[0]}-{numbers[-1]}): "
+                                 f"{error}") from None
+            for number, row in zip(numbers, rows):
+                if len(row) != len(header):
+                    extra = "an extra value" if len(row) > len(header) else "a missing value"
                     raise ValueError(
-                        f"Column '{name}' of watch log {path!r} (lines {line_number}-"
-                        f"{line_number + len(lines) - 1}) must hold {expected}: {error}"
-                    ) from None
-            line_number += len(lines)
-            yield to_watch_log(columns, source=f"watch log {path!r}")
+                        f"watch log {path!r} line {number}: {len(row)} values for "
+                        f"{len(header)} header columns ({extra}); expected one value per column "
+                        f"of {header}"
+                    )
+            yield numbers, {c: [row[p] for row in rows] for c, p in zip(wanted, positions)}
+
+
+def _parse_text_column(name: str, values: list, numbers: list, path: str, kind: str):
+    """Converts one CSV column (strings); errors name the file and the line."""
+    array = np.asarray(values, dtype=str)
+    try:
+        if kind == "int":
+            try:
+                return array.astype(np.int64)
+            except (ValueError, OverflowError):
+                as_float = array.astype(np.float64)
+                if np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)) and \
+                        np.all(np.abs(as_float) < 2**53):
+                    return as_float.astype(np.int64)
+                raise ValueError
+        if kind == "time":
+            return to_unix_seconds(array, "")
+        return array.astype(np.float64)
+    except (ValueError, OverflowError):
+        position = _first_bad(array, kind)
+        expected = {"int": "integers", "time": "numbers (Unix seconds) or ISO-8601 date-times",
+                    "float": "numbers"}[kind]
+        raise ValueError(
+            f"Column '{name}' of watch log {path!r} must hold {expected}; got "
+            f"{str(array[position])!r} on line {numbers[position]}"
+            + ("" if kind != "int" or name not in ("user", "video") else
+               " (string ids are read by `read_raw_watch_log` and `keras-yt train`)")
+        ) from None
+
+
+def _first_bad(array: np.ndarray, kind: str) -> int:
+    for i, value in enumerate(array.tolist()):
+        try:
+            if kind == "int":
+                number = float(value)
+                if not (number == round(number) and abs(number) < 2**63):
+                    return i
+            elif kind == "time":
+                _one_timestamp(value, "", i)
+            else:
+                float(value)
+        except (ValueError, OverflowError):
+            return i
+    return 0
+
+
+def _csv_chunks(path: str, chunk_size: int) -> Iterator[np.ndarray]:
+    for numbers, text in _csv_text_chunks(path, chunk_size):
+        columns = {
+            name: _parse_text_column(name, values, numbers, path,
+                                     "int" if name in _INTEGER_COLUMNS else
+                                     "time" if name == "timestamp" else "float")
+            for name, values in text.items()
+        }
+        yield to_watch_log(columns, source=f"watch log {path!r}")
 
 
 def _parquet_frame(path: str):
     try:
         import pandas as pd
-    except ImportError:  # pragma: no cover - depends on the environment
+        import pyarrow  # noqa: F401
+    except ImportError:
         raise ImportError(
-            f"Reading the Parquet watch log {path!r} needs pandas and pyarrow (pip install pandas "
-            "pyarrow); or convert it to CSV with the header user,video,timestamp[,watch_time]"
+            f"reading the Parquet watch log {path!r} needs the parquet extra: pip install "
+            "'keras-yt[parquet]' (pandas and pyarrow); or convert it to CSV"
         ) from None
     try:
         return pd.read_parquet(path)
-    except ImportError as error:
-        raise ImportError(
-            f"Reading the Parquet watch log {path!r} needs pyarrow or fastparquet "
-            f"(pip install pyarrow): {error}"
-        ) from None
+    except Exception as error:  # pyarrow raises its own error types for damaged files
+        raise ValueError(f"watch log {path!r} is not a readable Parquet file ({error})") from None
 
 
 def iter_watch_log(path: str | os.PathLike, chunk_size: int = 1_000_000) -> Iterator[np.ndarray]:
@@ -254,6 +415,106 @@ def read_watch_log(path: str | os.PathLike) -> np.ndarray:
     if not chunks:
         return np.empty(0, dtype=WATCH_DTYPE)
     return np.concatenate(chunks)
+
+
+def read_raw_watch_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a watch-log file with the log's own (raw) user and video ids.
+
+    Unlike `read_watch_log` (model ids >= 1), ids may be any non-negative integers (0 and values
+    >= 2**31 included) or strings (``v248``): a column whose values are all integers is read as
+    int64, any other as strings. Timestamps are Unix seconds or ISO-8601 date-times (see
+    `to_unix_seconds`). Map the ids to model ids with `keras_yt.data.Vocabulary`.
+
+    Args:
+        path: CSV file with a header naming ``user,video,timestamp[,watch_time]``, or a Parquet
+            file (needs the ``keras-yt[parquet]`` extra).
+
+    Returns:
+        `{"user", "video", "timestamp", "watch_time"}` columns in file order: ids as int64 or
+        str arrays, timestamps as float64 seconds, watch times as float32 (1.0 if absent).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not a watch log; the message names the file, and the line for a
+            CSV (duplicated header column, a row with more or fewer values than the header, a
+            binary file, a bad timestamp).
+        ImportError: a Parquet file without pandas / pyarrow.
+
+    Example:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("user,video,timestamp\\nana,v248,2016-09-15T10:00:00Z\\nbo,0,1473933600\\n")
+    >>> log = read_raw_watch_log(path)
+    >>> log["video"].tolist(), log["timestamp"].tolist()
+    (['v248', '0'], [1473933600.0, 1473933600.0])
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"watch log {path!r} does not exist")
+    source = f"watch log {path!r}"
+    if path.lower().endswith((".parquet", ".pq")):
+        frame = _parquet_frame(path)
+        missing = [c for c in WATCH_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{source} is missing column(s) {missing}; expected columns "
+                             f"{list(WATCH_COLUMNS)} (+ optional 'watch_time')")
+        text = {c: np.asarray(frame[c]) for c in frame.columns
+                if c in ("user", "video", "timestamp", "watch_time")}
+        numbers = list(range(2, len(frame) + 2))
+        columns = {
+            "user": _raw_ids(text["user"]),
+            "video": _raw_ids(text["video"]),
+            "timestamp": _check_column("timestamp", text["timestamp"], "time", source),
+        }
+        if "watch_time" in text:
+            columns["watch_time"] = _check_column("watch_time", text["watch_time"], "float",
+                                                  source)
+    else:
+        parts: dict[str, list] = {}
+        numbers = []
+        for chunk_numbers, text in _csv_text_chunks(path, 1_000_000):
+            numbers.extend(chunk_numbers)
+            for name, values in text.items():
+                parts.setdefault(name, []).extend(values)
+        if not numbers:
+            parts = {c: [] for c in WATCH_COLUMNS}
+        columns = {
+            "user": _raw_ids(parts["user"]),
+            "video": _raw_ids(parts["video"]),
+            "timestamp": _parse_text_column("timestamp", parts["timestamp"], numbers, path,
+                                            "time"),
+        }
+        if "watch_time" in parts:
+            columns["watch_time"] = _parse_text_column("watch_time", parts["watch_time"],
+                                                       numbers, path, "float")
+    n = len(columns["user"])
+    if "watch_time" not in columns:
+        columns["watch_time"] = np.ones(n)
+    columns["watch_time"] = columns["watch_time"].astype(np.float32)
+    if not np.all(np.isfinite(columns["timestamp"])):
+        raise ValueError(f"Column 'timestamp' of {source} must hold finite numbers, got NaN/inf")
+    return columns
+
+
+def _raw_ids(values: Any) -> np.ndarray:
+    """A raw id column: int64 when every value is an integer, else strings."""
+    array = np.asarray(values)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64) if array.dtype.kind == "i" or not array.size or \
+            array.max() < 2**63 else array.astype(str)
+    if array.dtype.kind == "f":
+        if array.size and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+            return array.astype(np.int64)
+        return array.astype(str)
+    array = array.astype(str)
+    stripped = np.char.strip(array)
+    if array.size and np.all(np.char.isdigit(stripped)):
+        try:
+            return stripped.astype(np.int64)
+        except (ValueError, OverflowError):
+            return array
+    return array
 
 
 def iter_chunks(

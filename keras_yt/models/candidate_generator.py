@@ -390,27 +390,48 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         ]
         return np.concatenate(blocks or [np.zeros((0, self.num_videos))]).astype("float32")
 
-    def recommend(self, features: dict, k: int = 10, exclude_watched: bool = True):
+    def recommend(
+        self, features: dict, k: int = 10, exclude_watched: bool = True, exclude=None
+    ):
         """Brute-force top-k videos (ids, scores) for each user; fine for small corpora.
 
         Args:
             features: a dict of feature arrays as for `predict` (example age is ignored).
-            k: number of videos per user.
-            exclude_watched: leave out the videos in each user's `watch_history`.
+            k: number of videos per user; at most `num_videos - 1`.
+            exclude_watched: leave out the videos in each user's `watch_history` (only the last
+                `max_history` watches: pass the whole history in `exclude`).
+            exclude: None, or one list of video ids per user to leave out as well (ragged
+                lists or a 0-padded 2-D array), e.g. everything the user watched.
 
         Returns:
             `(ids, scores)`, numpy arrays of shape `(batch, k)`, best first; scores are
-            u·W_j + b_j.
+            u·W_j + b_j. When fewer than k videos are eligible, the last scores are -inf.
         """
         _checks.positive_int("k", k)
+        if k > self.num_videos - 1:
+            raise ValueError(f"k must be at most num_videos - 1 = {self.num_videos - 1} (the "
+                             f"real videos), got {k}")
         self.build()
         _checks.has_features(features, [WATCH_HISTORY], "CandidateGenerator")
         if len(features[WATCH_HISTORY]) <= 1024:  # one compiled step: no `predict()` set-up cost
             user_vectors = self.predict_on_batch(features)
         else:
             user_vectors = self.predict(features, verbose=0, batch_size=1024)
-        exclude = features[WATCH_HISTORY] if exclude_watched else None
-        scores, ids = self.softmax.top_k(user_vectors, k, exclude=exclude)
+        lists = [[] for _ in range(len(user_vectors))]
+        if exclude_watched:
+            lists = [list(h) for h in np.asarray(features[WATCH_HISTORY])]
+        if exclude is not None:
+            if len(exclude) != len(lists):
+                raise ValueError(f"exclude must hold one id list per user ({len(lists)}), got "
+                                 f"{len(exclude)}")
+            lists = [a + list(np.asarray(e).reshape(-1)) for a, e in zip(lists, exclude)]
+        width = max((len(a) for a in lists), default=0)
+        padded = None
+        if width:
+            padded = np.zeros((len(lists), width), np.int64)
+            for row, ids in zip(padded, lists):
+                row[: len(ids)] = ids
+        scores, ids = self.softmax.top_k(user_vectors, k, exclude=padded)
         return ops.convert_to_numpy(ids), ops.convert_to_numpy(scores)
 
     def get_config(self):

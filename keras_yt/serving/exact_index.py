@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 import numpy as np
-from keras import ops
 
 from keras_yt.serving import _common
 
@@ -176,6 +175,8 @@ class ExactIndex:
         return _common.top_k_sorted(scores, k)
 
     def _top_k_backend(self, u: np.ndarray, k: int, rows: list | None):
+        from keras import ops  # here, not at the top: small queries never load the backend
+
         cached = self._tensors
         if cached is None or cached[0] is not self.W or cached[1] is not self.b:
             # W transposed once: `u @ W.T` would copy W on every call

@@ -5,6 +5,7 @@ model as a `.keras` file and exports it from a TensorFlow process
 (`python -m keras_yt.serving.export MODEL.keras OUT_DIR`, run with `KERAS_BACKEND=tensorflow`).
 """
 
+
 from __future__ import annotations
 
 import argparse
@@ -13,12 +14,16 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import keras
 
 
 def export_saved_model(
-    model: keras.Model | str | Path, path: str | Path, verbose: bool = False
+    model: keras.Model | str | Path,
+    path: str | Path,
+    vocabulary: Any = None,
+    verbose: bool = False,
 ) -> Path:
     """Exports what is served of a keras_yt model as a TensorFlow SavedModel.
 
@@ -32,6 +37,13 @@ def export_saved_model(
     The SavedModel needs neither keras_yt nor Keras to be loaded: `tf.saved_model.load(path)
     .signatures["user_vector"](**features)` works in a plain TensorFlow process.
 
+    **Raw ids.** With a `vocabulary` (`keras_yt.data.Vocabulary` of the videos), the user tower's
+    `watch_history` input takes the log's own video ids: int64 for integer ids, strings for
+    string ids, shape `(batch, max_history)`. A Keras `IntegerLookup` / `StringLookup` inside the
+    SavedModel maps them to model ids; unknown ids, and the padding value (-1 for integer ids,
+    "" for string ids), count as no watch. Without a vocabulary the input takes model ids (int32,
+    0 = padding).
+
     Works on every backend: off TensorFlow (e.g. a model trained on JAX) the model is saved as a
     `.keras` file, loaded in a TensorFlow subprocess (`KERAS_BACKEND=tensorflow python -m
     keras_yt.serving.export`) and exported there; the weights are the same on both backends.
@@ -40,6 +52,7 @@ def export_saved_model(
         model: a `CandidateGenerator` or a `Ranker`, or the path of a `.keras` file holding one
             (saved on any backend).
         path: the SavedModel folder to write.
+        vocabulary: the video `Vocabulary` of a `CandidateGenerator` (raw ids in), or None.
         verbose: print Keras' summary of the exported endpoints.
 
     Returns:
@@ -58,7 +71,7 @@ def export_saved_model(
 
     path = Path(path)
     if keras.backend.backend() != "tensorflow":
-        return _export_in_tensorflow_process(model, path, verbose)
+        return _export_in_tensorflow_process(model, path, vocabulary, verbose)
     if isinstance(model, (str, os.PathLike)):
         model = keras.saving.load_model(model)
     if isinstance(model, CandidateGenerator):
@@ -78,19 +91,42 @@ def export_saved_model(
         name: keras.InputSpec(shape=tensor.shape, dtype=tensor.dtype, name=name)
         for name, tensor in served.input.items()
     }
+    lookup = None
+    if vocabulary is not None:
+        if output_name != "user_vector":
+            raise ValueError("vocabulary applies to a CandidateGenerator's watch history; got a "
+                             f"{type(model).__name__}")
+        if len(vocabulary) != model.num_videos - 1:
+            raise ValueError(
+                f"vocabulary has {len(vocabulary)} videos but the model has num_videos="
+                f"{model.num_videos} (expected {model.num_videos - 1} videos + padding)"
+            )
+        lookup = vocabulary.lookup_layer()
+        lookup(keras.ops.convert_to_tensor([[""]] if vocabulary.is_string else [[-1]]))  # build
+        history = specs["watch_history"]
+        specs["watch_history"] = keras.InputSpec(
+            shape=history.shape, dtype="string" if vocabulary.is_string else "int64",
+            name="watch_history",
+        )
 
     def serve(features):
+        if lookup is not None:
+            features = dict(features)
+            ids = lookup(features["watch_history"])
+            features["watch_history"] = keras.ops.cast(ids, "int32")
         return {output_name: served(features, training=False)}
 
     archive = keras.export.ExportArchive()
     archive.track(served)
+    if lookup is not None:
+        archive.track(lookup)
     archive.add_endpoint(name=output_name, fn=serve, input_signature=[specs])
     archive.add_endpoint(name="serving_default", fn=serve, input_signature=[specs])
     archive.write_out(str(path), verbose=verbose)
     return path
 
 
-def _export_in_tensorflow_process(model, path: Path, verbose: bool) -> Path:
+def _export_in_tensorflow_process(model, path: Path, vocabulary, verbose: bool) -> Path:
     """Runs `python -m keras_yt.serving.export` with `KERAS_BACKEND=tensorflow` on a `.keras`."""
     with tempfile.TemporaryDirectory() as folder:
         if isinstance(model, (str, os.PathLike)):
@@ -100,6 +136,9 @@ def _export_in_tensorflow_process(model, path: Path, verbose: bool) -> Path:
             source = Path(folder) / "model.keras"
             model.save(source)
         command = [sys.executable, "-m", "keras_yt.serving.export", str(source), str(path)]
+        if vocabulary is not None:
+            vocabulary.save(Path(folder) / "vocabulary.h5")
+            command += ["--vocabulary", str(Path(folder) / "vocabulary.h5")]
         env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_package_root(), env.get("PYTHONPATH")) if p
@@ -145,9 +184,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("model", help="a .keras file holding a CandidateGenerator or a Ranker")
     parser.add_argument("out", help="the SavedModel folder to write")
+    parser.add_argument("--vocabulary", help="an HDF5 file of the videos' Vocabulary (raw ids in)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    written = export_saved_model(args.model, args.out, verbose=args.verbose)
+    vocabulary = None
+    if args.vocabulary:
+        from keras_yt.data.vocabulary import Vocabulary
+
+        vocabulary = Vocabulary.load(args.vocabulary)
+    written = export_saved_model(args.model, args.out, vocabulary=vocabulary,
+                                 verbose=args.verbose)
     print(written)
 
 

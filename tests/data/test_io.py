@@ -55,3 +55,87 @@ def test_parquet(tmp_path):
         return
     frame.to_parquet(path)
     assert read_watch_log(path)["video"].tolist() == [3, 4]
+
+
+def test_timestamps_in_unix_seconds_or_iso_8601(tmp_path):
+    path = write(tmp_path / "t.csv", "user,video,timestamp\n"
+                 "1,3,1473933600\n1,4,1473933600.5\n1,5,2016-09-15T10:00:00Z\n"
+                 "1,6,2016-09-15 12:00:00+02:00\n1,7,2016-09-15\n")
+    expected = [1473933600.0, 1473933600.5, 1473933600.0, 1473933600.0, 1473897600.0]
+    assert read_watch_log(path)["timestamp"].tolist() == expected
+    import datetime
+
+    log = to_watch_log({"user": [1, 1], "video": [2, 3], "timestamp": np.array(
+        ["2016-09-15T10:00:00", "1970-01-01T00:00:01"], dtype="datetime64[s]")})
+    assert log["timestamp"].tolist() == [1473933600.0, 1.0]
+    when = datetime.datetime(2016, 9, 15, 10, tzinfo=datetime.timezone.utc)
+    assert to_watch_log({"user": [1], "video": [2], "timestamp": np.array([when], object)})[
+        "timestamp"].tolist() == [1473933600.0]
+    with pytest.raises(ValueError, match="Column 'timestamp'.*ISO-8601.*'15/09/2016'.*line 3"):
+        read_watch_log(write(tmp_path / "u.csv", "user,video,timestamp\n1,2,3\n1,2,15/09/2016\n"))
+
+
+def test_raw_ids_strings_zero_and_64_bit(tmp_path):
+    from keras_yt.data import read_raw_watch_log
+
+    path = write(tmp_path / "r.csv", "user,video,timestamp\n"
+                 f"0,{2**40},1\n0,0,2\n{2**33},{2**40},3\n")
+    log = read_raw_watch_log(path)
+    assert log["user"].dtype == np.int64 and log["video"].tolist() == [2**40, 0, 2**40]
+    assert log["user"].tolist() == [0, 0, 2**33]
+    path = write(tmp_path / "s.csv", "user,video,timestamp,watch_time\n"
+                 "ana,v248,2016-09-15T10:00:00Z,3\nbo,17,1473933601,4.5\n")
+    log = read_raw_watch_log(path)
+    assert log["video"].tolist() == ["v248", "17"] and log["user"].tolist() == ["ana", "bo"]
+    assert log["timestamp"].tolist() == [1473933600.0, 1473933601.0]
+    assert log["watch_time"].tolist() == [3.0, 4.5]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"user,video,timestamp,video\n1,2,3,4\n", r"line 1: the header names column 'video' twice"),
+    (b"user,video,timestamp\n1,2,3\n1,2,3,9\n", r"line 3: 4 values for 3 header columns \(an "
+                                                r"extra value\)"),
+    (b"user,video,timestamp\n1,2,3\n\n1,2\n", r"line 4: 2 values for 3 header columns"),
+    (b"user,video,timestamp\n1,2,3\n\x89PNG\xff\xfe\n", r"line 3: not UTF-8 text"),
+    (b"user,video,timestamp\n1,2\x00,3\n", r"line 2: holds NUL bytes"),
+])
+def test_malformed_csv_names_the_file_and_line(tmp_path, content, message):
+    from keras_yt.data import read_raw_watch_log
+
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    for reader in (read_watch_log, read_raw_watch_log):
+        with pytest.raises(ValueError, match=message) as info:
+            reader(path)
+        assert "bad.csv" in str(info.value)
+
+
+def test_parquet_without_the_extra_is_one_clear_error(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name in ("pyarrow", "pandas"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    path = tmp_path / "log.parquet"
+    path.write_bytes(b"PAR1")
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    with pytest.raises(ImportError, match=r"pip install 'keras-yt\[parquet\]'"):
+        read_watch_log(path)
+
+
+def test_parquet_with_raw_ids_and_datetimes(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from keras_yt.data import read_raw_watch_log
+
+    path = tmp_path / "log.parquet"
+    pd.DataFrame({"user": ["a", "b"], "video": [2**40, 0],
+                  "timestamp": pd.to_datetime(["2016-09-15T10:00:00Z", "1970-01-01T00:00:00Z"]),
+                  }).to_parquet(path)
+    log = read_raw_watch_log(path)
+    assert log["video"].tolist() == [2**40, 0] and log["user"].tolist() == ["a", "b"]
+    assert log["timestamp"].tolist() == [1473933600.0, 0.0]

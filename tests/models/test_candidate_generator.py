@@ -255,3 +255,22 @@ def test_video_scores_are_every_videos_logit():
     u = model.predict(x, verbose=0)
     assert scores.shape == (5, NUM_VIDEOS) and scores.dtype == np.float32
     np.testing.assert_allclose(scores, numpy_logits(model, u), rtol=1e-5, atol=1e-5)
+
+
+def test_recommend_excludes_the_whole_history_given_in_exclude():
+    model = CandidateGenerator(num_videos=12, video_embedding_dim=4, max_history=2,
+                               hidden_units=(8,), num_sampled=3, use_example_age=False, seed=0)
+    features = {"watch_history": np.array([[3, 4], [0, 5]], "int32")}
+    exclude = [[1, 2, 6], [7]]  # e.g. older watches, beyond max_history
+    ids, scores = model.recommend(features, k=6, exclude=exclude)
+    u = model.predict(features, verbose=0)
+    W, b = model.get_output_embeddings()
+    reference = u @ W.T + b
+    for row, banned in enumerate([{0, 1, 2, 3, 4, 6}, {0, 5, 7}]):
+        ref = reference[row].copy()
+        ref[list(banned)] = -np.inf
+        expected = np.argsort(-ref, kind="stable")[:6]
+        np.testing.assert_array_equal(np.sort(ids[row]), np.sort(expected))
+        assert not banned & set(ids[row].tolist())
+    with pytest.raises(ValueError, match="k must be at most num_videos - 1 = 11"):
+        model.recommend(features, k=12)

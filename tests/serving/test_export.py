@@ -79,3 +79,48 @@ def test_export_rejects_other_models(tmp_path):
 
     with pytest.raises(ValueError, match="takes a CandidateGenerator or a Ranker, got Sequential"):
         export_saved_model(keras.Sequential([keras.layers.Dense(1)]), tmp_path / "x")
+
+
+def test_exported_user_tower_takes_raw_string_ids(tiny_run, tmp_path):
+    """CSV of string ids → train → `keras-yt export` → plain TensorFlow, raw ids in."""
+    from keras_yt.cli import main
+    from keras_yt.run_folder import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    import shutil
+
+    shutil.copytree(tiny_run, run.path)
+    assert main(["export", "--run", str(run.path)]) == 0
+    model, videos = run.load_model(), run.videos
+    assert videos.is_string
+    max_history = model.max_history
+    raw = np.full((3, max_history), "", dtype=object)  # "" pads
+    raw[0, -3:] = ["v3", "v4", "v5"]
+    raw[1, -2:] = ["v7", "not-a-video"]  # unknown ids count as no watch
+    raw[2, :] = [f"v{i % 30}" for i in range(max_history)]
+    out = reload_in_fresh_process(run.user_tower_path, "user_vector",
+                                  {"watch_history": raw.astype(str)}, tmp_path)
+    model_ids = videos.lookup(raw.astype(str)).astype("int32")
+    assert model_ids[1, -1] == 0 and model_ids[0, -1] > 0
+    expected = model.user_model().predict({"watch_history": model_ids}, verbose=0)
+    np.testing.assert_allclose(out["user_vector"], expected, atol=1e-5)
+
+
+def test_exported_user_tower_takes_64_bit_integer_ids(tmp_path):
+    from keras_yt.data import Vocabulary
+
+    videos = Vocabulary.from_ids([0, 2**40 + 1, 2**31, 2**31, 12, 12, 12])
+    model = CandidateGenerator(num_videos=videos.size, video_embedding_dim=4, max_history=4,
+                               hidden_units=(8,), num_sampled=2)
+    model.build()
+    raw = np.array([[-1, -1, 0, 2**40 + 1], [2**31, 12, 2**40 + 1, 0], [-1, -1, -1, 7]],
+                   dtype=np.int64)
+    out = reload_in_fresh_process(export_saved_model(model, tmp_path / "t", vocabulary=videos),
+                                  "user_vector", {"watch_history": raw}, tmp_path)
+    expected = model.user_model().predict(
+        {"watch_history": videos.lookup(raw).astype("int32")}, verbose=0)
+    np.testing.assert_allclose(out["user_vector"], expected, atol=1e-6)
+    with pytest.raises(ValueError, match="vocabulary has 4 videos but the model has num_videos=9"):
+        export_saved_model(CandidateGenerator(num_videos=9, video_embedding_dim=4, max_history=4,
+                                              hidden_units=(8,), num_sampled=2),
+                           tmp_path / "u", vocabulary=videos)

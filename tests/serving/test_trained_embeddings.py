@@ -23,7 +23,7 @@ def test_recall_on_embeddings_trained_on_movielens(movielens_dir):
     train_log, test = yt_data.leave_last_out_split(watches, max_history=20)
     examples = yt_data.candidate_examples(train_log, max_history=20)
     model = CandidateGenerator(
-        num_videos=len(vocabulary["videos"]), video_embedding_dim=32, max_history=20,
+        num_videos=vocabulary.size, video_embedding_dim=32, max_history=20,
         hidden_units=(64, 32), num_sampled=100, example_age_scale=30.0, seed=0,
     )
     model.compile()

@@ -1,0 +1,482 @@
+"""`RunFolder`: the folder `keras-yt train` / `keras-yt demo` write and every later command reads.
+
+One owner for the layout, used by the command line, the demo and the recommendation service:
+
+* `candidate_generator.keras` – the trained candidate generator (model ids in, user vector out);
+* `run.h5` – the data the model needs at serving, no pickle:
+  `videos` and `users` (`keras_yt.data.Vocabulary`: raw id ↔ model id, counts, titles),
+  `watched` (every video each user watched in training, CSR arrays `indptr`/`indices` by user
+  model id, video model ids sorted), `latest` (each user's serving features: the last
+  `max_history` watches and, for the demo, its other features), `test` (the held-out last watch
+  of each user, `keras_yt.data.leave_last_out_split`);
+* written by later commands: `metrics.json`, `history.json`, `user_tower/` (SavedModel taking raw
+  ids), `index.h5`, plots; the demo adds the ranker.
+
+A run folder is written whole or not at all: `RunFolder.create(path)` stages it in a hidden folder
+next to `path` and swaps it in when the block succeeds, so a failed or killed `train` leaves the
+previous run intact. Leftover staging folders of killed writers are removed on the next write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keras_yt.data.vocabulary import Vocabulary
+
+MODEL_FILE = "candidate_generator.keras"
+DATA_FILE = "run.h5"
+FORMAT_KIND = "keras_yt.RunFolder"
+FORMAT_VERSION = 1
+
+
+class RunFolder:
+    """Reads and writes a run folder (see the module docstring for the layout).
+
+    Args:
+        path: the run folder.
+
+    Example:
+    >>> import tempfile, numpy as np
+    >>> from keras_yt.data import Vocabulary
+    >>> path = tempfile.mkdtemp() + "/run"
+    >>> with RunFolder.create(path) as run:
+    ...     run.save_data(videos=Vocabulary(["a", "b"]), users=Vocabulary([7], name="user"),
+    ...                   watched=([7, 7], ["b", "a"]),
+    ...                   latest={"watch_history": np.array([[0, 0], [1, 2]], "int32")})
+    >>> RunFolder(path).watched([1])[0].tolist()
+    [1, 2]
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._data: dict | None = None
+
+    # ------------------------------------------------------------------ paths
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def data_path(self) -> Path:
+        return self.path / DATA_FILE
+
+    @property
+    def index_path(self) -> Path:
+        return self.path / "index.h5"
+
+    @property
+    def user_tower_path(self) -> Path:
+        return self.path / "user_tower"
+
+    def is_run(self) -> bool:
+        """Whether the folder holds a model and its data (a run folder)."""
+        return self.model_path.is_file() and self.data_path.is_file()
+
+    def check(self) -> None:
+        """Raises a ValueError naming the folder if it is not a run folder."""
+        if not self.path.is_dir():
+            raise ValueError(f"run folder {str(self.path)!r} does not exist; create one with "
+                             "`keras-yt train` or `keras-yt demo`")
+        if not self.is_run():
+            raise ValueError(
+                f"{str(self.path)!r} is not a keras-yt run folder (expected {MODEL_FILE} and "
+                f"{DATA_FILE}; create one with `keras-yt train` or `keras-yt demo`)"
+            )
+
+    # ------------------------------------------------------------------ writing
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls, path: str | os.PathLike) -> Iterator[RunFolder]:
+        """Stages a new run folder and swaps it in at `path` when the block succeeds.
+
+        Args:
+            path: the run folder to write; an existing run folder there is replaced only once
+                the new one is complete.
+
+        Raises:
+            ValueError: `path` is an existing file, or a non-empty folder that is not a run
+                folder (never replaced).
+
+        Example:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/run"
+        >>> with RunFolder.create(path) as run:
+        ...     _ = run.write_json("metrics.json", {"recall@10": 0.5})
+        >>> RunFolder(path).read_json("metrics.json")
+        {'recall@10': 0.5}
+        """
+        path = cls.check_target(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(path)
+        stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-",
+                                      dir=path.parent))
+        os.chmod(stage, 0o777 & ~_umask())
+        try:
+            yield cls(stage)
+            old = None
+            if path.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-",
+                                            dir=path.parent))
+                os.replace(path, old / "run")
+            os.replace(stage, path)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def check_target(cls, path: str | os.PathLike) -> Path:
+        """Raises a ValueError if `create(path)` would refuse `path`; returns it as a Path.
+
+        Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "file.txt")
+        >>> _ = open(path, "w").write("x")
+        >>> RunFolder.check_target(path)
+        Traceback (most recent call last):
+        ...
+        ValueError: ... is an existing file, not a run folder: choose another output folder
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{str(path)!r} is an existing file, not a run folder: choose "
+                             "another output folder")
+        if path.is_dir() and any(path.iterdir()) and not cls(path).is_run():
+            raise ValueError(
+                f"{str(path)!r} is a non-empty folder that is not a keras-yt run folder; "
+                "refusing to replace it: choose a new or empty folder"
+            )
+        return path
+
+    def save_data(
+        self,
+        videos: Vocabulary,
+        users: Vocabulary,
+        watched: tuple[Any, Any],
+        latest: dict,
+        test: dict | None = None,
+        max_history: int | None = None,
+        model: Any = None,
+    ) -> None:
+        """Writes `run.h5`.
+
+        Args:
+            videos: the video vocabulary (model ids of the model).
+            users: the user vocabulary; row r of `latest` belongs to user model id r (row 0:
+                the unknown user).
+            watched: `(raw user ids, raw video ids)` of every training watch; stored as CSR.
+            latest: serving features per user model id, arrays with `len(users) + 1` rows.
+            test: held-out examples (arrays with one row per test user), or None.
+            max_history: length of the stored watch histories.
+            model: the run's candidate generator, or None. Given, its output embeddings W, b and
+                the user vector of every user (from `latest`) are stored too (group `serving`),
+                so that `keras-yt recommend --user` answers without loading TensorFlow.
+        """
+        import h5py
+
+        user_rows = users.lookup(watched[0])
+        video_ids = videos.lookup(watched[1])
+        indptr, indices = _csr(user_rows, video_ids, users.size)
+        for name, value in latest.items():
+            if len(value) != users.size:
+                raise ValueError(f"latest[{name!r}] must have {users.size} rows (one per user "
+                                 f"model id, row 0 unknown), got {len(value)}")
+        with h5py.File(self.data_path, "w") as f:
+            f.attrs["kind"] = FORMAT_KIND
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["max_history"] = -1 if max_history is None else int(max_history)
+            videos.write(f.create_group("videos"))
+            users.write(f.create_group("users"))
+            group = f.create_group("watched")
+            group.create_dataset("indptr", data=indptr)
+            group.create_dataset("indices", data=indices, compression="gzip")
+            _write_arrays(f.create_group("latest"), latest)
+            if test is not None:
+                _write_arrays(f.create_group("test"), test)
+            if model is not None:
+                group = f.create_group("serving")
+                W, b = model.get_output_embeddings()
+                tower = model.user_model()
+                features = {name: latest[name] for name in tower.input}
+                user_vectors = tower.predict(features, verbose=0, batch_size=1024)
+                group.create_dataset("W", data=np.asarray(W, np.float32))
+                group.create_dataset("b", data=np.asarray(b, np.float32))
+                group.create_dataset("user_vectors", data=np.asarray(user_vectors, np.float32))
+        self._data = None
+
+    def write_json(self, name: str, value: Any) -> Path:
+        """Writes `name` (JSON) in the folder atomically; returns its path."""
+        path = self.path / name
+        text = json.dumps(value, indent=2, sort_keys=True)
+        with tempfile.NamedTemporaryFile("w", dir=self.path, prefix=f".{name}.", delete=False) as f:
+            f.write(text)
+        os.chmod(f.name, 0o666 & ~_umask())
+        os.replace(f.name, path)
+        return path
+
+    def read_json(self, name: str) -> Any:
+        """Reads a JSON file of the folder (ValueError naming it if it is not JSON)."""
+        path = self.path / name
+        try:
+            return json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read {str(path)!r}: {error}") from None
+
+    @contextlib.contextmanager
+    def replace_subfolder(self, name: str) -> Iterator[Path]:
+        """Yields a staging folder that replaces `name` in the run when the block succeeds."""
+        target = self.path / name
+        stage = Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=self.path))
+        try:
+            yield stage / name
+            old = None
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=self.path))
+                os.replace(target, old / name)
+            os.replace(stage / name, target)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    # ------------------------------------------------------------------ reading
+
+    def load_model(self):
+        """The candidate generator, with a clear error if the `.keras` file is not loadable."""
+        from keras_yt._quiet import load_tensorflow
+
+        self.check()
+        load_tensorflow()
+        import keras
+
+        import keras_yt.models  # noqa: F401  (registers the classes with Keras)
+
+        path = self.model_path
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{str(path)!r} is not a .keras model file (not a zip archive); "
+                             "train the run again")
+        try:
+            return keras.saving.load_model(path)
+        except Exception as error:  # Keras raises many types for damaged archives
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ValueError(f"{str(path)!r} could not be loaded as a keras_yt model "
+                             f"({type(error).__name__}: {first[:200]})") from None
+
+    def _load_data(self) -> dict:
+        if self._data is not None:
+            return self._data
+        import h5py
+
+        if not self.data_path.is_file():
+            self.check()
+        source = repr(str(self.data_path))
+        try:
+            f = h5py.File(self.data_path, "r")
+        except OSError as error:
+            raise ValueError(f"{source} is not a readable HDF5 file ({error})") from None
+        with f:
+            if f.attrs.get("kind") != FORMAT_KIND:
+                raise ValueError(f"{source} is not a keras_yt run data file")
+            version = int(f.attrs.get("format_version", -1))
+            if version != FORMAT_VERSION:
+                raise ValueError(f"{source} has format version {version}; this keras_yt reads "
+                                 f"version {FORMAT_VERSION}")
+            for group in ("videos", "users", "watched", "latest"):
+                if group not in f:
+                    raise ValueError(f"{source} has no '{group}' group: it is incomplete")
+            try:
+                data = {
+                    "videos": Vocabulary.read(f["videos"], source=f"{source}/videos"),
+                    "users": Vocabulary.read(f["users"], source=f"{source}/users"),
+                    "indptr": np.asarray(f["watched/indptr"][()]),
+                    "indices": np.asarray(f["watched/indices"][()]),
+                    "latest": _read_arrays(f["latest"]),
+                    "test": _read_arrays(f["test"]) if "test" in f else None,
+                    "serving": _read_arrays(f["serving"]) if "serving" in f else None,
+                    "max_history": int(f.attrs.get("max_history", -1)),
+                }
+            except (KeyError, OSError) as error:
+                raise ValueError(f"{source} is damaged or incomplete ({error})") from None
+        _check_data(data, source)
+        self._data = data
+        return data
+
+    @property
+    def videos(self) -> Vocabulary:
+        """The video vocabulary (raw ↔ model ids)."""
+        return self._load_data()["videos"]
+
+    @property
+    def users(self) -> Vocabulary:
+        """The user vocabulary (raw user id ↔ row of the stored features)."""
+        return self._load_data()["users"]
+
+    @property
+    def max_history(self) -> int:
+        return self._load_data()["max_history"]
+
+    def serving_arrays(self) -> dict | None:
+        """`{"W", "b", "user_vectors"}` stored by `save_data(model=...)`, or None."""
+        serving = self._load_data()["serving"]
+        return None if serving is None else dict(serving)
+
+    def watched(self, user_rows: Any) -> list[np.ndarray]:
+        """Video model ids each user watched in training (sorted), per user model id."""
+        data = self._load_data()
+        indptr, indices = data["indptr"], data["indices"]
+        return [indices[indptr[r]: indptr[r + 1]].astype(np.int64) for r in np.asarray(user_rows)]
+
+    def latest_features(self, user_rows: Any) -> dict:
+        """The stored serving features (`watch_history` etc.) of the given user model ids."""
+        rows = np.asarray(user_rows, dtype=np.int64)
+        return {name: value[rows] for name, value in self._load_data()["latest"].items()}
+
+    def test_examples(self) -> dict:
+        """The held-out last watch of each user (ValueError if the run has none)."""
+        test = self._load_data()["test"]
+        if test is None:
+            raise ValueError(f"{str(self.data_path)!r} holds no test examples")
+        return dict(test)
+
+    def user_rows(self, raw_users: Any) -> np.ndarray:
+        """User model ids of raw user ids, with a ValueError naming an unknown one.
+
+        Raw ids may be given as strings (command-line arguments) for a log of integer user ids.
+        """
+        users = self.users
+        rows = []
+        for value in np.asarray(raw_users, dtype=object).reshape(-1).tolist():
+            key = _user_key(value, users.is_string)
+            row = 0 if key is None else int(users.lookup(np.asarray([key]))[0])
+            if row == 0:
+                raise ValueError(
+                    f"unknown user {value!r}: the run's watch log has no watches for it"
+                )
+            rows.append(row)
+        return np.asarray(rows, np.int64)
+
+
+def _user_key(value: Any, is_string: bool):
+    if is_string:
+        return str(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value) if 0 <= int(value) < 2**63 else None
+    if isinstance(value, str):
+        try:
+            number = int(value)
+        except ValueError:
+            return None
+        return number if 0 <= number < 2**63 else None
+    return None
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _remove_stale(path: Path) -> None:
+    """Removes staging folders of dead writers; restores a run moved aside by a killed swap."""
+    for kind in ("staging", "old"):
+        prefix = f".{path.name}.{kind}-"
+        for entry in sorted(path.parent.glob(f"{prefix}*")):
+            pid = entry.name[len(prefix):].split("-")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue  # another writer is at work
+            if kind == "old" and not path.exists() and (entry / "run").is_dir():
+                os.replace(entry / "run", path)
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _csr(rows: np.ndarray, cols: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    keep = (rows > 0) & (cols > 0)
+    pairs = np.unique(np.stack([rows[keep], cols[keep]], axis=1), axis=0) if keep.any() \
+        else np.zeros((0, 2), np.int64)
+    counts = np.bincount(pairs[:, 0], minlength=num_rows)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return indptr, pairs[:, 1].astype(np.int32)
+
+
+def _write_arrays(group: Any, arrays: dict) -> None:
+    import h5py
+
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind in "UO":
+            group.create_dataset(name, data=value.astype(str).astype(object),
+                                 dtype=h5py.string_dtype("utf-8"))
+        else:
+            group.create_dataset(name, data=value)
+
+
+def _read_arrays(group: Any) -> dict:
+    out = {}
+    for name in group:
+        value = group[name][()]
+        if value.dtype.kind == "O":
+            value = np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v),
+                                 otypes=[object])(value).astype(str)
+        out[name] = value
+    return out
+
+
+def _check_data(data: dict, source: str) -> None:
+    """Shapes and ranges of the stored arrays (the file is untrusted input)."""
+    num_videos, num_users = data["videos"].size, data["users"].size
+    indptr, indices = data["indptr"], data["indices"]
+    if (indptr.ndim != 1 or len(indptr) != num_users + 1 or indptr.dtype.kind not in "iu"
+            or indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != len(indices)):
+        raise ValueError(f"{source}: 'watched/indptr' is not a valid CSR row pointer for "
+                         f"{num_users} user rows")
+    if indices.ndim != 1 or indices.dtype.kind not in "iu" or (
+            len(indices) and (indices.min() < 1 or indices.max() >= num_videos)):
+        raise ValueError(f"{source}: 'watched/indices' must hold video model ids in "
+                         f"1..{num_videos - 1}")
+    for name, value in data["latest"].items():
+        if len(value) != num_users:
+            raise ValueError(f"{source}: 'latest/{name}' has {len(value)} rows, expected "
+                             f"{num_users} (one per user model id)")
+    serving = data["serving"]
+    if serving is not None:
+        W, b, u = (serving.get(n) for n in ("W", "b", "user_vectors"))
+        if W is None or b is None or u is None or W.ndim != 2 or W.shape[0] != num_videos or \
+                b.shape != (num_videos,) or u.ndim != 2 or u.shape != (num_users, W.shape[1]) \
+                or not all(np.isfinite(a).all() for a in (W, b, u)):
+            raise ValueError(f"{source}: the 'serving' group must hold finite W ({num_videos}, "
+                             f"d), b ({num_videos},) and user_vectors ({num_users}, d)")
+    history = data["latest"].get("watch_history")
+    if history is None:
+        raise ValueError(f"{source}: 'latest/watch_history' is missing")
+    if history.dtype.kind not in "iu" or (history.size and (
+            history.min() < 0 or history.max() >= num_videos)):
+        raise ValueError(f"{source}: 'latest/watch_history' must hold video model ids in "
+                         f"0..{num_videos - 1}")

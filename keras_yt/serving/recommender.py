@@ -1,0 +1,313 @@
+"""`Recommender`: top-k videos for a user of a run folder, raw ids in and raw ids out."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+EXACT_MAX_VIDEOS = 200_000
+"""`search="auto"` ranks corpora up to this size exactly (faster than loading a graph index)."""
+
+
+class Recommender:
+    """Serves a run folder: user vector from the user tower, then top-k of `u · W_j + b_j`.
+
+    Raw ids in, raw ids out: users and videos are named by the log's own ids
+    (`keras_yt.data.Vocabulary` maps them). Every video the user watched (the whole stored
+    history, not only the last `max_history` watches) is left out unless `keep_watched=True`.
+    `k` larger than the eligible videos returns fewer items, never padding.
+
+    Search: `"exact"` (`ExactIndex`, brute force), `"index"` (the run's `index.h5`,
+    `CandidateIndex`) or `"auto"`: exact up to `EXACT_MAX_VIDEOS` videos (one matrix product
+    over 200k x 256 floats takes a few ms, while loading a PyNNDescent index recompiles its
+    search in 3-5 s), else the index if the run has one.
+
+    Thread-safe: the user tower runs under a lock, the indexes are safe to query from several
+    threads (`CandidateIndex` serialises its graph search).
+
+    Args:
+        run: a run folder (path or `keras_yt.run_folder.RunFolder`).
+        search: `"auto"`, `"exact"` or `"index"`.
+        warm: run one query at start-up so that the first request pays no compilation.
+
+    Example:
+    >>> from keras_yt.demo import run_demo
+    >>> import tempfile, contextlib, io
+    >>> out = tempfile.mkdtemp() + "/demo"
+    >>> with contextlib.redirect_stdout(io.StringIO()):
+    ...     _ = run_demo(out=out, size="tiny", epochs=1, ranker=False)
+    >>> recommender = Recommender(out)
+    >>> items = recommender.recommend(user=1, k=3)
+    >>> len(items), sorted(items[0])
+    (3, ['id', 'score', 'title'])
+    """
+
+    def __init__(self, run: Any, search: str = "auto", warm: bool = True):
+        from keras_yt.run_folder import RunFolder
+        from keras_yt.serving import _common
+
+        if search not in ("auto", "exact", "index"):
+            raise ValueError(f"search must be 'auto', 'exact' or 'index', got {search!r}")
+        self.run = run if isinstance(run, RunFolder) else RunFolder(run)
+        self.run.check()
+        started = time.perf_counter()
+        self.videos = self.run.videos
+        self.users = self.run.users
+        self.max_history = int(self.run.latest_features([0])["watch_history"].shape[1])
+        self._model = None
+        self._tower = None
+        self._lock = threading.Lock()
+        stored = self.run.serving_arrays()
+        if stored is None or warm:
+            self._load_model()
+        if stored is None:
+            W, b = self.model.get_output_embeddings()
+            stored = {"W": W, "b": b, "user_vectors": None}
+        self._user_vectors = stored["user_vectors"]
+        self._W, self._b = stored["W"], stored["b"]
+        if len(self._W) != self.videos.size:
+            raise ValueError(
+                f"{str(self.run.data_path)!r} lists {len(self.videos)} videos but the model has "
+                f"{len(self._W) - 1}: the run folder is inconsistent; train it again"
+            )
+        self.fingerprint = _common.fingerprint(self._W[1:], self._b[1:])
+        self.index, self.search = self._open_index(search)
+        if warm:
+            self.recommend(watch_history=[], k=1)
+            if len(self.users):
+                self.recommend_users([self.users.ids[0]], k=1)
+        self.load_seconds = time.perf_counter() - started
+
+    def _load_model(self) -> None:
+        self._model = self.run.load_model()
+        if self._model.num_videos != self.videos.size:
+            raise ValueError(
+                f"{str(self.run.data_path)!r} lists {len(self.videos)} videos but the model has "
+                f"{self._model.num_videos - 1}: the run folder is inconsistent; train it again"
+            )
+        self._tower = self._model.user_model()
+
+    @property
+    def model(self):
+        """The candidate generator (loaded on first use when the run stores user vectors)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._load_model()
+        return self._model
+
+    @property
+    def tower(self):
+        """The user tower (`CandidateGenerator.user_model()`)."""
+        self.model  # noqa: B018  (loads it)
+        return self._tower
+
+    def _open_index(self, search: str):
+        from keras_yt.serving.exact_index import ExactIndex
+
+        n = len(self.videos)
+        W, b, ids = self._W[1:], self._b[1:], np.arange(1, n + 1, dtype=np.int64)
+        has_index = self.run.index_path.is_file()
+        if search == "index" or (search == "auto" and n > EXACT_MAX_VIDEOS and has_index):
+            if not has_index:
+                raise ValueError(f"{str(self.run.path)!r} has no index.h5; build it with "
+                                 "`keras-yt index --run DIR` or use exact search")
+            from keras_yt.serving.candidate_index import CandidateIndex
+
+            try:
+                index = CandidateIndex.load(self.run.index_path, model=_Embeddings(self._W,
+                                                                                   self._b))
+            except OSError as error:
+                raise ValueError(f"{str(self.run.index_path)!r} is not a readable index file "
+                                 f"({error})") from None
+            if not np.array_equal(np.sort(index.ids), ids):
+                raise ValueError(f"{str(self.run.index_path)!r} does not index this run's "
+                                 "videos; rebuild it with `keras-yt index`")
+            return index, f"approximate (PyNNDescent graph index, {n:,} videos)"
+        if n >= 1 << 17:
+            from keras_yt._quiet import load_tensorflow
+
+            load_tensorflow()  # ExactIndex ranks large corpora on the Keras backend
+        return ExactIndex(W, b, ids), f"exact (brute force over {n:,} videos)"
+
+    # ------------------------------------------------------------------ features
+
+    def _model_history(self, raw_history: Any) -> np.ndarray:
+        """Raw ids → one left-padded row of model ids (newest last); unknown ids are dropped."""
+        ids = self.videos.lookup(_id_array(raw_history, self.videos.is_string))
+        ids = ids[ids > 0][-self.max_history:]
+        row = np.zeros((1, self.max_history), np.int32)
+        if len(ids):
+            row[0, -len(ids):] = ids
+        return row
+
+    def _default_features(self, history: np.ndarray) -> dict:
+        """Features for a bare watch history: other features unknown (0 / empty)."""
+        features = {}
+        for name, tensor in self.tower.input.items():
+            if name == "watch_history":
+                features[name] = history
+                continue
+            shape = (len(history), *tuple(tensor.shape[1:]))
+            if tensor.dtype == "string":
+                features[name] = np.full(shape, "", dtype=object)
+            else:
+                features[name] = np.zeros(shape, dtype=tensor.dtype)
+        return features
+
+    def user_vectors(self, features: dict) -> np.ndarray:
+        """User vectors of a batch of features (model ids), computed under the tower's lock."""
+        tower = self.tower
+        inputs = {name: features[name] for name in tower.input}
+        with self._lock:
+            return np.asarray(tower.predict_on_batch(inputs), dtype=np.float32)
+
+    # ------------------------------------------------------------------ recommending
+
+    def recommend(
+        self,
+        user: Any = None,
+        watch_history: Any = None,
+        k: int = 10,
+        exclude: Any = None,
+        keep_watched: bool = False,
+    ) -> list[dict]:
+        """Top-k videos for one user, by raw user id or by a watch history of raw video ids.
+
+        Args:
+            user: a raw user id of the run (its stored features and whole watch history are
+                used), or None.
+            watch_history: raw video ids, oldest first, when `user` is None (unknown ids are
+                ignored; other features are unknown).
+            k: number of videos (fewer when fewer are eligible).
+            exclude: raw video ids to leave out as well.
+            keep_watched: do not leave out the watched videos.
+
+        Returns:
+            `[{"id": raw video id, "score": u·W_j + b_j, "title": str or None}, ...]`, best first.
+
+        Raises:
+            ValueError: bad `k`, both or neither of `user` / `watch_history`, or an unknown user.
+        """
+        if (user is None) == (watch_history is None):
+            raise ValueError("give exactly one of user and watch_history")
+        if user is not None:
+            return self.recommend_users([user], k, None if exclude is None else [exclude],
+                                        keep_watched)[0]
+        _check_k(k)
+        history = self._model_history(watch_history)
+        u = self.user_vectors(self._default_features(history))
+        excluded = [] if keep_watched else [history[0]]
+        if exclude is not None:
+            excluded.append(self.videos.lookup(_id_array(exclude, self.videos.is_string)))
+        return self._top_k(u, k, [_merge(excluded)])[0]
+
+    def recommend_users(
+        self, users: Any, k: int = 10, exclude: list | None = None, keep_watched: bool = False
+    ) -> list[list[dict]]:
+        """`recommend` for several raw user ids at once (one batch through the tower).
+
+        Args:
+            users: raw user ids.
+            k: videos per user.
+            exclude: None or one list of raw video ids per user.
+            keep_watched: do not leave out the watched videos.
+
+        Returns:
+            One list of items per user (see `recommend`).
+        """
+        _check_k(k)
+        rows = self.run.user_rows(users)
+        if exclude is not None and len(exclude) != len(rows):
+            raise ValueError(f"exclude must hold one list per user ({len(rows)}), got "
+                             f"{len(exclude)}")
+        features = self.run.latest_features(rows)
+        if self._user_vectors is not None:  # computed by the model when the run was written
+            u = self._user_vectors[rows]
+        else:
+            u = self.user_vectors(self._complete(features))
+        excluded = []
+        watched = self.run.watched(rows)
+        for i in range(len(rows)):
+            parts = [] if keep_watched else [watched[i], features["watch_history"][i]]
+            if exclude is not None and exclude[i] is not None:
+                parts.append(self.videos.lookup(_id_array(exclude[i], self.videos.is_string)))
+            excluded.append(_merge(parts))
+        return self._top_k(u, k, excluded)
+
+    def _complete(self, features: dict) -> dict:
+        defaults = self._default_features(features["watch_history"])
+        return {name: features.get(name, defaults[name]) for name in self.tower.input}
+
+    def _top_k(self, u: np.ndarray, k: int, excluded: list) -> list[list[dict]]:
+        n = len(self.videos)
+        out = []
+        for row, ex in zip(u, excluded):
+            eligible = n - len(ex)
+            kk = min(k, eligible)
+            if kk <= 0:
+                out.append([])
+                continue
+            ids, scores = self.index.query(row[None, :], k=kk, exclude=[ex])
+            keep = ids[0] >= 1
+            model_ids, row_scores = ids[0][keep], scores[0][keep]
+            raw = self.videos.raw_ids(model_ids).tolist()
+            titles = self.videos.titles
+            out.append([
+                {"id": raw_id, "score": float(score),
+                 "title": None if titles is None else str(titles[m - 1])}
+                for raw_id, score, m in zip(raw, row_scores, model_ids.tolist())
+            ])
+        return out
+
+    def describe(self) -> dict:
+        """What is served: model fingerprint, corpus and user counts, search kind."""
+        return {
+            "model": self.fingerprint,
+            "videos": len(self.videos),
+            "users": len(self.users),
+            "search": self.search,
+            "run": os.fspath(self.run.path),
+        }
+
+
+class _Embeddings:
+    """The run's stored output embeddings, for `CandidateIndex.load(model=...)`'s check."""
+
+    def __init__(self, W: np.ndarray, b: np.ndarray):
+        self.W, self.b = W, b
+
+    def get_output_embeddings(self):
+        return self.W, self.b
+
+
+def _check_k(k: Any) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+
+
+def _id_array(values: Any, is_string: bool) -> np.ndarray:
+    """Raw ids as given (lists from JSON / the command line) to a lookup-able array."""
+    values = list(values) if not isinstance(values, np.ndarray) else values.tolist()
+    if is_string:
+        return np.asarray([str(v) for v in values], dtype=str).reshape(-1)
+    out = []
+    for v in values:
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 2**63:
+            out.append(int(v))
+        elif isinstance(v, str) and v.strip().isdigit() and int(v) < 2**63:
+            out.append(int(v))
+        else:
+            out.append(-1)  # not an id of this vocabulary: looked up as unknown
+    return np.asarray(out, dtype=np.int64).reshape(-1)
+
+
+def _merge(parts: list) -> np.ndarray:
+    if not parts:
+        return np.zeros(0, np.int64)
+    ids = np.concatenate([np.asarray(p, np.int64).reshape(-1) for p in parts])
+    return np.unique(ids[ids > 0])

@@ -1,0 +1,150 @@
+"""The HTTP recommendation service of `keras-yt serve` (FastAPI app, served by uvicorn).
+
+Needs the `serve` extra: `pip install "keras-yt[serve]"` (fastapi, uvicorn with uvloop and
+httptools, which uvicorn picks when installed; its pure-Python fallback is about 3x slower).
+
+* `POST /recommend` with `{"user": <raw user id>, "k": 10}` or
+  `{"watch_history": [<raw video ids>], "k": 10, "exclude": [<raw video ids>]}` (optional
+  `"keep_watched": true`) → `{"items": [{"id", "score", "title"}], "model": <fingerprint>}`;
+* `GET /health` → `{"status": "ok", "model", "videos", "users", "search"}`.
+
+Errors are JSON `{"error": <message>, "field": <request field or null>}` with status 400
+(malformed JSON), 422 (unknown field, wrong type, k <= 0, both or neither of user and
+watch_history) or 404 (unknown user). The `Recommender` (model, vocabularies, index) is loaded and
+warmed before the server accepts connections.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the request model's annotation.
+from typing import Any
+
+
+def _imports():
+    try:
+        import fastapi
+        import pydantic
+    except ImportError:
+        raise ImportError(
+            "the recommendation service needs the serve extra: pip install 'keras-yt[serve]' "
+            "(fastapi and uvicorn)"
+        ) from None
+    return fastapi, pydantic
+
+
+def create_app(recommender: Any):
+    """The FastAPI application serving a `Recommender`.
+
+    Args:
+        recommender: a loaded `keras_yt.serving.recommender.Recommender`.
+
+    Returns:
+        A `fastapi.FastAPI` app (run it with uvicorn, or use `serve`).
+
+    Example:
+    >>> from keras_yt.serving.recommender import Recommender
+    >>> app = create_app(Recommender("runs/demo"))  # doctest: +SKIP
+    """
+    fastapi, pydantic = _imports()
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+    RawId = StrictInt | StrictStr
+
+    class RecommendRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        user: RawId | None = None
+        watch_history: list[RawId] | None = Field(default=None, max_length=100_000)
+        k: StrictInt = Field(default=10, gt=0, le=100_000)
+        exclude: list[RawId] | None = Field(default=None, max_length=100_000)
+        keep_watched: StrictBool = False
+
+    app = fastapi.FastAPI(title="keras-yt recommendations", docs_url=None, redoc_url=None)
+    model = recommender.fingerprint
+
+    def error(status: int, message: str, field: str | None) -> JSONResponse:
+        return JSONResponse({"error": message, "field": field}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):  # noqa: ARG001
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        if first.get("type") == "json_invalid":
+            return error(400, f"malformed JSON: {first.get('msg', '')}", None)
+        if not loc:
+            return error(422, "the request body must be a JSON object such as "
+                         '{"user": 1, "k": 10} (Content-Type: application/json)', None)
+        field = loc[0] if loc else None
+        message = first.get("msg", "invalid request")
+        if first.get("type") == "extra_forbidden":
+            message = f"unknown field {field!r}; expected user or watch_history, k, exclude, " \
+                "keep_watched"
+        elif field is not None:
+            message = f"{'.'.join(loc)}: {message}"
+        return error(422, message, field)
+
+    # The handlers are coroutines that compute inline: one request at a time on the event loop
+    # (no thread hop, about 0.5 ms for a stored user), while numpy / TensorFlow use the cores
+    # inside a request. The Recommender is thread-safe as well.
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", **recommender.describe()}
+
+    @app.post("/recommend")
+    async def recommend(request: RecommendRequest):
+        if (request.user is None) == (request.watch_history is None):
+            return error(422, "give exactly one of 'user' and 'watch_history'",
+                         "user" if request.user is not None else "watch_history")
+        try:
+            items = recommender.recommend(
+                user=request.user, watch_history=request.watch_history, k=request.k,
+                exclude=request.exclude, keep_watched=request.keep_watched,
+            )
+        except ValueError as exc:
+            text = str(exc)
+            if text.startswith("unknown user"):
+                return error(404, text, "user")
+            return error(422, text, None)
+        return JSONResponse({"items": items, "model": model})
+
+    return app
+
+
+def serve(run: Any, host: str = "127.0.0.1", port: int = 8000, search: str = "auto") -> None:
+    """Loads and warms a run's `Recommender`, then serves it with uvicorn until interrupted.
+
+    Args:
+        run: the run folder.
+        host: interface to listen on (default: local only).
+        port: TCP port (0: any free port; the chosen one is printed).
+        search: `"auto"`, `"exact"` or `"index"` (see `Recommender`).
+
+    Example:
+    >>> serve("runs/demo", port=8000)  # doctest: +SKIP
+    """
+    _imports()
+    try:
+        import uvicorn
+    except ImportError:
+        raise ImportError("the recommendation service needs the serve extra: pip install "
+                          "'keras-yt[serve]' (fastapi and uvicorn)") from None
+    import socket
+
+    from keras_yt.serving.recommender import Recommender
+
+    recommender = Recommender(run, search=search, warm=True)
+    app = create_app(recommender)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    bound = sock.getsockname()[1]
+    info = recommender.describe()
+    print(f"serving {info['run']} on http://{host}:{bound} (model {info['model'][:12]}, "
+          f"{info['videos']:,} videos, {info['users']:,} users, search: {info['search']}; "
+          f"loaded in {recommender.load_seconds:.1f} s)", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,95 @@
+"""`keras-yt serve`: a real server on 127.0.0.1 and a real HTTP client (short, bounded loops)."""
+
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_yt.cli", "serve", "--run", str(tiny_run), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()  # printed once the model is loaded and warmed
+        match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert match, f"no address in {line!r}; stderr: {process.stderr.read()[-2000:]}"
+        url = f"http://127.0.0.1:{match.group(1)}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=5).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not answer within 60 s"
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_health_and_recommendations_in_raw_ids(server, tiny_run):
+    from keras_yt.run_folder import RunFolder
+
+    health = httpx.get(f"{server}/health").json()
+    assert health["status"] == "ok" and health["videos"] == 30 and health["users"] == 40
+    response = httpx.post(f"{server}/recommend", json={"user": "u3", "k": 5})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model"] == health["model"] and len(body["items"]) == 5
+    run = RunFolder(tiny_run)
+    watched = set(run.videos.raw_ids(run.watched(run.user_rows(["u3"]))[0]).tolist())
+    assert all(item["id"].startswith("v") and item["id"] not in watched for item in body["items"])
+    scores = [item["score"] for item in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    body = httpx.post(f"{server}/recommend", json={
+        "watch_history": ["v1", "v2"], "k": 100, "exclude": ["v3"]}).json()
+    ids = [item["id"] for item in body["items"]]
+    assert len(ids) == 27 and not {"v1", "v2", "v3"} & set(ids)  # 30 videos - 3 excluded
+
+
+@pytest.mark.parametrize("content, status, field", [
+    (b'{"user": "u3", ', 400, None),
+    (b'{"user": "u3", "kk": 3}', 422, "kk"),
+    (b'{"user": "u3", "k": "3"}', 422, "k"),
+    (b'{"user": "u3", "k": 0}', 422, "k"),
+    (b'{"user": "u3", "k": -2}', 422, "k"),
+    (b'{"user": ["u3"]}', 422, "user"),
+    (b'{"watch_history": "v1"}', 422, "watch_history"),
+    (b'{"user": "nobody"}', 404, "user"),
+    (b'{"k": 3}', 422, "watch_history"),
+    (b'[1, 2]', 422, None),
+])
+def test_bad_requests_get_a_json_error_naming_the_field(server, content, status, field):
+    response = httpx.post(f"{server}/recommend", content=content,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["field"] == field and body["error"]
+    if field:
+        assert field in body["error"] or field == "watch_history"
+
+
+def test_concurrent_requests_equal_serial_answers(server):
+    requests = [{"user": f"u{i % 40}", "k": 1 + i % 5} for i in range(24)] + [
+        {"watch_history": [f"v{(i + j) % 30}" for j in range(i % 6)], "k": 4} for i in range(24)]
+    with httpx.Client(timeout=30) as client:
+        serial = [client.post(f"{server}/recommend", json=r).json() for r in requests]
+
+    def post(r):
+        with httpx.Client(timeout=30) as client:
+            return client.post(f"{server}/recommend", json=r).json()
+
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(post, requests * 2))
+    assert parallel == serial * 2

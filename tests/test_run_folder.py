@@ -1,0 +1,111 @@
+"""RunFolder: staged, all-or-nothing writes; the stored data checked on load."""
+
+import os
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from keras_yt.data import Vocabulary
+from keras_yt.run_folder import RunFolder
+
+
+def _write(path, videos=("a", "b", "c"), fail=False):
+    with RunFolder.create(path) as run:
+        run.save_data(
+            videos=Vocabulary(list(videos)), users=Vocabulary([7, 2**40], name="user"),
+            watched=([7, 7, 2**40, 2**40, 5], ["b", "a", "c", "c", "a"]),
+            latest={"watch_history": np.array([[0, 0], [1, 2], [0, 3]], "int32")},
+        )
+        (run.path / "candidate_generator.keras").write_bytes(b"model")
+        if fail:
+            raise RuntimeError("killed after the model was saved")
+
+
+def test_data_round_trip_and_whole_history_as_csr(tmp_path):
+    _write(tmp_path / "run")
+    run = RunFolder(tmp_path / "run")
+    assert run.is_run()
+    rows = run.user_rows(["7", 2**40])
+    assert rows.tolist() == [1, 2]
+    # watched: every (user, video) pair once, model ids sorted; the unknown user 5 is dropped
+    assert [w.tolist() for w in run.watched(rows)] == [[1, 2], [3]]
+    assert run.latest_features([2])["watch_history"].tolist() == [[0, 3]]
+    with pytest.raises(ValueError, match="unknown user 5"):
+        run.user_rows([5])
+
+
+def test_a_failed_write_leaves_the_previous_run_and_no_stray_folders(tmp_path):
+    _write(tmp_path / "run", videos=("a", "b", "c"))
+    with pytest.raises(RuntimeError, match="killed"):
+        _write(tmp_path / "run", videos=("x", "y", "z"), fail=True)
+    assert RunFolder(tmp_path / "run").videos.ids.tolist() == ["a", "b", "c"]
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+    _write(tmp_path / "run", videos=("x", "y", "z"))  # a successful write replaces it
+    assert RunFolder(tmp_path / "run").videos.ids.tolist() == ["x", "y", "z"]
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+@pytest.mark.parametrize("name", ["run", "my-run-2"])
+def test_leftovers_of_a_killed_writer_are_cleaned_up(tmp_path, name):
+    _write(tmp_path / name)
+    # a writer killed mid-swap: the old run moved aside, the staged one never moved in
+    (tmp_path / f".{name}.staging-999999999-x").mkdir()
+    aside = tmp_path / f".{name}.old-999999999-y"
+    aside.mkdir()
+    shutil.move(tmp_path / name, aside / "run")
+    # a writer still at work (this process) is left alone
+    busy = tmp_path / f".{name}.staging-{os.getpid()}-z"
+    busy.mkdir()
+    assert not (tmp_path / name).exists()
+    with pytest.raises(RuntimeError):
+        _write(tmp_path / name, fail=True)
+    assert RunFolder(tmp_path / name).is_run()  # the old run was put back
+    assert sorted(os.listdir(tmp_path)) == sorted([name, busy.name])
+
+
+def test_refuses_to_replace_a_file_or_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is an existing file"):
+        _write(tmp_path / "file")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "thesis.tex").write_text("x")
+    with pytest.raises(ValueError, match="not a keras-yt run folder; refusing"):
+        _write(tmp_path / "docs")
+    assert (tmp_path / "docs" / "thesis.tex").read_text() == "x"
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("random", "not a readable HDF5 file"),
+    ("indices", "'watched/indices' must hold video model ids"),
+    ("indptr", "not a valid CSR row pointer"),
+    ("history", "'latest/watch_history' must hold video model ids"),
+    ("group", "has no 'latest' group"),
+])
+def test_damaged_data_file_raises_a_clear_error(tmp_path, damage, message):
+    _write(tmp_path / "run")
+    path = tmp_path / "run" / "run.h5"
+    if damage == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    else:
+        with h5py.File(path, "r+") as f:
+            if damage == "indices":
+                f["watched/indices"][0] = 10**6
+            elif damage == "indptr":
+                f["watched/indptr"][1] = 99
+            elif damage == "history":
+                f["latest/watch_history"][1, 0] = -4
+            else:
+                del f["latest"]
+    with pytest.raises(ValueError, match=message):
+        RunFolder(tmp_path / "run").watched([1])
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"not a zip at all"])
+def test_unloadable_model_file_is_a_clear_error(tmp_path, content):
+    _write(tmp_path / "run")
+    (tmp_path / "run" / "candidate_generator.keras").write_bytes(content)
+    with pytest.raises(ValueError, match="candidate_generator.keras.*(not a .keras model|could "
+                                         "not be loaded)"):
+        RunFolder(tmp_path / "run").load_model()
