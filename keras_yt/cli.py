@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="run folder to write (default: %(default)s)")
     demo.add_argument("--size", choices=("tiny", "default"), default="default",
                       help="'tiny' is a seconds-long smoke run")
-    demo.add_argument("--epochs", type=_positive_int, help="training epochs (default: by size)")
+    demo.add_argument("--epochs", type=_positive_int,
+                      help="most training epochs (default: by size; early stopping decides)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run_command=_demo)
 
@@ -114,10 +115,15 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder to write (replaced if it is one)")
     train.add_argument("--preset", default="movielens_candidate",
                        help="model preset or JSON file (default: %(default)s)")
-    train.add_argument("--epochs", type=_positive_int, default=5)
-    train.add_argument("--batch-size", type=_positive_int, default=256)
+    train.add_argument("--epochs", type=_positive_int, default=50,
+                       help="most epochs; training stops earlier when the loss on each user's "
+                            "last-but-one watch stops improving (default: %(default)s)")
+    train.add_argument("--batch-size", type=_positive_int,
+                       help="default: scaled to the number of examples (32 to 256)")
     train.add_argument("--max-history", type=_positive_int, default=50)
-    train.add_argument("--max-examples-per-user", type=_positive_int, default=50)
+    train.add_argument("--max-examples-per-user", type=_positive_int,
+                       help="cap on training examples per user (default: every next watch)")
+    train.add_argument("--seed", type=int, default=0)
     train.set_defaults(run_command=_train)
 
     evaluate = commands.add_parser("evaluate", help="Recall/MAP/NDCG@k vs popularity")
@@ -203,12 +209,15 @@ def _train(args) -> None:
     RunFolder.check_target(args.out)  # fail before training, not after
     _check_preset(args.preset)
     load_tensorflow()
+    import keras
     import numpy as np
 
     from keras_yt import data as yt_data
     from keras_yt import pipeline
     from keras_yt.data.vocabulary import Vocabulary
+    from keras_yt.evaluation import LeaveLastOut
     from keras_yt.models import CandidateGenerator
+    from keras_yt.models.presets import load_preset
 
     start = _step(f"reading {args.log}")
     raw = yt_data.read_raw_watch_log(args.log)
@@ -221,29 +230,35 @@ def _train(args) -> None:
     _done(start)
 
     start = _step("building training examples (next watch from the watches before it)")
-    train_log, test = yt_data.leave_last_out_split(watches, max_history=args.max_history)
+    # Each user's last watch is held out for `evaluate`, the last but one for early stopping.
+    split = LeaveLastOut(watches, max_history=args.max_history, num_items=videos.size)
+    test = split.test
     examples = yt_data.candidate_examples(
-        train_log, max_history=args.max_history,
+        split.fit_watches, max_history=args.max_history,
         max_examples_per_user=args.max_examples_per_user, verbose=True,
     )
     if len(examples["label"]) == 0:
         raise ValueError("no training examples: every user needs at least 3 watches")
-    counts = np.bincount(train_log["video"], minlength=videos.size)
-    print(f"    {len(examples['label']):,} training examples, {len(test['label']):,} test users")
+    counts = np.bincount(split.train_watches["video"], minlength=videos.size)
+    print(f"    {len(examples['label']):,} training examples, "
+          f"{len(split.validation['label']):,} validation and {len(test['label']):,} test users")
     _done(start)
 
-    start = _step("training the candidate generator")
-    num_videos = videos.size
+    start = _step("training the candidate generator (early stopping on the last-but-one watch)")
+    keras.utils.set_random_seed(args.seed)
+    overrides = {"categorical_features": None, "continuous_features": None,
+                 "search_num_bins": None, "seed": args.seed}
+    recent = load_preset(args.preset)["config"].get("recent_history")
+    if recent is not None and recent > args.max_history:
+        overrides["recent_history"] = args.max_history
     model = CandidateGenerator.from_preset(
-        args.preset,
-        num_videos=num_videos,
-        max_history=args.max_history,
-        categorical_features=None,
-        continuous_features=None,
-        search_num_bins=None,
-        num_sampled=min(200, num_videos - 2),
+        args.preset, num_videos=videos.size, max_history=args.max_history, **overrides
     )
-    history = pipeline.train_candidate_generator(model, examples, args.epochs, args.batch_size)
+    history = pipeline.train_candidate_generator(
+        model, examples, split.validation, args.epochs, args.batch_size
+    )
+    print(f"    best epoch {history['best_epoch']} of {len(history['loss'])} "
+          f"(batch size {history['batch_size']})")
     _done(start)
 
     with RunFolder.create(args.out) as run:
@@ -294,8 +309,12 @@ def _evaluate(args) -> None:
     counts = np.concatenate([[0], run.videos.counts])
     metrics = pipeline.evaluate_candidate_generator(model, test, counts, exclude=exclude)
     run.write_json("metrics.json", {"candidate_generator": metrics})
+    print(f"    {metrics['num_test_users']:,} test users; every video ranked, the ones each user "
+          "watched in training left out")
     for name in ("model", "popularity"):
-        shown = {k: round(v, 4) for k, v in metrics[name].items() if k.startswith("recall")}
+        shown = ", ".join(f"{k} {metrics[name][k]:.4f}"
+                          for k in ("recall@10", "recall@50", "recall@100", "ndcg@10")
+                          if k in metrics[name])
         print(f"    {name:>10}: {shown}")
     _done(start)
 

@@ -18,6 +18,7 @@ from keras_yt import data as yt_data
 from keras_yt import metrics as yt_metrics
 from keras_yt import pipeline
 from keras_yt.data.vocabulary import Vocabulary
+from keras_yt.evaluation import LeaveLastOut
 
 DAY = 86400.0
 
@@ -28,16 +29,14 @@ class DemoSize:
     num_videos: int
     embedding_dim: int
     hidden_units: tuple
-    num_sampled: int
     max_history: int
-    epochs: int
+    epochs: int  # the most; early stopping on the last-but-one watches decides
     ranker_epochs: int
-    batch_size: int = 256
 
 
 SIZES = {
-    "tiny": DemoSize(800, 300, 16, (64, 32), 50, 20, 8, 2),
-    "default": DemoSize(2000, 5000, 64, (256, 128, 64), 500, 50, 10, 4),
+    "tiny": DemoSize(800, 300, 16, (64, 32), 20, 10, 2),
+    "default": DemoSize(2000, 5000, 64, (256, 64), 50, 30, 4),
 }
 
 
@@ -125,35 +124,38 @@ def _run(run, dataset, size, config, epochs, seed, data_dir, ranker) -> dict:
 
     start = _step("building training examples: each user's next watch from the watches before it")
     queries = _queries_in_model_ids(logs.get("queries"), users)
-    train_log, test = yt_data.leave_last_out_split(
-        watches, max_history=config.max_history, queries=queries, max_queries=5,
-        example_age_reference=logs["window_end"],
+    # Each user's last watch is the test item, the last but one the validation item.
+    split = LeaveLastOut(
+        watches, max_history=config.max_history, num_items=num_videos, queries=queries,
+        max_queries=5, example_age_reference=logs["window_end"],
     )
+    test = split.test
     examples = yt_data.candidate_examples(
-        train_log, max_history=config.max_history, max_examples_per_user=50,
+        split.fit_watches, max_history=config.max_history, max_examples_per_user=None,
         queries=queries, max_queries=5, example_age_reference=logs["window_end"],
         verbose=True,
     )
-    for part in (examples, test):
+    for part in (examples, split.validation, test):
         part.update(user_features(part["user"]))
-    counts = np.bincount(train_log["video"], minlength=num_videos)
-    print(f"    {len(examples['label']):,} training examples (at most 50 per user), "
+    counts = np.bincount(split.train_watches["video"], minlength=num_videos)
+    print(f"    {len(examples['label']):,} training examples (every next watch), "
           f"{len(test['label']):,} held-out next watches")
     _done(start, timings, "examples")
 
-    start = _step("training the candidate generator (sampled softmax)")
+    start = _step("training the candidate generator (early stopping on the last-but-one watch)")
     model = _candidate_generator(logs, num_videos, config, seed)
-    history = pipeline.train_candidate_generator(model, examples, epochs, config.batch_size)
+    history = pipeline.train_candidate_generator(model, examples, split.validation, epochs)
+    print(f"    best epoch {history['best_epoch']} of {len(history['loss'])}")
     _done(start, timings, "train_candidate_generator")
 
     start = _step("evaluating: rank the whole corpus for each held-out next watch")
-    watched_in_training = _watched(train_log, test["user"])
+    watched_in_training = split.seen()
     candidate_metrics = pipeline.evaluate_candidate_generator(
         model, test, counts, exclude=watched_in_training
     )
     for name in ("model", "popularity"):
         shown = {k: round(candidate_metrics[name][k], 4)
-                 for k in ("recall@10", "recall@100", "map@10") if k in candidate_metrics[name]}
+                 for k in ("recall@10", "recall@100", "ndcg@10") if k in candidate_metrics[name]}
         print(f"    {name:>10}: {shown}")
     _done(start, timings, "evaluate_candidate_generator")
 
@@ -213,9 +215,7 @@ def _run(run, dataset, size, config, epochs, seed, data_dir, ranker) -> dict:
     if ranker_metrics is not None:
         metrics["ranker"] = ranker_metrics
     run.write_json("history.json", {"candidate_generator": history, "ranker": ranker_history})
-    pipeline.plot_training_loss(
-        {"candidate generator (sampled softmax)": history}, folder / "training_loss.png"
-    )
+    pipeline.plot_training_loss({"candidate generator": history}, folder / "training_loss.png")
     pipeline.plot_recall_curve(candidate_metrics, folder / "recall_at_k.png")
     pipeline.plot_model_vs_popularity(candidate_metrics, folder / "model_vs_popularity.png")
     _done(start, timings, "write")
@@ -230,15 +230,6 @@ def _queries_in_model_ids(queries, users):
     out = queries.copy()
     out["user"] = users.lookup(queries["user"])
     return out[out["user"] > 0]
-
-
-def _watched(train_log: np.ndarray, test_users: np.ndarray) -> list:
-    """Video model ids each test user watched in training (the evaluation's exclusions)."""
-    order = np.argsort(train_log["user"], kind="stable")
-    users, videos = train_log["user"][order], train_log["video"][order]
-    starts = np.searchsorted(users, test_users, side="left")
-    stops = np.searchsorted(users, test_users, side="right")
-    return [np.unique(videos[a:b]) for a, b in zip(starts, stops)]
 
 
 # ------------------------------------------------------------------ data
@@ -334,7 +325,8 @@ def _candidate_generator(logs: dict, num_videos: int, config: DemoSize, seed: in
         },
         continuous_features=["user_age"],
         hidden_units=config.hidden_units,
-        num_sampled=min(config.num_sampled, num_videos - 2),
+        recent_history=5,
+        dropout=0.3,
         sampler="log_uniform",
         seed=seed,
     )

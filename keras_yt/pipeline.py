@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from keras_yt import data as yt_data
-from keras_yt import metrics as yt_metrics
 from keras_yt.data.vocabulary import Vocabulary
 
 K_VALUES = (1, 5, 10, 20, 50, 100)
@@ -65,65 +64,51 @@ def features_of(examples: dict, feature_names) -> dict:
 
 
 def train_candidate_generator(
-    model, examples: dict, epochs: int, batch_size: int, validation: dict | None = None
+    model, examples: dict, validation: dict | None, epochs: int | None = None,
+    batch_size: int | None = None,
 ) -> dict:
-    """Fits `model` on candidate examples; returns the Keras history dict."""
-    names = list(model.feature_specs())
-    model.compile()
-    fit_kwargs = {}
-    if validation is not None:
-        fit_kwargs["validation_data"] = (features_of(validation, names), validation["label"])
-    history = model.fit(
-        features_of(examples, names),
-        examples["label"],
-        batch_size=batch_size,
-        epochs=epochs,
-        shuffle=True,
-        verbose=progress_verbosity(),
-        **fit_kwargs,
+    """Fits `model` with the library's recipe (`keras_yt.training.fit_candidate_generator`):
+    early stopping on `validation`, batch size scaled to the data; returns the history dict."""
+    from keras_yt.training import DEFAULT_MAX_EPOCHS, fit_candidate_generator
+
+    return fit_candidate_generator(
+        model, examples, validation=validation, epochs=epochs or DEFAULT_MAX_EPOCHS,
+        batch_size=batch_size, verbose=progress_verbosity(),
     )
-    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
-
-
-def retrieval_metrics(ranked_ids: np.ndarray, labels: np.ndarray) -> dict:
-    """Recall@k, MAP@k and NDCG@k (one relevant video per user) for every k in `K_VALUES`."""
-    out = {}
-    for k in K_VALUES:
-        if k > ranked_ids.shape[1]:
-            continue
-        out[f"recall@{k}"] = float(yt_metrics.recall_at_k(ranked_ids, labels, k))
-        out[f"map@{k}"] = float(yt_metrics.map_at_k(ranked_ids, labels, k))
-        out[f"ndcg@{k}"] = float(yt_metrics.ndcg_at_k(ranked_ids, labels, k))
-    return out
 
 
 def evaluate_candidate_generator(
     model, test: dict, counts: np.ndarray, exclude: list | None = None
 ) -> dict:
-    """Full-corpus retrieval metrics of the model and of a popularity baseline, same test users.
+    """Leave-last-out metrics of the model and of a popularity baseline on the same test users.
 
-    Both rank every video except those the user watched in training: `exclude` (one list of
-    video model ids per test user, e.g. from `RunFolder.watched`), or the test watch histories
-    when None.
+    Every video is ranked for each held-out watch (`keras_yt.evaluation.held_out_ranks`). The
+    headline metrics leave out what each user watched in training (`exclude`: one list of video
+    model ids per test user; the held-out video itself stays a candidate), as serving does; the
+    same metrics with nothing left out are under `"unfiltered"`. `recall@k` is the hit rate (one
+    held-out watch per user).
     """
-    from keras_yt.serving import ExactIndex
+    from keras_yt.evaluation import held_out_ranks
 
-    k = min(max(K_VALUES), model.num_videos - 1)
     names = [n for n in model.feature_specs() if n != "example_age"]
-    user_vectors = model.predict(features_of(test, names), verbose=0, batch_size=1024)
-    if exclude is None:
-        exclude = test["watch_history"]
-    ranked, _ = ExactIndex.from_model(model).query(user_vectors, k=k, exclude=exclude)
-    popularity = np.asarray(counts, dtype="float32").copy()
-    popularity[0] = -np.inf
-    popular_ranked = yt_metrics.rank_top_k(
-        np.broadcast_to(popularity, (len(exclude), len(popularity))), k, exclude=exclude
-    )
-    return {
-        "num_test_users": int(len(test["label"])),
-        "model": retrieval_metrics(ranked, test["label"]),
-        "popularity": retrieval_metrics(popular_ranked, test["label"]),
+    scores = {
+        "model": model.video_scores(features_of(test, names)),
+        "popularity": np.broadcast_to(
+            np.asarray(counts, dtype="float32"), (len(test["label"]), model.num_videos)
+        ),
     }
+    out = {"num_test_users": int(len(test["label"]))}
+    for name, s in scores.items():
+        out[name] = _metrics(held_out_ranks(s, test["label"], exclude))
+        out[name]["unfiltered"] = _metrics(held_out_ranks(s, test["label"]))
+    return out
+
+
+def _metrics(ranks: np.ndarray) -> dict:
+    from keras_yt.evaluation import metrics_from_ranks
+
+    values = metrics_from_ranks(ranks, K_VALUES)
+    return {name.replace("hr@", "recall@"): value for name, value in values.items()}
 
 
 def latest_features(
@@ -198,7 +183,7 @@ def plot_model_vs_popularity(metrics: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in ("recall@10", "map@10", "ndcg@10", "recall@100")
+    names = [n for n in ("recall@10", "mrr@10", "ndcg@10", "recall@100")
              if n in metrics["model"]]
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(5.5, 3.5))

@@ -191,3 +191,22 @@ def test_train_and_recommend_on_64_bit_and_zero_ids(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "score" in line]
     videos = [int(line.split("video")[1].split()[0]) for line in lines]
     assert len(videos) == 3 and all(2**40 <= v < 2**40 + 30 for v in videos)
+
+
+def test_train_defaults_beat_popularity_twice_on_a_structured_log(tmp_path):
+    # A few hundred users and videos from the simulator (topics, sessions): `train` with its
+    # defaults must learn the structure, not just popularity.
+    from keras_yt.datasets import synthetic
+
+    watches = synthetic.watch_logs(num_users=300, num_videos=500, seed=0).watches
+    log, run = tmp_path / "watches.csv", tmp_path / "run"
+    rows = ["user,video,timestamp,watch_time"] + [
+        f"{w['user']},{w['video']},{w['timestamp']:.3f},{w['watch_time']:.1f}" for w in watches
+    ]
+    log.write_text("\n".join(rows) + "\n")
+    assert main(["train", "--log", str(log), "--out", str(run)]) == 0
+    assert main(["evaluate", "--run", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())["candidate_generator"]
+    model, popularity = metrics["model"], metrics["popularity"]
+    assert model["recall@10"] >= 2 * popularity["recall@10"], metrics
+    assert model["unfiltered"]["recall@10"] > popularity["unfiltered"]["recall@10"], metrics

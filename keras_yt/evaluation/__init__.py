@@ -7,7 +7,9 @@ baselines, each with `fit(watches)` and `score(users) -> (num_users, num_items)`
 
 from keras_yt.evaluation.implicit_als import ImplicitALS
 from keras_yt.evaluation.item_knn import ItemKNN
-from keras_yt.evaluation.leave_last_out import LeaveLastOut, metrics_from_ranks
+from keras_yt.evaluation.leave_last_out import LeaveLastOut, held_out_ranks, metrics_from_ranks
 from keras_yt.evaluation.popularity import Popularity
 
-__all__ = ["ImplicitALS", "ItemKNN", "LeaveLastOut", "Popularity", "metrics_from_ranks"]
+__all__ = [
+    "ImplicitALS", "ItemKNN", "LeaveLastOut", "Popularity", "held_out_ranks", "metrics_from_ranks",
+]

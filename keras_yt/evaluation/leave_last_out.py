@@ -31,9 +31,10 @@ class LeaveLastOut:
     * **Ranking.** A model scores every item id in `[1, num_items)`; the rank of the held-out
       item is the number of eligible items that score higher, plus those that tie with it and
       have a smaller id (the tie rule of `keras_yt.metrics.rank_top_k`). *Unfiltered*: every
-      item is eligible. *Filtered*: every item the user watched in training (the whole
+      item is eligible. *Filtered*: every other item the user watched in training (the whole
       history, not the last `max_history`) is removed, as a service that never recommends a
-      watched video would; a held-out item that was also watched before counts as a miss.
+      watched video would (the held-out item itself stays a candidate, also when the user had
+      watched it before).
     * **Metrics** at each k of `ks`: hit rate (equal to recall with one held-out item), NDCG
       (`1 / log2(rank + 2)` within the top k) and MRR (`1 / (rank + 1)` within the top k),
       averaged over the users with a held-out item.
@@ -44,6 +45,11 @@ class LeaveLastOut:
         max_history: width of the held-out examples' `watch_history`.
         validation: also hold out each user's last-but-one watch.
         num_items: size of the id space including padding 0; defaults to the largest id + 1.
+        queries: optional search log (`user, timestamp, text`): adds `search_history` to the
+            held-out examples (see `keras_yt.data.leave_last_out_split`).
+        max_queries: width of `search_history`.
+        example_age_reference: end of the training window for `example_age` (default: the
+            largest timestamp).
 
     Attributes:
         train_watches: every watch but each user's last (sorted by user, then time).
@@ -73,6 +79,9 @@ class LeaveLastOut:
         max_history: int = 50,
         validation: bool = True,
         num_items: int | None = None,
+        queries: Any = None,
+        max_queries: int = 5,
+        example_age_reference: float | None = None,
     ):
         if not isinstance(validation, (bool, np.bool_)):
             raise ValueError(f"validation must be a bool, got {validation!r}")
@@ -89,11 +98,11 @@ class LeaveLastOut:
             )
         self.num_items = int(num_items)
         self.max_history = max_history
-        self.train_watches, self.test = leave_last_out_split(log, max_history=max_history)
+        inputs = {"max_history": max_history, "queries": queries, "max_queries": max_queries,
+                  "example_age_reference": example_age_reference}
+        self.train_watches, self.test = leave_last_out_split(log, **inputs)
         if validation:
-            self.fit_watches, self.validation = leave_last_out_split(
-                self.train_watches, max_history=max_history
-            )
+            self.fit_watches, self.validation = leave_last_out_split(self.train_watches, **inputs)
         else:
             self.fit_watches, self.validation = self.train_watches, None
         self._seen = {
@@ -125,39 +134,16 @@ class LeaveLastOut:
             filtered: remove the items each user watched in training.
 
         Returns:
-            int64 array `(num_examples,)`; `num_items` for a held-out item that was filtered out.
+            int64 array `(num_examples,)`.
         """
-        examples = self.examples(split)
-        labels = examples["label"].astype(np.int64)
-        scores = np.asarray(scores)
+        labels = self.examples(split)["label"]
         expected = (len(labels), self.num_items)
-        if scores.shape != expected or scores.dtype.kind not in "iuf":
+        if np.shape(scores) != expected:
             raise ValueError(
-                f"scores must be a numeric array of shape (num_examples, num_items) = {expected} "
-                f"for split {split!r}, got shape {scores.shape} and dtype {scores.dtype}"
+                f"scores must have shape (num_examples, num_items) = {expected} for split "
+                f"{split!r}, got shape {np.shape(scores)}"
             )
-        if scores.dtype.kind == "f" and not np.all(np.isfinite(scores)):
-            raise ValueError("scores must be finite, got NaN or inf values")
-        ranks = np.zeros(len(labels), dtype=np.int64)
-        ids = np.arange(self.num_items)[None, :]
-        for start in range(0, len(labels), _BLOCK_ROWS):  # bounded memory for large catalogues
-            block, label = scores[start : start + _BLOCK_ROWS], labels[start : start + _BLOCK_ROWS]
-            label_scores = block[np.arange(len(label)), label][:, None]
-            ahead = (block > label_scores) | ((block == label_scores) & (ids < label[:, None]))
-            ahead[:, 0] = False
-            ranks[start : start + len(label)] = ahead.sum(axis=1)
-        if filtered:
-            # Subtract the watched items that were ranked ahead of the held-out item.
-            indptr, items = self._seen[split]
-            owner = np.repeat(np.arange(len(labels)), np.diff(indptr))
-            label_scores = scores[np.arange(len(labels)), labels]
-            item_scores = scores[owner, items]
-            ahead = (item_scores > label_scores[owner]) | (
-                (item_scores == label_scores[owner]) & (items < labels[owner])
-            )
-            np.subtract.at(ranks, owner, ahead.astype(np.int64))
-            ranks[owner[items == labels[owner]]] = self.num_items
-        return ranks
+        return held_out_ranks(scores, labels, self.seen(split) if filtered else None)
 
     def evaluate(
         self, scores: Any, split: str = "test", ks: tuple[int, ...] = DEFAULT_KS
@@ -186,6 +172,69 @@ class LeaveLastOut:
             raise ValueError(f"split must be 'test' or 'validation', got {split!r}")
         if split == "validation" and self.validation is None:
             raise ValueError("split='validation' needs LeaveLastOut(..., validation=True)")
+
+
+def held_out_ranks(scores: Any, labels: Any, exclude: Any = None) -> np.ndarray:
+    """0-based rank of each row's held-out item in a full score matrix.
+
+    The rank counts the eligible items that score higher, plus those that tie and have a smaller
+    id (the tie rule of `keras_yt.metrics.rank_top_k`). Column 0 (padding) and, per row, the ids
+    in `exclude` are not eligible, except the row's own held-out item.
+
+    Args:
+        scores: float array `(n, num_items)`; column j scores item j.
+        labels: int array `(n,)`: each row's held-out item, in `[1, num_items)`.
+        exclude: `None`, or one sequence of item ids per row (e.g. what the user watched).
+
+    Returns:
+        int64 array `(n,)`.
+
+    Example:
+
+    >>> held_out_ranks(np.array([[0.0, 3.0, 2.0, 1.0]]), np.array([3]), exclude=[[1]]).tolist()
+    [1]
+    """
+    scores = np.asarray(scores)
+    labels = np.asarray(labels)
+    if scores.ndim != 2 or scores.dtype.kind not in "iuf":
+        raise ValueError(
+            f"scores must be a 2-D numeric array (n, num_items), got shape {scores.shape} and "
+            f"dtype {scores.dtype}"
+        )
+    n, num_items = scores.shape
+    if labels.shape != (n,) or labels.dtype.kind not in "iu" or (
+        n and (labels.min() < 1 or labels.max() >= num_items)
+    ):
+        raise ValueError(
+            f"labels must be {n} integer ids in [1, {num_items}) (one per row of scores), got "
+            f"shape {labels.shape}, dtype {labels.dtype}"
+        )
+    if scores.dtype.kind == "f" and not np.all(np.isfinite(scores)):
+        raise ValueError("scores must be finite, got NaN or inf values")
+    if exclude is not None and len(exclude) != n:
+        raise ValueError(f"exclude must have {n} rows like scores, got {len(exclude)}")
+    labels = labels.astype(np.int64)
+    ranks = np.zeros(n, dtype=np.int64)
+    ids = np.arange(num_items)[None, :]
+    for start in range(0, n, _BLOCK_ROWS):  # bounded memory for large catalogues
+        block, label = scores[start : start + _BLOCK_ROWS], labels[start : start + _BLOCK_ROWS]
+        label_scores = block[np.arange(len(label)), label][:, None]
+        ahead = (block > label_scores) | ((block == label_scores) & (ids < label[:, None]))
+        ahead[:, 0] = False
+        ranks[start : start + len(label)] = ahead.sum(axis=1)
+    if exclude is not None:
+        # Subtract the excluded items that were ranked ahead of the held-out item.
+        rows = [np.unique(np.asarray(e, dtype=np.int64).reshape(-1)) for e in exclude]
+        rows = [r[(r > 0) & (r < num_items)] for r in rows]
+        owner = np.repeat(np.arange(n), [len(r) for r in rows])
+        items = np.concatenate(rows + [np.zeros(0, np.int64)])
+        label_scores = scores[np.arange(n), labels]
+        item_scores = scores[owner, items]
+        ahead = (item_scores > label_scores[owner]) | (
+            (item_scores == label_scores[owner]) & (items < labels[owner])
+        )
+        np.subtract.at(ranks, owner, ahead.astype(np.int64))
+    return ranks
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, float]:

@@ -25,6 +25,9 @@ class StringFeaturesMixin:
         return super().__call__(self._convert_strings(inputs), *args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, tuple) and validation:
+            kwargs["validation_data"] = (self._convert_strings(validation[0]), *validation[1:])
         return super().fit(self._convert_strings(x), *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from keras_yt import metrics
-from keras_yt.evaluation import LeaveLastOut, metrics_from_ranks
+from keras_yt.evaluation import LeaveLastOut, held_out_ranks, metrics_from_ranks
 
 
 def _random_log(seed=0, num_users=30, num_items=40):
@@ -46,9 +46,7 @@ def test_filtered_seen_items_are_the_whole_history_not_the_last_max_history():
 
 
 def _brute_force_rank(scores, label, excluded):
-    eligible = [j for j in range(1, len(scores)) if j not in excluded]
-    if label not in eligible:
-        return len(scores)
+    eligible = [j for j in range(1, len(scores)) if j not in excluded or j == label]
     order = sorted(eligible, key=lambda j: (-scores[j], j))
     return order.index(label)
 
@@ -85,6 +83,14 @@ def test_evaluate_matches_the_metrics_of_top_k_lists():
             assert got[f"mrr@{k}"] == pytest.approx(metrics.mrr_at_k(ranked, labels, k))
 
 
+def test_a_held_out_item_watched_before_stays_a_candidate():
+    log = {"user": [1, 1, 1, 1], "video": [2, 1, 3, 2], "timestamp": [0, 1, 2, 3]}  # rewatch of 2
+    split = LeaveLastOut(log, validation=False)
+    scores = np.array([[0.0, 3.0, 2.0, 1.0]])
+    assert split.ranks(scores, filtered=False).tolist() == [1]
+    assert split.ranks(scores).tolist() == [0]  # item 1 (watched) removed, item 2 kept
+
+
 def test_metrics_from_ranks():
     result = metrics_from_ranks(np.array([0, 1, 9, 50]), ks=(10,))
     assert result["hr@10"] == 0.75
@@ -95,9 +101,11 @@ def test_metrics_from_ranks():
 def test_bad_input_gets_a_clear_error():
     log = {"user": [1, 1, 1], "video": [1, 2, 3], "timestamp": [0, 1, 2]}
     split = LeaveLastOut(log, validation=False)
-    with pytest.raises(ValueError, match=r"scores must be .* shape \(num_examples, num_items\) = "
+    with pytest.raises(ValueError, match=r"scores must have shape \(num_examples, num_items\) = "
                                          r"\(1, 4\).*got shape \(1, 3\)"):
         split.ranks(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"labels must be 1 integer ids in \[1, 3\)"):
+        held_out_ranks(np.zeros((1, 3)), np.array([3]))
     with pytest.raises(ValueError, match="finite"):
         split.ranks(np.full((1, 4), np.nan))
     with pytest.raises(ValueError, match="split must be 'test' or 'validation', got 'train'"):
