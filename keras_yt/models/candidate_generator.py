@@ -292,6 +292,9 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
     def metrics(self):
         return [*super().metrics, *self._retrieval_metrics]
 
+    def _check_targets(self, y) -> None:
+        _checks.labels("y (the labels)", y, self.num_videos)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         self._loss_is_sampled = bool(training)
         labels = ops.reshape(ops.cast(y, "int32"), (-1,))
