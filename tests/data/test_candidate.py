@@ -40,7 +40,7 @@ def reference(log, max_history, max_examples, min_history):
 def assert_matches(ex, ref, max_history):
     assert len(ex["label"]) == len(ref)
     assert ex["watch_history"].shape == (len(ref), max_history)
-    assert ex["watch_history"].dtype == np.int32 and ex["label"].dtype == np.int32
+    assert ex["watch_history"].dtype == np.int64 and ex["label"].dtype == np.int64
     assert ex["example_age"].dtype == np.float32
     for i, (user, t, v, hist) in enumerate(ref):
         assert ex["user"][i] == user and ex["timestamp"][i] == t and ex["label"][i] == v

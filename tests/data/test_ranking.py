@@ -43,7 +43,7 @@ def reference(imp, watches, max_history, missing):
 
 
 def check(ex, ref, imp):
-    assert ex["watch_history"].dtype == np.int32
+    assert ex["watch_history"].dtype == np.int64
     np.testing.assert_array_equal(ex["user"], imp["user"])
     np.testing.assert_array_equal(ex["language"], imp["language"])
     for i, (hist, since, prev, target) in enumerate(ref):

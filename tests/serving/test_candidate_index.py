@@ -106,7 +106,7 @@ def test_save_load_reproduces_queries(tmp_path, corpus, candidate_index):
         np.testing.assert_array_equal(sr, sa)
     # plain HDF5: numeric datasets only, no object / opaque / pickled data
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == 1 and "fingerprint" in f.attrs
+        assert f.attrs["format_version"] == 2 and "fingerprint" in f.attrs
         kinds = []
         f.visititems(lambda name, obj: kinds.append(obj.dtype.kind)
                      if isinstance(obj, h5py.Dataset) else None)
@@ -137,11 +137,11 @@ def test_load_rejects_other_embeddings_and_corrupt_files(tmp_path, corpus, candi
         CandidateIndex.load(path, model=Head(tampered, b))
     with h5py.File(path, "r+") as f:
         f["b"][3] = 7.0
-    with pytest.raises(ValueError, match="corrupt: stored fingerprint"):
+    with pytest.raises(ValueError, match="index.h5' is corrupt: its checksum"):
         CandidateIndex.load(path)
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 99
-    with pytest.raises(ValueError, match="format_version 99, expected 1"):
+    with pytest.raises(ValueError, match="format_version 99, expected 2"):
         CandidateIndex.load(path)
 
 
