@@ -56,6 +56,16 @@ class FeatureModelMixin:
         )
         self.built = True
 
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Saves to a `.keras` file atomically (`keras_yt.models.save_model`); other formats
+        (`.h5`, `.weights.h5`) go to Keras."""
+        if str(filepath).endswith(".keras") and not kwargs:
+            from keras_yt.models.saving import save_model
+
+            save_model(self, filepath, overwrite=overwrite)
+            return
+        super().save(filepath, overwrite=overwrite, **kwargs)
+
     def get_build_config(self):
         return {"input_shape": "features"}
 
