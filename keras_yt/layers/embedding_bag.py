@@ -34,6 +34,11 @@ class EmbeddingBag(keras.layers.Layer):
     the gradient with respect to `embeddings` is row-sparse (`tf.IndexedSlices`): with
     `keras_yt.optimizers.SparseAdagrad` a training step costs nothing per row of the table.
 
+    Inputs are checked before the call: ids must have an integer dtype and rank 1 or 2 (numpy
+    floats are accepted only when every value is a whole number; NaN, fractions and strings
+    raise), and weights must have the ids' shape (ragged weights the ids' row lengths); numpy
+    weights must be finite and non-negative. A ValueError names the argument and the values.
+
     To share one table between several features (the paper shares the video embeddings between
     the impression video and the watch history), call the same instance on each input.
 

@@ -120,5 +120,6 @@ def test_negative_watch_time_is_rejected():
     imp = {"user": [1, 1], "video": [2, 3], "timestamp": [0.0, 10.0], "clicked": [1, 1],
            "watch_time": [-5.0, 3.0]}
     with pytest.raises(ValueError, match=r"Column 'watch_time' of impressions must hold watch "
-                                         r"times >= 0, got 1 negative value\(s\), e\.g\. \[-5\.0\]"):
+                                         r"times >= 0, got 1 negative value\(s\), "
+                                         r"e\.g\. \[-5\.0\]"):
         ranking_examples(imp)
