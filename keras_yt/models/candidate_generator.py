@@ -349,7 +349,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
 
         Returns:
             `(ids, scores)`, numpy arrays of shape `(batch, k)`, best first; scores are
-            u·W_j + b_j.
+            u·W_j + b_j. Slots that no eligible video can fill (k larger than the videos left
+            after exclusions) get id -1 and score -inf.
         """
         _checks.positive_int("k", k)
         self.build()
