@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
@@ -76,28 +78,23 @@ def has_features(features, names, owner: str) -> None:
 # Run once on numpy inputs at the public entry points (fit / evaluate / predict, layer calls,
 # example generation), never inside the training graph.
 
+# Integer dtypes narrower than int64, whose range a numpy value must fit before it is cast.
 _INT_RANGES = {
-    "int8": (-(2**7), 2**7 - 1),
-    "int16": (-(2**15), 2**15 - 1),
-    "int32": (-(2**31), 2**31 - 1),
-    "int64": (-(2**63), 2**63 - 1),
-    "uint8": (0, 2**8 - 1),
-    "uint16": (0, 2**16 - 1),
-    "uint32": (0, 2**32 - 1),
-    "uint64": (0, 2**64 - 1),
+    "int8": (-(2**7), 2**7),
+    "int16": (-(2**15), 2**15),
+    "int32": (-(2**31), 2**31),
+    "uint8": (0, 2**8),
+    "uint16": (0, 2**16),
+    "uint32": (0, 2**32),
 }
 
 
 def is_numpy_like(value) -> bool:
     """numpy arrays, lists and scalars: values that can be checked without running the graph."""
-    import numpy as np
-
     return isinstance(value, (np.ndarray, np.generic, list, tuple, int, float, str, bytes))
 
 
 def _examples(values, mask, limit: int = 5) -> list:
-    import numpy as np
-
     return np.asarray(values)[mask].ravel()[:limit].tolist()
 
 
@@ -108,8 +105,6 @@ def int_array(name: str, value, low: int | None = None, high: int | None = None,
     Floats are accepted only when every value is a whole number; strings, NaN and fractions
     raise a ValueError naming `name`, the values received and the range expected.
     """
-    import numpy as np
-
     array = np.asarray(value)
     expected = what
     if low is not None or high is not None:
@@ -147,8 +142,6 @@ def int_array(name: str, value, low: int | None = None, high: int | None = None,
 
 def float_array(name: str, value, low: float | None = None, what: str = "finite numbers"):
     """`value` as a float numpy array of finite values (`>= low` when given)."""
-    import numpy as np
-
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
         sample = array.ravel()[:3].tolist() if array.size else []
@@ -173,8 +166,6 @@ def feature_array(name: str, value, shape: tuple, dtype: str, high: int | None =
     `high` is given); float features must be finite; string features must be strings. Tensors
     and other non-numpy values are left to Keras (their dtype is checked when known).
     """
-    import numpy as np
-
     if not is_numpy_like(value):
         kind = getattr(getattr(value, "dtype", None), "name", None) or str(
             getattr(value, "dtype", "")
@@ -200,9 +191,7 @@ def feature_array(name: str, value, shape: tuple, dtype: str, high: int | None =
     if "int" in dtype:
         low, top = _INT_RANGES.get(dtype, (None, None))
         if high is not None:
-            low, top = 0, min(high, top + 1)
-        else:
-            top = top + 1
+            low, top = 0, high if top is None else min(high, top)
         int_array(f"feature {name!r}", array, low, top)
     else:
         float_array(f"feature {name!r}", array)

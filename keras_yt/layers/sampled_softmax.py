@@ -481,7 +481,7 @@ class SampledSoftmax(keras.layers.Layer):
             logits = ops.where(hits > 0, float("-inf"), logits)
         scores, ids = ops.top_k(logits, k)
         # Slots no eligible class could fill (score -inf): id -1, as the serving indexes do.
-        ids = ops.where(ops.isinf(scores), -1, ops.cast(ids, "int32"))
+        ids = ops.where(ops.equal(scores, float("-inf")), -1, ops.cast(ids, "int32"))
         return scores, ids
 
     def get_output_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
