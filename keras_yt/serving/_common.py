@@ -210,9 +210,51 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[Any]:
     from keras_yt._files import atomic_path
 
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", userblock_size=_USERBLOCK) as f:
             yield f
             f.attrs["checksum"] = file_checksum(f)
+        seal(tmp)
+
+
+# The first 512 bytes of an index file (an HDF5 user block, skipped by HDF5) hold the sha256 of
+# the rest of the file, so that a damaged file is rejected before the HDF5 library parses it: a
+# flipped byte in HDF5 metadata can make the library loop forever or crash.
+_USERBLOCK = 512
+_SEAL_MAGIC = b"keras_yt index sha256 "
+
+
+def _raw_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        fh.seek(_USERBLOCK)
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def seal(path: str | os.PathLike) -> None:
+    """Writes the sha256 of everything after the user block into the user block."""
+    path = os.fspath(path)
+    digest = _raw_digest(path).encode()
+    with open(path, "r+b") as fh:
+        fh.write((_SEAL_MAGIC + digest).ljust(_USERBLOCK, b"\0"))
+
+
+def check_seal(path: str, kind: str) -> None:
+    """Raises `IndexFileError` unless the file's user block holds the sha256 of its contents."""
+    with open(path, "rb") as fh:
+        head = fh.read(_USERBLOCK)
+    if len(head) < _USERBLOCK or not head.startswith(_SEAL_MAGIC):
+        raise IndexFileError(
+            f"{path!r} is not a readable {kind} file (not HDF5, truncated or damaged): it does "
+            "not start with a keras_yt index header"
+        )
+    stored = head[len(_SEAL_MAGIC):len(_SEAL_MAGIC) + 64].decode("ascii", "replace")
+    if stored != _raw_digest(path):
+        raise IndexFileError(
+            f"{path!r} is corrupt: its checksum {stored[:16]}... does not match its contents "
+            "(truncated or damaged)"
+        )
 
 
 def check_header(f: Any, kind: str, version: int, path: Any) -> None:
@@ -289,6 +331,7 @@ def read_index_file(path: str | os.PathLike, kind: str, version: int) -> Iterato
     shown = os.fspath(path)
     if not os.path.isfile(shown):
         raise FileNotFoundError(f"index file {shown!r} does not exist")
+    check_seal(shown, kind)
     try:
         f = h5py.File(shown, "r")
     except Exception as err:

@@ -13,6 +13,12 @@ from keras_yt.serving import candidate_index as ci_module
 from tests.serving.conftest import brute_force_top_k, recall
 
 
+def _h5seal(path):
+    from keras_yt.serving import _common
+
+    _common.seal(path)
+
+
 class Head:
     """Stands in for SampledSoftmax: row 0 is the padding class."""
 
@@ -143,6 +149,7 @@ def test_load_rejects_other_embeddings_and_corrupt_files(tmp_path, corpus, candi
         CandidateIndex.load(path)
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 99
+    _h5seal(path)
     with pytest.raises(ValueError, match="format_version 99, expected 2"):
         CandidateIndex.load(path)
 
@@ -258,7 +265,7 @@ for path in sys.argv[3:]:
 """
 
 
-def _load_in_subprocess(tmp_path, index, U, paths):
+def _load_in_subprocess(tmp_path, index, U, paths, timeout=600):
     """Loads each file in a child process, so that a crash inside numba fails the test instead
     of killing pytest; returns one result dict per path."""
     import json
@@ -270,7 +277,7 @@ def _load_in_subprocess(tmp_path, index, U, paths):
     out = subprocess.run(
         [sys.executable, "-c", _LOADER, str(tmp_path / "U.npy"), str(tmp_path / "expected.npy"),
          *map(str, paths)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert out.returncode == 0, f"the loader crashed ({out.returncode}): {out.stderr[-3000:]}"
@@ -301,6 +308,7 @@ def _rewrite_checksum(path):
 
     with h5py.File(path, "r+") as f:
         f.attrs["checksum"] = _common.file_checksum(f)
+    _common.seal(path)
 
 
 def test_crafted_search_state_is_rejected_before_numba(tmp_path, small_index):
@@ -384,7 +392,7 @@ def test_fuzzed_index_files_raise_clear_errors_or_load_verified(tmp_path, small_
 def test_fuzzed_index_files_many(tmp_path, small_index):
     index, U = small_index
     paths = _fuzz_files(tmp_path, index, 300, seed=1)
-    _assert_clear_or_verified(_load_in_subprocess(tmp_path, index, U, paths))
+    _assert_clear_or_verified(_load_in_subprocess(tmp_path, index, U, paths, timeout=900))
 
 
 def test_random_bytes_and_dataless_files_raise_clear_errors(tmp_path):
@@ -393,7 +401,7 @@ def test_random_bytes_and_dataless_files_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"index\.h5' is not a readable keras_yt\.CandidateIndex"):
         CandidateIndex.load(junk)
     empty = tmp_path / "empty.h5"
-    with h5py.File(empty, "w") as f:
+    with h5py.File(empty, "w", userblock_size=512) as f:
         f.attrs["kind"] = "keras_yt.CandidateIndex"
         f.attrs["format_version"] = ci_module.FORMAT_VERSION
         f.attrs["fingerprint"] = "0" * 64

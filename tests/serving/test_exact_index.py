@@ -177,13 +177,18 @@ def test_random_bytes_and_empty_files_raise_clear_errors(tmp_path):
                                          r"\(not HDF5, truncated or damaged\)"):
         ExactIndex.load(junk)
     empty = tmp_path / "empty.h5"
-    with h5py.File(empty, "w") as f:  # the right kind, but no data
+    with h5py.File(empty, "w", userblock_size=512) as f:  # the right kind, but no data
         f.attrs["kind"] = "keras_yt.ExactIndex"
         f.attrs["format_version"] = exact_index.FORMAT_VERSION
+    with pytest.raises(ValueError, match=r"empty\.h5' is not a readable keras_yt\.ExactIndex "
+                                         r"file .* does not start with a keras_yt index header"):
+        ExactIndex.load(empty)
+    _common.seal(empty)
     with pytest.raises(ValueError, match=r"empty\.h5' has no checksum: not a complete"):
         ExactIndex.load(empty)
     with h5py.File(empty, "r+") as f:
         f.attrs["checksum"] = _common.file_checksum(f)
+    _common.seal(empty)
     with pytest.raises(ValueError, match=r"empty\.h5' has no dataset 'W': not a complete"):
         ExactIndex.load(empty)
     with pytest.raises(FileNotFoundError, match=r"index file '.*nothing\.h5' does not exist"):
