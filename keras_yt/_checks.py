@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
@@ -70,3 +72,140 @@ def has_features(features, names, owner: str) -> None:
         raise ValueError(
             f"{owner} is missing input feature(s) {missing}; got features {sorted(features)}"
         )
+
+
+# ------------------------------------------------------------------------ numpy value checks
+# Run once on numpy inputs at the public entry points (fit / evaluate / predict, layer calls,
+# example generation), never inside the training graph.
+
+# Integer dtypes narrower than int64, whose range a numpy value must fit before it is cast.
+_INT_RANGES = {
+    "int8": (-(2**7), 2**7),
+    "int16": (-(2**15), 2**15),
+    "int32": (-(2**31), 2**31),
+    "uint8": (0, 2**8),
+    "uint16": (0, 2**16),
+    "uint32": (0, 2**32),
+}
+
+
+def is_numpy_like(value) -> bool:
+    """numpy arrays, lists and scalars: values that can be checked without running the graph."""
+    return isinstance(value, (np.ndarray, np.generic, list, tuple, int, float, str, bytes))
+
+
+def _examples(values, mask, limit: int = 5) -> list:
+    return np.asarray(values)[mask].ravel()[:limit].tolist()
+
+
+def int_array(name: str, value, low: int | None = None, high: int | None = None,
+              what: str = "integer ids"):
+    """`value` as an integer numpy array whose values lie in `[low, high)`.
+
+    Floats are accepted only when every value is a whole number; strings, NaN and fractions
+    raise a ValueError naming `name`, the values received and the range expected.
+    """
+    array = np.asarray(value)
+    expected = what
+    if low is not None or high is not None:
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        expected = f"{what} in [{lo}, {hi})"
+    if array.dtype.kind in "iu":
+        pass
+    elif array.dtype.kind == "f":
+        whole = np.isfinite(array) & (array == np.round(array))
+        if not whole.all():
+            raise ValueError(
+                f"{name} must hold {expected}, got non-integer values "
+                f"{_examples(array, ~whole)} (dtype {array.dtype})"
+            )
+        array = array.astype(np.int64)
+    else:
+        sample = array.ravel()[:3].tolist() if array.size else []
+        raise ValueError(
+            f"{name} must hold {expected}, got dtype {array.dtype} (e.g. {sample!r})"
+        )
+    if array.size and (low is not None or high is not None):
+        bad = np.zeros(array.shape, bool)
+        if low is not None:
+            bad |= array < low
+        if high is not None:
+            bad |= array >= high
+        if bad.any():
+            raise ValueError(
+                f"{name} must hold {expected}, got {int(bad.sum())} value(s) outside it, e.g. "
+                f"{_examples(array, bad)}"
+            )
+    return array
+
+
+def float_array(name: str, value, low: float | None = None, what: str = "finite numbers"):
+    """`value` as a float numpy array of finite values (`>= low` when given)."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        sample = array.ravel()[:3].tolist() if array.size else []
+        raise ValueError(f"{name} must hold {what}, got dtype {array.dtype} (e.g. {sample!r})")
+    array = array.astype(np.float64, copy=False)
+    bad = ~np.isfinite(array)
+    if low is not None:
+        bad |= array < low
+    if bad.any():
+        expected = what if low is None else f"{what} >= {low}"
+        raise ValueError(
+            f"{name} must hold {expected}, got {int(bad.sum())} invalid value(s), e.g. "
+            f"{_examples(array, bad)}"
+        )
+    return array
+
+
+def feature_array(name: str, value, shape: tuple, dtype: str, high: int | None = None) -> None:
+    """Checks one numpy feature against its spec `(shape_without_batch, dtype)`.
+
+    Integer features must hold whole numbers that fit `dtype` (and are in `[0, high)` when
+    `high` is given); float features must be finite; string features must be strings. Tensors
+    and other non-numpy values are left to Keras (their dtype is checked when known).
+    """
+    if not is_numpy_like(value):
+        kind = getattr(getattr(value, "dtype", None), "name", None) or str(
+            getattr(value, "dtype", "")
+        )
+        if dtype != "string" and "string" in kind:
+            raise ValueError(f"feature {name!r} must hold {dtype} values, got a string tensor")
+        return
+    array = np.asarray(value)
+    if dtype == "string":
+        if array.dtype.kind not in "USO":
+            raise ValueError(
+                f"feature {name!r} must hold strings, got dtype {array.dtype}"
+            )
+        return
+    if shape:  # a sequence: (batch, length), any length
+        ok = array.ndim == 2
+        expected = f"(batch, {shape[0]})"
+    else:  # a scalar per example: (batch,) or (batch, 1)
+        ok = array.ndim == 1 or (array.ndim == 2 and array.shape[1] == 1)
+        expected = "(batch,) or (batch, 1)"
+    if not ok:
+        raise ValueError(f"feature {name!r} must have shape {expected}, got shape {array.shape}")
+    if "int" in dtype:
+        low, top = _INT_RANGES.get(dtype, (None, None))
+        if high is not None:
+            low, top = 0, high if top is None else min(high, top)
+        int_array(f"feature {name!r}", array, low, top)
+    else:
+        float_array(f"feature {name!r}", array)
+
+
+def labels(name: str, value, num_classes: int):
+    """Class labels (video ids) must be integers in `[1, num_classes)` (0 is padding)."""
+    return int_array(name, value, 1, num_classes, what="video ids")
+
+
+def softmax_inputs(layer, u, labels) -> None:
+    """Checks numpy user vectors (finite) and labels (video ids in `[1, num_classes)`) given to
+    `SampledSoftmax`; tensors pass unchecked (values born in the graph)."""
+    if is_numpy_like(u):
+        float_array(f"{layer.name} user vectors u", u)
+    if labels is not None and is_numpy_like(labels):
+        int_array(f"{layer.name} labels", labels, 1, layer.num_classes, what="video ids")

@@ -69,6 +69,10 @@ def ragged_to_dense(ids, weights=None):
     if weights is None:
         return dense_ids, None
     if isinstance(weights, tf.RaggedTensor):
+        tf.debugging.assert_equal(
+            tf.cast(ids.row_splits, tf.int64), tf.cast(weights.row_splits, tf.int64),
+            message="ragged weights must have the same row lengths as the ids",
+        )
         weights = weights.to_tensor(default_value=0, shape=tf.shape(dense_ids, out_type=tf.int64))
     return dense_ids, weights
 

@@ -46,6 +46,16 @@ def _to_queries(queries: Any) -> np.ndarray:
     return out[np.lexsort((out["timestamp"], out["user"]))]
 
 
+def _check_reference(value: Any) -> None:
+    if value is None:
+        return
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value):
+        raise ValueError(
+            f"example_age_reference must be a finite number (seconds) or None, got {value!r}"
+        )
+
+
 def _check_positive(name: str, value: Any, minimum: int = 1) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -64,12 +74,12 @@ def _examples_from_sorted(
     rows = np.flatnonzero(select)
     out = {
         "watch_history": _core.gather_window(
-            block["video"].astype(np.int32), run_start[rows], user_start[rows], max_history, 0
+            block["video"].astype(np.int64), run_start[rows], user_start[rows], max_history, 0
         ),
         "history_length": np.minimum(run_start[rows] - user_start[rows], max_history).astype(
             np.int32
         ),
-        "label": block["video"][rows].astype(np.int32),
+        "label": block["video"][rows].astype(np.int64),
         "user": block["user"][rows].astype(np.int64),
         "timestamp": block["timestamp"][rows].astype(np.float64),
         "watch_time": block["watch_time"][rows].astype(np.float32),
@@ -94,9 +104,9 @@ def _finish(
     with_queries: bool,
 ) -> dict[str, np.ndarray]:
     empty = {
-        "watch_history": np.zeros((0, max_history), np.int32),
+        "watch_history": np.zeros((0, max_history), np.int64),
         "history_length": np.zeros(0, np.int32),
-        "label": np.zeros(0, np.int32),
+        "label": np.zeros(0, np.int64),
         "user": np.zeros(0, np.int64),
         "timestamp": np.zeros(0, np.float64),
         "watch_time": np.zeros(0, np.float32),
@@ -156,8 +166,9 @@ def candidate_examples(
 
     Returns:
         Dict of numpy arrays, one row per example, ordered by user then time:
-        ``watch_history`` (n, max_history) int32, 0-padded on the left, newest last;
-        ``history_length`` (n,) int32 (non-padding entries); ``label`` (n,) int32;
+        ``watch_history`` (n, max_history) int64, 0-padded on the left, newest last;
+        ``history_length`` (n,) int32 (non-padding entries); ``label`` (n,) int64 (video ids
+        as in the log, never narrowed);
         ``example_age`` (n,) float32 days; ``user`` (n,) int64; ``timestamp`` (n,) float64;
         ``watch_time`` (n,) float32 of the label watch; and, with `queries`,
         ``search_history`` (n, max_queries) str, "" padded on the left, newest last.
@@ -177,6 +188,7 @@ def candidate_examples(
     _check_positive("chunk_size", chunk_size)
     if max_examples_per_user is not None:
         _check_positive("max_examples_per_user", max_examples_per_user)
+    _check_reference(example_age_reference)
     if sampling not in ("last", "uniform"):
         raise ValueError(f"sampling must be 'last' or 'uniform', got {sampling!r}")
     query_log = _to_queries(queries) if queries is not None else None
@@ -258,6 +270,7 @@ def leave_last_out_split(
     _check_positive("max_history", max_history)
     _check_positive("min_history", min_history, minimum=0)
     _check_positive("max_queries", max_queries)
+    _check_reference(example_age_reference)
     if isinstance(watches, np.ndarray) or hasattr(watches, "keys"):
         log = to_watch_log(watches)
     else:

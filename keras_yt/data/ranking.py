@@ -63,6 +63,11 @@ def to_impressions(data: Any, source: str = "impressions") -> np.ndarray:
          "watch_time": data["watch_time"]},
         source=source,
     )
+    if n_bad := int((base["watch_time"] < 0).sum()):
+        raise ValueError(
+            f"Column 'watch_time' of {source} must hold watch times >= 0, got {n_bad} negative "
+            f"value(s), e.g. {base['watch_time'][base['watch_time'] < 0][:5].tolist()}"
+        )
     clicked = np.asarray(data["clicked"])
     if clicked.dtype.kind not in "biuf" or not np.all(np.isin(clicked, (0, 1))):
         raise ValueError(
@@ -99,7 +104,7 @@ def ranking_examples(
 
     Causal features, for an impression of video v to user u at time t:
 
-    * ``watch_history`` (max_history,) int32: the videos u watched strictly before t (last
+    * ``watch_history`` (max_history,) int64: the videos u watched strictly before t (last
       `max_history`, left-padded with 0, newest last);
     * ``time_since_last_watch`` float32: t minus the time of u's latest watch strictly before t
       (timestamp units, seconds), `missing_time` when there is none;
@@ -121,8 +126,8 @@ def ranking_examples(
 
     Returns:
         Dict of numpy arrays in the input order of `impressions`: ``user`` int64, ``video``
-        int32, ``timestamp`` float64, ``clicked`` int8, ``watch_time`` float32 (target),
-        ``watch_history`` (n, max_history) int32, ``time_since_last_watch`` float32,
+        int64, ``timestamp`` float64, ``clicked`` int8, ``watch_time`` float32 (target),
+        ``watch_history`` (n, max_history) int64, ``time_since_last_watch`` float32,
         ``previous_impressions`` int32, and every extra impression column (recomputed columns
         named like the ones above replace the input's).
 
@@ -199,11 +204,11 @@ def _block_features(
     has_watch = before > first
     last_time = ref["timestamp"][np.clip(before - 1, 0, None)] if len(ref) else np.zeros(n)
     since = np.where(has_watch, times - last_time, missing_time).astype(np.float32)
-    history = _core.gather_window(ref["video"].astype(np.int32), before, first, max_history, 0)
+    history = _core.gather_window(ref["video"].astype(np.int64), before, first, max_history, 0)
 
     out = {
         "user": users.astype(np.int64),
-        "video": block["video"].astype(np.int32),
+        "video": block["video"].astype(np.int64),
         "timestamp": times.astype(np.float64),
         "clicked": block["clicked"].astype(np.int8),
         "watch_time": np.where(block["clicked"] == 1, block["watch_time"], 0).astype(np.float32),

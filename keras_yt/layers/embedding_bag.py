@@ -1,8 +1,10 @@
 """`EmbeddingBag`: the averaged bag of video embeddings (the paper's watch-history input)."""
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_yt import _checks
 from keras_yt import backend as yt_backend
 
 _COMBINERS = ("mean", "sum", "sqrtn")
@@ -31,6 +33,11 @@ class EmbeddingBag(keras.layers.Layer):
     itself), so a call reads only the rows of the ids in the batch and on the TensorFlow backend
     the gradient with respect to `embeddings` is row-sparse (`tf.IndexedSlices`): with
     `keras_yt.optimizers.SparseAdagrad` a training step costs nothing per row of the table.
+
+    Inputs are checked before the call: ids must have an integer dtype and rank 1 or 2 (numpy
+    floats are accepted only when every value is a whole number; NaN, fractions and strings
+    raise), and weights must have the ids' shape (ragged weights the ids' row lengths); numpy
+    weights must be finite and non-negative. A ValueError names the argument and the values.
 
     To share one table between several features (the paper shares the video embeddings between
     the impression video and the watch history), call the same instance on each input.
@@ -100,6 +107,12 @@ class EmbeddingBag(keras.layers.Layer):
         )
         self.built = True
 
+    def __call__(self, ids, weights=None, **kwargs):
+        ids, weights = _check_bag_inputs(ids, weights)
+        if weights is None:
+            return super().__call__(ids, **kwargs)
+        return super().__call__(ids, weights, **kwargs)
+
     def call(self, ids, weights=None):
         if yt_backend.is_ragged(ids):
             ids, weights = yt_backend.ragged_to_dense(ids, weights)
@@ -153,3 +166,53 @@ class EmbeddingBag(keras.layers.Layer):
             }
         )
         return config
+
+
+def _dtype_name(value) -> str:
+    dtype = getattr(value, "dtype", None)
+    try:
+        return keras.backend.standardize_dtype(dtype)
+    except (TypeError, ValueError, AttributeError):
+        return str(getattr(dtype, "name", dtype))
+
+
+def _check_bag_inputs(ids, weights):
+    """Static checks (dtype, rank, matching shapes) of any input; value checks of numpy ones.
+
+    Numpy ids must be whole numbers (floats holding whole numbers are converted), numpy weights
+    finite and non-negative. Tensors are checked by dtype and rank only (their values are born in
+    the graph).
+    """
+    if _checks.is_numpy_like(ids):
+        ids = _checks.int_array("EmbeddingBag ids", ids)
+    if weights is not None and _checks.is_numpy_like(weights):
+        weights = _checks.float_array(
+            "EmbeddingBag weights", weights, low=0.0, what="finite weights"
+        ).astype("float32")
+    if yt_backend.is_ragged(ids):
+        dtype = _dtype_name(ids)
+        if "int" not in dtype:
+            raise ValueError(f"EmbeddingBag ids must have an integer dtype, got {dtype}")
+        return ids, weights
+    dtype = _dtype_name(ids)
+    if "int" not in dtype:
+        raise ValueError(
+            f"EmbeddingBag ids must have an integer dtype, got {dtype}"
+            + (" (strings: hash or look them up first, e.g. with TokenBag)"
+               if "str" in dtype else "")
+        )
+    shape = tuple(ids.shape)
+    if len(shape) not in (1, 2):
+        raise ValueError(
+            f"EmbeddingBag ids must have shape (batch, L) or (batch,), got shape {shape}"
+        )
+    if weights is not None and not yt_backend.is_ragged(weights):
+        w_shape = tuple(np.shape(weights)) if _checks.is_numpy_like(weights) else tuple(
+            weights.shape
+        )
+        known = all(a is not None and b is not None for a, b in zip(w_shape, shape))
+        if len(w_shape) != len(shape) or (known and w_shape != shape):
+            raise ValueError(
+                f"EmbeddingBag weights must have the shape of the ids {shape}, got {w_shape}"
+            )
+    return ids, weights

@@ -5,6 +5,8 @@ import math
 import keras
 from keras import ops
 
+from keras_yt import _checks
+
 
 @keras.saving.register_keras_serializable(package="keras_yt")
 class ExampleAge(keras.layers.Layer):
@@ -19,7 +21,9 @@ class ExampleAge(keras.layers.Layer):
     `serving_value` at inference, whatever the input.
 
     Ages are divided by `scale` (e.g. the length of the training window in days, so that training
-    ages fall in `[0, 1]`). Negative ages and NaN are clipped to `0` (in the graph, no error).
+    ages fall in `[0, 1]`). Negative ages are clipped to `0`. NaN or infinite ages passed as numpy
+    arrays raise a ValueError (the models check their numpy features before `fit` too); in the
+    graph, NaN is clipped to `0` and `inf` stays `inf`.
 
     Args:
         scale: positive number the age is divided by (same unit as the input age).
@@ -81,6 +85,11 @@ class ExampleAge(keras.layers.Layer):
         if input_shape is not None:
             _check_age_shape(input_shape)
         self.built = True
+
+    def __call__(self, age, training=None, **kwargs):
+        if _checks.is_numpy_like(age):  # values checked once, outside the graph
+            age = _checks.float_array("ExampleAge age", age).astype("float32")
+        return super().__call__(age, training=training, **kwargs)
 
     def call(self, age, training=None):
         age = ops.convert_to_tensor(age)

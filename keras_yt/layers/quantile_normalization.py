@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_yt import _checks
+
 
 @keras.saving.register_keras_serializable(package="keras_yt")
 class QuantileNormalization(keras.layers.Layer):
@@ -112,6 +114,15 @@ class QuantileNormalization(keras.layers.Layer):
     def load_own_variables(self, store):
         super().load_own_variables(store)
         self._adapted = True
+
+    def __call__(self, inputs, **kwargs):
+        if _checks.is_numpy_like(inputs):  # values checked once, outside the graph
+            inputs = _checks.float_array(f"{self.name} inputs", inputs).astype("float32")
+        shape = tuple(np.shape(inputs)) if _checks.is_numpy_like(inputs) else tuple(
+            getattr(inputs, "shape", ())
+        )
+        _check_feature_shape(shape)
+        return super().__call__(inputs, **kwargs)
 
     def call(self, inputs):
         if not self._adapted:

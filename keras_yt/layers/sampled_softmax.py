@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_yt import _checks
 from keras_yt import backend as yt_backend
 
 _SAMPLERS = ("log_uniform", "unigram", "uniform", "in_batch")
@@ -403,6 +404,7 @@ class SampledSoftmax(keras.layers.Layer):
         Returns:
             Float32 tensor `(batch,)`.
         """
+        _checks.softmax_inputs(self, u, labels)
         self._ensure_built(u)
         labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
         if sampled_ids is None:
@@ -448,6 +450,7 @@ class SampledSoftmax(keras.layers.Layer):
         Returns:
             Float32 tensor `(batch,)`.
         """
+        _checks.softmax_inputs(self, u, labels)
         labels = ops.reshape(ops.cast(labels, "int32"), (-1, 1))
         logits = self._mask_padding(ops.cast(self.logits(u), "float32"))
         true_logits = ops.take_along_axis(logits, labels, axis=1)[:, 0]
@@ -465,13 +468,15 @@ class SampledSoftmax(keras.layers.Layer):
             k: Number of classes to return, in `[1, num_classes)`.
             exclude: Optional int tensor `(batch, M)` of ids to leave out per row (e.g. already
                 watched videos); `0` (padding) and ids outside `[0, num_classes)` are ignored.
-                If fewer than `k` classes remain, the last scores are `-inf`.
+                If fewer than `k` classes remain, the last slots get id `-1` and score
+                `-inf` (never the padding class 0 or an excluded id).
 
         Returns:
             Tuple `(scores, ids)`, each `(batch, k)`, sorted by decreasing score.
         """
         if not _is_int(k) or not 1 <= k < self.num_classes:
             raise ValueError(f"k must be in [1, num_classes) = [1, {self.num_classes}), got {k!r}")
+        _checks.softmax_inputs(self, u, None)
         logits = self._mask_padding(ops.cast(self.logits(u), "float32"))
         if exclude is not None:
             exclude = ops.cast(exclude, "int32")
@@ -486,7 +491,9 @@ class SampledSoftmax(keras.layers.Layer):
             )
             logits = ops.where(hits > 0, float("-inf"), logits)
         scores, ids = ops.top_k(logits, k)
-        return scores, ops.cast(ids, "int32")
+        # Slots no eligible class could fill (score -inf): id -1, as the serving indexes do.
+        ids = ops.where(ops.equal(scores, float("-inf")), -1, ops.cast(ids, "int32"))
+        return scores, ids
 
     def get_output_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """The output video embeddings and biases for serving.
@@ -503,6 +510,12 @@ class SampledSoftmax(keras.layers.Layer):
         else:
             b = np.asarray(ops.convert_to_numpy(self.output_biases))
         return w, b
+
+    def __call__(self, u, labels=None, training=None, **kwargs):
+        _checks.softmax_inputs(self, u, labels)  # numpy values only, never in the graph
+        if labels is None:
+            return super().__call__(u, training=training, **kwargs)
+        return super().__call__(u, labels, training=training, **kwargs)
 
     def call(self, u, labels=None, training=None):
         if training and labels is not None:

@@ -6,6 +6,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_yt import _checks
+
 
 @keras.saving.register_keras_serializable(package="keras_yt")
 class WeightedLogisticLoss(keras.losses.Loss):
@@ -33,7 +35,9 @@ class WeightedLogisticLoss(keras.losses.Loss):
         dtype: Dtype of the loss computation.
 
     Call arguments:
-        y_true: Watch times `(batch,)` or `(batch, 1)`, non-negative; `0` = not clicked.
+        y_true: Watch times `(batch,)` or `(batch, 1)`, non-negative; `0` = not clicked. A
+            negative or NaN watch time raises a ValueError (numpy input) or gives a NaN loss
+            (tensors), never a silent non-click.
         y_pred: Logits, same number of elements as `y_true`.
         sample_weight: Optional extra per-example weights.
 
@@ -58,13 +62,23 @@ class WeightedLogisticLoss(keras.losses.Loss):
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if _checks.is_numpy_like(y_true):  # numpy targets: checked once, outside the graph
+            _checks.float_array("y_true (watch times)", y_true, low=0.0)
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
+
     def call(self, y_true, y_pred):
         y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
         y_true = ops.cast(y_true, y_pred.dtype)
         y_true = ops.reshape(y_true, ops.shape(y_pred))
         clicked = y_true > 0
         labels = ops.cast(clicked, y_pred.dtype)
-        weights = ops.where(clicked, y_true, ops.ones_like(y_true))
+        # A negative or NaN watch time is not a non-click: its weight (and so the loss) is NaN,
+        # which stops `fit` (numpy targets are rejected before that).
+        invalid = ops.logical_not(ops.logical_or(clicked, ops.equal(y_true, 0)))
+        weights = ops.where(
+            clicked, y_true, ops.where(invalid, float("nan"), ops.ones_like(y_true))
+        )
         # Stable binary cross-entropy from logits: max(z, 0) - z y + log(1 + exp(-|z|)).
         bce = ops.relu(y_pred) - y_pred * labels + ops.log1p(ops.exp(-ops.abs(y_pred)))
         per_example = weights * bce

@@ -1,13 +1,48 @@
-"""What `CandidateGenerator` and `Ranker` share: building from named features, reloading."""
+"""What `CandidateGenerator` and `Ranker` share: building from named features, reloading, and the
+checks of numpy inputs at `fit` / `evaluate` / `predict` (never inside the training graph)."""
+
+import math
 
 import keras
+import numpy as np
+
+from keras_yt import _checks
+
+_VIDEO_ID_FEATURES = ("watch_history", "video_id")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because the loss became NaN or infinite."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises `NonFiniteLossError` as soon as a training batch reports a NaN or infinite loss.
+
+    Added by `fit` of the keras_yt models. It runs off the training thread (Keras dispatches
+    `async_safe` callbacks to a worker), so it costs the step nothing; the error reaches `fit` at
+    the next batch or at the end of the epoch at the latest.
+    """
+
+    async_safe = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+            raise NonFiniteLossError(
+                f"training loss became {float(loss)} at batch {batch}: the model's weights are no "
+                "longer usable (do not save or serve it). Inputs are checked for NaN/inf before "
+                "fit, so the training diverged: lower the optimizer's learning rate or check the "
+                "inputs of a tf.data pipeline"
+            )
 
 
 class FeatureModelMixin:
     """For models whose inputs are named features listed by `feature_specs()`.
 
-    Subclasses implement `feature_specs() -> {name: (shape_without_batch, dtype)}` and
-    `_build_from_features(inputs)`, which calls the sublayers on symbolic inputs.
+    Subclasses implement `feature_specs() -> {name: (shape_without_batch, dtype)}`,
+    `_build_from_features(inputs)`, which calls the sublayers on symbolic inputs, and
+    `_check_targets(y)`, which validates numpy targets.
     """
 
     def build(self, input_shape=None):
@@ -21,6 +56,16 @@ class FeatureModelMixin:
         )
         self.built = True
 
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Saves to a `.keras` file atomically (`keras_yt.models.save_model`); other formats
+        (`.h5`, `.weights.h5`) go to Keras."""
+        if str(filepath).endswith(".keras") and not kwargs:
+            from keras_yt.models.saving import save_model
+
+            save_model(self, filepath, overwrite=overwrite)
+            return
+        super().save(filepath, overwrite=overwrite, **kwargs)
+
     def get_build_config(self):
         return {"input_shape": "features"}
 
@@ -33,3 +78,73 @@ class FeatureModelMixin:
         self.compile(optimizer=config.get("optimizer"))
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    # ------------------------------------------------------------ checks of numpy inputs
+
+    def _feature_upper_bound(self, name: str):
+        if name in _VIDEO_ID_FEATURES:
+            return self.num_videos
+        spec = self.categorical_features.get(name)
+        return None if spec is None else spec["input_dim"]
+
+    def _check_features(self, x) -> None:
+        """Validates a dict of numpy features (values as well as shapes and dtypes)."""
+        if not isinstance(x, dict):
+            return  # a tf.data.Dataset, a generator, a PyDataset: left to Keras
+        specs = self.feature_specs()
+        sizes = {}
+        for name, (shape, dtype) in specs.items():
+            if name not in x:
+                continue
+            value = x[name]
+            _checks.feature_array(name, value, shape, dtype, self._feature_upper_bound(name))
+            if _checks.is_numpy_like(value):
+                sizes[name] = len(np.asarray(value))
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"features must have the same number of rows, got {sizes}")
+
+    def _check_inputs(self, x, y=None, sample_weight=None) -> None:
+        self._check_features(x)
+        if y is not None and _checks.is_numpy_like(y):
+            self._check_targets(y)
+        if sample_weight is not None and _checks.is_numpy_like(sample_weight):
+            _checks.float_array("sample_weight", sample_weight, low=0.0, what="finite weights")
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_inputs(x, y, kwargs.get("sample_weight"))
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and validation:
+            self._check_inputs(*validation[:3])
+        callbacks = kwargs.get("callbacks")
+        callbacks = list(callbacks) if callbacks else []
+        if not any(isinstance(c, StopOnNonFiniteLoss) for c in callbacks):
+            # first, so that no later callback (e.g. a checkpoint) sees the broken weights
+            callbacks.insert(0, StopOnNonFiniteLoss())
+        kwargs["callbacks"] = callbacks
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_inputs(x, y, kwargs.get("sample_weight"))
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_features(x)
+        return super().predict(x, *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
+        self._check_inputs(x, y, sample_weight)
+        logs = super().train_on_batch(x, y, sample_weight, *args, **kwargs)
+        loss = logs.get("loss") if isinstance(logs, dict) else np.ravel(logs)[0]
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"training loss became {float(loss)}: the model's weights are no longer usable"
+            )
+        return logs
+
+    def test_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
+        self._check_inputs(x, y, sample_weight)
+        return super().test_on_batch(x, y, sample_weight, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        self._check_features(x)
+        return super().predict_on_batch(x)

@@ -321,6 +321,9 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
     def metrics(self):
         return [*super().metrics, *self._retrieval_metrics]
 
+    def _check_targets(self, y) -> None:
+        _checks.labels("y (the labels)", y, self.num_videos)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         self._loss_is_sampled = bool(training)
         labels = ops.reshape(ops.cast(y, "int32"), (-1,))
@@ -405,7 +408,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
 
         Returns:
             `(ids, scores)`, numpy arrays of shape `(batch, k)`, best first; scores are
-            u·W_j + b_j. When fewer than k videos are eligible, the last scores are -inf.
+            u·W_j + b_j. Slots that no eligible video can fill (k larger than the videos left
+            after exclusions) get id -1 and score -inf.
         """
         _checks.positive_int("k", k)
         if k > self.num_videos - 1:

@@ -39,18 +39,25 @@ def load_preset(name_or_path: str | Path) -> dict:
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise ValueError(f"preset file {str(path)!r} does not exist")
-        text = path.read_text()
+        source = path
     else:
-        entry = _zoo() / f"{name_or_path}.json"
-        if not entry.is_file():
+        source = _zoo() / f"{name_or_path}.json"
+        if not source.is_file():
             raise ValueError(
                 f"unknown preset {str(name_or_path)!r}; expected one of {preset_names()} "
                 "or the path of a .json preset file"
             )
-        text = entry.read_text()
-    preset = json.loads(text)
+    try:
+        preset = json.loads(source.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"preset file {str(source)!r} is not valid JSON: {err}") from err
     if not isinstance(preset, dict) or not isinstance(preset.get("config"), dict):
-        raise ValueError(f"preset {str(name_or_path)!r} has no 'config' dict")
+        raise ValueError(
+            f"preset {str(source)!r} must be a JSON object with a 'config' object, got "
+            f"{type(preset).__name__}" + (
+                f" with keys {sorted(preset)}" if isinstance(preset, dict) else ""
+            )
+        )
     return preset
 
 
@@ -83,4 +90,9 @@ class PresetMixin:
                 f"preset {str(name_or_path)!r} is for {preset.get('class_name')!r}, "
                 f"not {cls.__name__!r}"
             )
-        return cls(**{**preset["config"], **overrides})
+        try:
+            return cls(**{**preset["config"], **overrides})
+        except TypeError as err:  # unknown or missing config keys
+            raise ValueError(
+                f"preset {str(name_or_path)!r} does not fit {cls.__name__}: {err}"
+            ) from err

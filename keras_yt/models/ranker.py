@@ -172,6 +172,9 @@ class Ranker(FeatureModelMixin, PresetMixin, keras.Model):
             **kwargs,
         )
 
+    def _check_targets(self, y) -> None:
+        _checks.float_array("y (the watch times)", y, low=0.0)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not training:  # `call` returned exp(logit): the loss takes the logit.
             y_pred = ops.log(ops.maximum(y_pred, 1e-30))

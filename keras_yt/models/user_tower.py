@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_yt import _checks
 from keras_yt.models._string_features import StringFeaturesMixin
 
 
@@ -11,6 +12,8 @@ class UserTower(StringFeaturesMixin, keras.Model):
 
     It is a plain Keras functional model (built as `UserTower(inputs, outputs)`), whose `predict`
     also takes numpy arrays of query strings. Get one from `CandidateGenerator.user_model()`.
+    Numpy features are checked before `predict`: ids must be whole numbers that fit the input's
+    integer dtype (an id >= 2**31 is an error, never wrapped to another id), floats finite.
 
     Example:
 
@@ -24,3 +27,19 @@ class UserTower(StringFeaturesMixin, keras.Model):
     >>> u.shape
     (1, 8)
     """
+
+    def _check_features(self, x) -> None:
+        if not isinstance(x, dict):
+            return
+        for name, tensor in self.input.items():
+            if name in x:
+                dtype = keras.backend.standardize_dtype(tensor.dtype)
+                _checks.feature_array(name, x[name], tuple(tensor.shape[1:]), dtype)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_features(x)
+        return super().predict(x, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        self._check_features(x)
+        return super().predict_on_batch(x)

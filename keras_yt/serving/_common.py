@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,6 +13,10 @@ import numpy as np
 
 PAD_ID = -1
 """Id returned in result slots that no eligible item could fill (score `-inf`)."""
+
+
+class IndexFileError(ValueError):
+    """An index file is unreadable, incomplete, corrupt or inconsistent (names the file)."""
 
 
 def check_embeddings(
@@ -108,8 +111,24 @@ def check_k(k: Any) -> int:
     return int(k)
 
 
+def check_batch_size(batch_size: Any) -> int | None:
+    """`None` or an integer >= 1 (a bare 0 or a negative size is an error, not "the default")."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or (
+        batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
+    return int(batch_size)
+
+
 def check_exclude(exclude: Any, num_users: int) -> list[np.ndarray] | None:
-    """Per-user exclusion lists as int64 arrays without padding (0 and -1 are ignored)."""
+    """Per-user exclusion lists as int64 arrays without padding (-1 is ignored).
+
+    0 is an id like any other: indexes built with `from_model` hold no id 0 (the padding class),
+    so 0-padded watch histories exclude nothing extra, while an index over every row (ids from
+    0) can exclude its item 0.
+    """
     if exclude is None:
         return None
     if isinstance(exclude, np.ndarray) and exclude.ndim == 1 and num_users == 1:
@@ -124,7 +143,7 @@ def check_exclude(exclude: Any, num_users: int) -> list[np.ndarray] | None:
         if row.size and not np.issubdtype(row.dtype, np.integer):
             raise ValueError(f"exclude[{i}] must hold integer ids, got dtype {row.dtype}")
         row = row.astype(np.int64)
-        out.append(np.unique(row[(row != 0) & (row != -1)]))
+        out.append(np.unique(row[row != PAD_ID]))
     return out
 
 
@@ -182,41 +201,74 @@ def batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
 def atomic_h5(path: str | os.PathLike) -> Iterator[Any]:
     """Opens a temporary HDF5 file next to `path`; on success it replaces `path` atomically.
 
-    If the body raises, the temporary file is removed and `path` is left untouched.
+    The root attribute `checksum` (`file_checksum`) is written last, over everything the body
+    wrote. If the body raises, the temporary file is removed and `path` is left untouched;
+    temporary files of killed writers are removed by the next save to the same path.
     """
     import h5py
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + ".", dir=folder)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
+    from keras_yt._files import atomic_path
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", userblock_size=_USERBLOCK) as f:
             yield f
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+            f.attrs["checksum"] = file_checksum(f)
+        seal(tmp)
+
+
+# The first 512 bytes of an index file (an HDF5 user block, skipped by HDF5) hold the sha256 of
+# the rest of the file, so that a damaged file is rejected before the HDF5 library parses it: a
+# flipped byte in HDF5 metadata can make the library loop forever or crash.
+_USERBLOCK = 512
+_SEAL_MAGIC = b"keras_yt index sha256 "
+
+
+def _raw_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        fh.seek(_USERBLOCK)
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def seal(path: str | os.PathLike) -> None:
+    """Writes the sha256 of everything after the user block into the user block."""
+    path = os.fspath(path)
+    digest = _raw_digest(path).encode()
+    with open(path, "r+b") as fh:
+        fh.write((_SEAL_MAGIC + digest).ljust(_USERBLOCK, b"\0"))
+
+
+def check_seal(path: str, kind: str) -> None:
+    """Raises `IndexFileError` unless the file's user block holds the sha256 of its contents."""
+    with open(path, "rb") as fh:
+        head = fh.read(_USERBLOCK)
+    if len(head) < _USERBLOCK or not head.startswith(_SEAL_MAGIC):
+        raise IndexFileError(
+            f"{path!r} is not a readable {kind} file (not HDF5, truncated or damaged): it does "
+            "not start with a keras_yt index header"
+        )
+    stored = head[len(_SEAL_MAGIC):len(_SEAL_MAGIC) + 64].decode("ascii", "replace")
+    if stored != _raw_digest(path):
+        raise IndexFileError(
+            f"{path!r} is corrupt: its checksum {stored[:16]}... does not match its contents "
+            "(truncated or damaged)"
+        )
 
 
 def check_header(f: Any, kind: str, version: int, path: Any) -> None:
     """Checks the `kind` and `format_version` attributes of an index file."""
     got_kind = f.attrs.get("kind")
     if got_kind is None or str(got_kind) != kind:
-        raise ValueError(
+        raise IndexFileError(
             f"{os.fspath(path)!r} is not a {kind} file: kind attribute is {got_kind!r}"
         )
     got = f.attrs.get("format_version")
-    if got is None or int(got) != version:
-        raise ValueError(
-            f"{os.fspath(path)!r} has format_version {got if got is None else int(got)}, "
+    if not isinstance(got, (int, np.integer)) or int(got) != version:
+        shown = int(got) if isinstance(got, (int, np.integer)) else repr(got)
+        raise IndexFileError(
+            f"{os.fspath(path)!r} has format_version {shown}, "
             f"expected {version}; "
             "rebuild the index with this version of keras_yt"
         )
@@ -236,3 +288,102 @@ def check_fingerprint(
             f"{os.fspath(path)!r} is corrupt: stored fingerprint {stored} != {actual} "
             f"computed from its {what}"
         )
+
+
+def file_checksum(f: Any) -> str:
+    """sha256 (hex) over every dataset (path, dtype, shape, bytes) and attribute of an HDF5 file,
+    in sorted order, except the root attribute `checksum` itself."""
+    import h5py
+
+    h = hashlib.sha256()
+
+    def add_attrs(name: str, obj: Any) -> None:
+        for key in sorted(obj.attrs):
+            if name == "/" and key == "checksum":
+                continue
+            value = np.asarray(obj.attrs[key])
+            h.update(f"@{name}:{key}:{value.dtype.str}:{value.shape}:".encode())
+            h.update(value.tobytes() if value.dtype.kind != "O" else repr(value.tolist()).encode())
+
+    add_attrs("/", f)
+    names: list[str] = []
+    f.visit(names.append)
+    for name in sorted(names):
+        obj = f[name]
+        add_attrs(name, obj)
+        if isinstance(obj, h5py.Dataset):
+            data = np.ascontiguousarray(obj[()])
+            h.update(f"#{name}:{data.dtype.str}:{data.shape}:".encode())
+            h.update(data.tobytes())
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def read_index_file(path: str | os.PathLike, kind: str, version: int) -> Iterator[Any]:
+    """Opens an index file for reading and checks its kind, version and checksum.
+
+    Any failure (not a file, not HDF5, truncated, missing data, checksum mismatch, and any error
+    raised while the body reads it) becomes an `IndexFileError` naming the file, never a bare
+    h5py / KeyError traceback.
+    """
+    import h5py
+
+    shown = os.fspath(path)
+    if not os.path.isfile(shown):
+        raise FileNotFoundError(f"index file {shown!r} does not exist")
+    check_seal(shown, kind)
+    try:
+        f = h5py.File(shown, "r")
+    except Exception as err:
+        raise IndexFileError(
+            f"{shown!r} is not a readable {kind} file (not HDF5, truncated or damaged): "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    try:
+        with f:
+            check_header(f, kind, version, shown)
+            stored = f.attrs.get("checksum")
+            if stored is None:
+                raise IndexFileError(f"{shown!r} has no checksum: not a complete {kind} file")
+            actual = file_checksum(f)
+            if str(stored) != actual:
+                raise IndexFileError(
+                    f"{shown!r} is corrupt: its checksum {str(stored)[:16]}... does not match "
+                    f"its contents ({actual[:16]}...)"
+                )
+            yield f
+    except IndexFileError:
+        raise
+    except ValueError as err:
+        if shown in str(err) or "fingerprint" in str(err):
+            raise
+        raise IndexFileError(f"{shown!r} is not a valid {kind} file: {err}") from err
+    except Exception as err:
+        raise IndexFileError(
+            f"{shown!r} is not a valid {kind} file: {type(err).__name__}: {err}"
+        ) from err
+
+
+def read_embeddings(f: Any, path: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`W` (float32 `(n, d)`), `b` (float32 `(n,)`) and `ids` (int64 `(n,)`, unique, >= 0) of an
+    index file, checked before use; raises `IndexFileError` naming the file."""
+    import h5py
+
+    shown = os.fspath(path)
+    expected = {"W": ("f", 2), "b": ("f", 1), "ids": ("i", 1)}
+    out = {}
+    for name, (kind, ndim) in expected.items():
+        node = f.get(name)
+        if not isinstance(node, h5py.Dataset):
+            raise IndexFileError(f"{shown!r} has no dataset {name!r}: not a complete index file")
+        if node.dtype.kind != kind or node.ndim != ndim:
+            what = "float" if kind == "f" else "integer"
+            raise IndexFileError(
+                f"{shown!r}: dataset {name!r} must be a {ndim}-D {what} array, got {node.dtype} "
+                f"of shape {node.shape}"
+            )
+        out[name] = node[()]
+    try:
+        return check_embeddings(out["W"], out["b"], out["ids"])
+    except ValueError as err:
+        raise IndexFileError(f"{shown!r} holds invalid embeddings or ids: {err}") from err

@@ -9,7 +9,7 @@ import numpy as np
 
 from keras_yt.serving import _common
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a checksum over every stored array and attribute
 # Batches with fewer scores than this are ranked in numpy: a backend call costs ~0.3 ms, about
 # what numpy needs for one user over 100k items; larger ones gain from the backend's matrix
 # product on a transposed copy of W and its multi-threaded top-k (4.5x at 1000 x 1M scores).
@@ -52,9 +52,7 @@ class ExactIndex:
 
     def __init__(self, W: Any, b: Any = None, ids: Any = None, batch_size: int | None = None):
         self.W, self.b, self.ids = _common.check_embeddings(W, b, ids)
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be None or an integer >= 1, got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = _common.check_batch_size(batch_size)
         self._row_of = np.argsort(self.ids, kind="stable")
         self._sorted_ids = self.ids[self._row_of]
         self._tensors = None  # (W, b, W.T, b on the Keras backend), made on the first query
@@ -137,8 +135,8 @@ class ExactIndex:
             user_vectors: `(n, d)` (or one `(d,)` vector).
             k: results per user vector.
             exclude: None, or one list of ids per user vector (ragged lists or a padded 2-D
-                array; 0 and -1 are padding and ignored). Excluded items are skipped and k
-                results are still returned.
+                array; -1 is padding and ignored, 0 is an id like any other). Excluded items
+                are skipped and k results are still returned.
             batch_size: overrides the index's `batch_size` for this call.
 
         Returns:
@@ -154,6 +152,7 @@ class ExactIndex:
         k = _common.check_k(k)
         u = _common.check_user_vectors(user_vectors, self.dim)
         excl = _common.check_exclude(exclude, u.shape[0])
+        batch_size = _common.check_batch_size(batch_size)
         batch_size = batch_size or self.batch_size or max(1, min(4096, (1 << 27) // len(self)))
         n = u.shape[0]
         out_ids = np.empty((n, k), np.int64)
@@ -237,11 +236,8 @@ class ExactIndex:
         >>> ExactIndex.load(path).ids.tolist()
         [3, 4]
         """
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            _common.check_header(f, "keras_yt.ExactIndex", FORMAT_VERSION, path)
-            W, b, ids = f["W"][()], f["b"][()], f["ids"][()]
+        with _common.read_index_file(path, "keras_yt.ExactIndex", FORMAT_VERSION) as f:
+            W, b, ids = _common.read_embeddings(f, path)
             stored = str(f.attrs["fingerprint"])
         index = cls(W, b, ids)
         _common.check_fingerprint(stored, index.fingerprint, path, "file contents")
@@ -251,3 +247,4 @@ class ExactIndex:
                 stored, _common.fingerprint(mW, mb), path, "model", rebuild="ExactIndex"
             )
         return index
+

@@ -3,6 +3,8 @@ reference."""
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keras_yt.data import WATCH_DTYPE, candidate_examples, leave_last_out_split
 
@@ -40,7 +42,7 @@ def reference(log, max_history, max_examples, min_history):
 def assert_matches(ex, ref, max_history):
     assert len(ex["label"]) == len(ref)
     assert ex["watch_history"].shape == (len(ref), max_history)
-    assert ex["watch_history"].dtype == np.int32 and ex["label"].dtype == np.int32
+    assert ex["watch_history"].dtype == np.int64 and ex["label"].dtype == np.int64
     assert ex["example_age"].dtype == np.float32
     for i, (user, t, v, hist) in enumerate(ref):
         assert ex["user"][i] == user and ex["timestamp"][i] == t and ex["label"][i] == v
@@ -195,3 +197,68 @@ def test_leave_last_out_split():
     # No test label's timestamp is earlier than a training watch of the same user.
     for u, t, _, _ in expected_test:
         assert train["timestamp"][train["user"] == u].max() <= t
+
+
+# ------------------------------------------------------------- issue 13: no silent wrong answers
+
+BIG = 2**32 + 7  # does not fit int32: 2**32 + 7 used to become 7
+
+
+def test_ids_beyond_int32_are_kept():
+    # Regression (issue 13, item 2).
+    log = {"user": [1, 1, 1], "video": [BIG, BIG + 1, 2**31], "timestamp": [0, 1, 2]}
+    ex = candidate_examples(log, max_history=2)
+    assert ex["label"].tolist() == [BIG + 1, 2**31]
+    assert ex["watch_history"].tolist() == [[0, BIG], [BIG, BIG + 1]]
+    train, test = leave_last_out_split(log, max_history=2)
+    assert train["video"].tolist() == [BIG, BIG + 1]
+    assert test["label"].tolist() == [2**31] and test["watch_history"].tolist() == [[BIG, BIG + 1]]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "yesterday"])
+def test_example_age_reference_must_be_finite(bad):
+    # Regression (issue 13, item 10): NaN gave NaN example ages.
+    log = {"user": [1, 1], "video": [3, 4], "timestamp": [0, 1]}
+    with pytest.raises(ValueError, match=r"example_age_reference must be a finite number "
+                                         r"\(seconds\) or None, got"):
+        candidate_examples(log, example_age_reference=bad)
+    with pytest.raises(ValueError, match=r"example_age_reference must be a finite number"):
+        leave_last_out_split(log, example_age_reference=bad)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    max_history=st.integers(1, 5),
+    cap=st.one_of(st.none(), st.integers(1, 4)),
+    min_history=st.integers(0, 3),
+    sampling=st.sampled_from(["last", "uniform"]),
+    chunk_size=st.integers(1, 50),
+)
+def test_property_causal_inputs_and_per_user_cap(seed, max_history, cap, min_history, sampling,
+                                                  chunk_size):
+    log = random_log(seed, num_users=6, max_watches=10, time_range=8)
+    ex = candidate_examples(log, max_history=max_history, max_examples_per_user=cap,
+                            min_history=min_history, sampling=sampling, seed=seed,
+                            chunk_size=chunk_size)
+    times = {}
+    for r in log:
+        times.setdefault((int(r["user"]), int(r["video"])), []).append(float(r["timestamp"]))
+    for i in range(len(ex["label"])):
+        user, t = int(ex["user"][i]), float(ex["timestamp"][i])
+        earlier = sorted(float(r["timestamp"]) for r in log if r["user"] == user and
+                         r["timestamp"] < t)
+        assert ex["history_length"][i] == min(len(earlier), max_history) >= min(min_history,
+                                                                                max_history)
+        # every input watch happened strictly before the label's time
+        for video in ex["watch_history"][i][ex["watch_history"][i] > 0]:
+            assert min(times[(user, int(video))]) < t
+    users, counts = np.unique(ex["user"], return_counts=True)
+    if cap is not None:
+        assert counts.max(initial=0) <= cap
+    # the cap keeps exactly min(cap, eligible) examples per user
+    for user in set(log["user"].tolist()):
+        rows = log[log["user"] == user]
+        eligible = sum((rows["timestamp"] < t).sum() >= min_history for t in rows["timestamp"])
+        kept = int(counts[users == user].sum())
+        assert kept == (eligible if cap is None else min(cap, eligible))

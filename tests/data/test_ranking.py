@@ -43,7 +43,7 @@ def reference(imp, watches, max_history, missing):
 
 
 def check(ex, ref, imp):
-    assert ex["watch_history"].dtype == np.int32
+    assert ex["watch_history"].dtype == np.int64
     np.testing.assert_array_equal(ex["user"], imp["user"])
     np.testing.assert_array_equal(ex["language"], imp["language"])
     for i, (hist, since, prev, target) in enumerate(ref):
@@ -100,3 +100,26 @@ def test_validation():
         ranking_examples({**imp, "clicked": np.full(150, 2)})
     with pytest.raises(ValueError, match="max_history must be an integer >= 1, got 0"):
         ranking_examples(imp, max_history=0)
+
+
+# ------------------------------------------------------------- issue 13: no silent wrong answers
+
+
+def test_ids_beyond_int32_are_kept():
+    # Regression (issue 13, item 2): video 2**32 + 7 became 7.
+    big = 2**32 + 7
+    imp = {"user": [1, 1], "video": [big, 3], "timestamp": [0.0, 10.0], "clicked": [1, 0],
+           "watch_time": [5.0, 0.0]}
+    ex = ranking_examples(imp, max_history=2)
+    assert ex["video"].tolist() == [big, 3]
+    assert ex["watch_history"].tolist() == [[0, 0], [0, big]]
+
+
+def test_negative_watch_time_is_rejected():
+    # Regression (issue 13, item 6): -5 passed through as a target.
+    imp = {"user": [1, 1], "video": [2, 3], "timestamp": [0.0, 10.0], "clicked": [1, 1],
+           "watch_time": [-5.0, 3.0]}
+    with pytest.raises(ValueError, match=r"Column 'watch_time' of impressions must hold watch "
+                                         r"times >= 0, got 1 negative value\(s\), "
+                                         r"e\.g\. \[-5\.0\]"):
+        ranking_examples(imp)

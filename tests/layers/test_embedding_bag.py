@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import keras_yt.layers.embedding_bag as embedding_bag_module
 from keras_yt.layers import EmbeddingBag
@@ -244,3 +246,84 @@ def test_bad_kwargs(kwargs, match):
 def test_docstring_example_runs():
     result = doctest.testmod(embedding_bag_module, extraglobs={"keras": keras})
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------- issue 13: no silent wrong answers
+
+
+@pytest.mark.parametrize(
+    "ids, weights, match",
+    [
+        ([[1, 2]], [[1.0, -1.0]], r"EmbeddingBag weights must hold finite weights >= 0.0, got 1 "
+                                   r"invalid value\(s\), e.g. \[-1.0\]"),
+        ([[1, 2]], [[1.0, np.nan]], r"EmbeddingBag weights must hold finite weights >= 0.0"),
+        ([[1.0, 2.5]], None, r"EmbeddingBag ids must hold integer ids, got non-integer values "
+                             r"\[2.5\]"),
+        ([[1.0, np.nan]], None, r"EmbeddingBag ids must hold integer ids, got non-integer values "
+                                r"\[nan\]"),
+        ([["a", "b"]], None, r"EmbeddingBag ids must hold integer ids, got dtype <U1"),
+        (np.ones((2, 3, 4), "int32"), None, r"ids must have shape \(batch, L\) or \(batch,\), "
+                                            r"got shape \(2, 3, 4\)"),
+        ([[1, 2, 3]], [[1.0, 1.0]], r"weights must have the shape of the ids \(1, 3\), "
+                                    r"got \(1, 2\)"),
+    ],
+)
+def test_bad_numpy_inputs_raise(ids, weights, match):
+    # Regression (issue 13, items 8 and 15): negative weights gave row1 - row2, fractional ids
+    # were truncated, NaN ids became padding, 3-D ids failed deep in TF.
+    layer = make_layer("mean")
+    with pytest.raises(ValueError, match=match):
+        layer(np.asarray(ids), None if weights is None else np.asarray(weights))
+
+
+def test_string_and_float_tensors_raise():
+    layer = make_layer("mean")
+    with pytest.raises(ValueError, match="ids must have an integer dtype, got string"):
+        layer(tf.constant([["a", "b"]]))
+    with pytest.raises(ValueError, match="ids must have an integer dtype, got float32"):
+        layer(keras.Input(shape=(3,), dtype="float32"))
+
+
+def test_whole_float_numpy_ids_are_accepted():
+    layer = make_layer("sum")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(np.array([[1.0, 2.0, 0.0]]))),
+        keras.ops.convert_to_numpy(layer(np.array([[1, 2, 0]]))),
+    )
+
+
+def test_ragged_weights_must_match_the_ids_row_lengths():
+    # Regression (issue 13, item 8): row lengths [2, 1] vs [1, 2] were silently misaligned.
+    layer = make_layer("mean")
+    ids = tf.ragged.constant([[1, 2], [3]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same row lengths as the ids"):
+        layer(ids, tf.ragged.constant([[1.0], [1.0, 2.0]]))
+    ok = layer(ids, tf.ragged.constant([[1.0, 3.0], [2.0]]))
+    table = keras.ops.convert_to_numpy(layer.embeddings)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ok), [(table[1] + 3 * table[2]) / 4, table[3]], rtol=1e-6
+    )
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    data=st.data(),
+    combiner=st.sampled_from(["mean", "sum", "sqrtn"]),
+    batch=st.integers(1, 4),
+    length=st.integers(1, 6),
+)
+def test_property_matches_numpy_reference_with_weights(data, combiner, batch, length):
+    ids = np.array(
+        data.draw(st.lists(st.lists(st.integers(-2, INPUT_DIM + 2), min_size=length,
+                                    max_size=length), min_size=batch, max_size=batch))
+    )
+    weights = np.array(
+        data.draw(st.lists(st.lists(st.floats(0.0, 10.0), min_size=length, max_size=length),
+                           min_size=batch, max_size=batch)),
+        dtype="float32",
+    )
+    layer = make_layer(combiner)
+    table = keras.ops.convert_to_numpy(layer.embeddings).astype("float64")
+    out = keras.ops.convert_to_numpy(layer(ids, weights))
+    np.testing.assert_allclose(out, reference_bag(table, ids, weights, combiner), rtol=1e-4,
+                               atol=1e-5)

@@ -8,11 +8,11 @@ import keras_yt.layers.example_age as example_age_module
 from keras_yt.layers import ExampleAge
 from tests.conftest import assert_config_round_trip, assert_saved_model_reproduces
 
-AGES = np.array([[0.0], [3.5], [14.0], [-2.0], [np.nan], [30.0]], dtype="float32")
+AGES = np.array([[0.0], [3.5], [14.0], [-2.0], [30.0]], dtype="float32")
 
 
 def reference(age, scale, powers):
-    a = np.nan_to_num(np.asarray(age, dtype="float64").reshape(-1, 1), nan=0.0)
+    a = np.asarray(age, dtype="float64").reshape(-1, 1)
     a = np.maximum(a, 0.0) / scale
     return np.concatenate([a, a**2], axis=1) if powers else a
 
@@ -23,6 +23,23 @@ def test_training_output_is_clipped_scaled_age(powers):
     out = keras.ops.convert_to_numpy(layer(AGES, training=True))
     np.testing.assert_allclose(out, reference(AGES, 7.0, powers), rtol=1e-6)
     assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("training", [True, False])
+def test_non_finite_numpy_ages_raise(bad, training):
+    # Regression (issue 13, item 9): ExampleAge(inf) returned inf and NaN became 0 silently.
+    layer = ExampleAge(scale=7.0)
+    with pytest.raises(ValueError, match=r"ExampleAge age must hold finite numbers, got 1 "):
+        layer(np.array([1.0, bad, 2.0]), training=training)
+
+
+def test_graph_nan_ages_are_still_clipped():
+    # Values born in the graph are not checked: NaN is clipped to 0 there (documented).
+    layer = ExampleAge(scale=2.0)
+    age = keras.ops.convert_to_tensor(np.array([[np.nan], [4.0]], "float32"))
+    out = keras.ops.convert_to_numpy(layer(age, training=True))
+    np.testing.assert_allclose(out, [[0.0], [2.0]])
 
 
 @pytest.mark.parametrize("training", [False, None])

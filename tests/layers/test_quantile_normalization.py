@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import scipy.stats
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import keras_yt.layers.quantile_normalization as quantile_module
 from keras_yt.layers import QuantileNormalization
@@ -188,3 +190,40 @@ def test_bad_kwargs(kwargs, match):
 def test_docstring_example_runs():
     result = doctest.testmod(quantile_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------- issue 13: no silent wrong answers
+
+
+def test_non_finite_values_and_wide_inputs_raise():
+    # Regression (issue 13, item 9): NaN came out as NaN and a (2, 3) input was read as (6, 1).
+    layer = QuantileNormalization(num_quantiles=4, powers=False)
+    layer.adapt(np.arange(9.0))
+    with pytest.raises(ValueError, match=r"inputs must hold finite numbers, got 1 invalid "
+                                         r"value\(s\), e\.g\. \[nan\]"):
+        layer(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match=r"expects a feature of shape \(batch,\) or \(batch, 1\), "
+                                         r"got \(2, 3\)"):
+        layer(np.ones((2, 3), "float32"))
+    with pytest.raises(ValueError, match=r"got \(2, 3\)"):
+        layer(tf.ones((2, 3)))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    data=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=200),
+    x=st.lists(st.floats(-2e3, 2e3), min_size=1, max_size=20),
+    num_quantiles=st.integers(1, 20),
+)
+def test_property_matches_np_interp(data, x, num_quantiles):
+    layer = QuantileNormalization(num_quantiles=num_quantiles, powers=True)
+    layer.adapt(np.asarray(data))
+    out = keras.ops.convert_to_numpy(layer(np.asarray(x, "float32")))
+    # float32 quantiles and inputs, as the layer stores and computes them
+    cdf = interp_reference(layer, np.asarray(x, "float32"))
+    q = keras.ops.convert_to_numpy(layer.quantiles)
+    ties = np.isin(np.asarray(x, "float32"), q)  # np.interp averages ties; the layer steps
+    np.testing.assert_allclose(out[~ties, 0], cdf[~ties], atol=1e-4)
+    np.testing.assert_allclose(out[:, 1], out[:, 0] ** 2, atol=1e-6)
+    np.testing.assert_allclose(out[:, 2], np.sqrt(out[:, 0]), atol=1e-6)
+    assert np.all((out >= 0) & (out <= 1))

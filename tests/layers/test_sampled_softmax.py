@@ -6,6 +6,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from keras import ops
 
 from keras_yt.layers import SampledSoftmax
@@ -615,3 +617,79 @@ def test_num_sampled_none_trains_on_the_full_softmax():
     with pytest.raises(ValueError, match="pass the number of draws"):
         head.sample_negatives()
     assert tuple(head.sample_negatives(7).shape) == (7,)
+
+
+# ------------------------------------------------------------- issue 13: no silent wrong answers
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        ([0, 3], r"labels must hold video ids in \[1, 60\), got 1 value\(s\) outside it, e\.g\. "
+                 r"\[0\]"),
+        ([-1, 3], r"labels must hold video ids in \[1, 60\), got 1 value\(s\) outside it, e\.g\. "
+                  r"\[-1\]"),
+        ([2.7, 3], r"labels must hold video ids in \[1, 60\), got non-integer values \[2\.7\]"),
+        ([60, 3], r"labels must hold video ids in \[1, 60\), got 1 value\(s\) outside it, "
+                  r"e\.g\. \[60\]"),
+    ],
+)
+def test_bad_labels_raise(labels, match):
+    # Regression (issue 13, item 5): 0 trained the padding class, -1 gave the last class's
+    # loss, 2.7 was truncated to 2, 60 gave a raw TF gather error.
+    head = _built_head()
+    u, _ = _data(batch=2)
+    labels = np.array(labels)
+    with pytest.raises(ValueError, match=match):
+        head(u, labels, training=True)
+    with pytest.raises(ValueError, match=match):
+        head.full_loss(u, labels)
+    with pytest.raises(ValueError, match=match):
+        head.sampled_loss(u, labels)
+
+
+def test_non_finite_user_vectors_raise():
+    # Regression (issue 13, item 9): a NaN user vector gave a NaN loss and top_k class 0.
+    head = _built_head()
+    u, labels = _data(batch=2)
+    u[1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"user vectors u must hold finite numbers, got 1 "):
+        head.top_k(u, 3)
+    with pytest.raises(ValueError, match=r"user vectors u must hold finite numbers"):
+        head(u, labels, training=True)
+
+
+def test_top_k_never_returns_padding_or_excluded_ids():
+    # Regression (issue 13, item 7): with fewer eligible classes than k, top_k filled the row
+    # with the padding class 0 and the excluded ids (all at score -inf).
+    head = _built_head(num_classes=6, num_sampled=2)
+    u, _ = _data(batch=2, num_classes=6)
+    exclude = np.array([[1, 2, 3], [0, 0, 0]])
+    scores, ids = head.top_k(u, 5, exclude=exclude)
+    scores, ids = np.asarray(scores), np.asarray(ids)
+    w, b = head.get_output_embeddings()
+    expected = u[0] @ w.T + b
+    np.testing.assert_array_equal(ids[0, :2], 4 + np.argsort(-expected[4:], kind="stable"))
+    np.testing.assert_array_equal(ids[0, 2:], [-1, -1, -1])
+    assert np.all(np.isneginf(scores[0, 2:]))
+    assert sorted(ids[1].tolist()) == [1, 2, 3, 4, 5]
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    num_classes=st.integers(2, 30),
+    d=st.integers(1, 6),
+    batch=st.integers(1, 5),
+    seed=st.integers(0, 2**16),
+    use_bias=st.booleans(),
+)
+def test_property_every_class_sampled_equals_full_softmax(num_classes, d, batch, seed, use_bias):
+    head = _built_head(num_classes=num_classes, d=d, seed=seed, sampler="uniform",
+                       num_sampled=1, use_bias=use_bias)
+    u, labels = _data(seed=seed + 1, batch=batch, d=d, num_classes=num_classes)
+    w, b = head.get_output_embeddings()
+    every_class = np.arange(1, num_classes, dtype="int32")
+    sampled = head.sampled_loss(u, labels, sampled_ids=every_class)
+    reference = _np_full_loss(u.astype("float64"), w, b, labels)
+    np.testing.assert_allclose(sampled, reference, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(head.full_loss(u, labels), reference, rtol=1e-4, atol=1e-4)

@@ -97,3 +97,23 @@ def test_watch_time_weights():
         watch_time_weights([2, 0], [1.0, 0.0])
     with pytest.raises(ValueError, match="do not broadcast"):
         watch_time_weights([1, 0, 1], [1.0, 2.0])
+
+
+# ------------------------------------------------------------- issue 13: no silent wrong answers
+
+
+@pytest.mark.parametrize("bad", [-5.0, np.nan])
+def test_negative_or_nan_watch_time_is_never_a_non_click(bad):
+    # Regression (issue 13, item 6): the loss treated them as non-clicks (weight 1, label 0),
+    # while watch_time_weights rejected the same values.
+    loss = WeightedLogisticLoss()
+    y = np.array([[0.0], [bad], [12.0]], "float32")
+    logits = np.array([[0.1], [0.2], [0.3]], "float32")
+    with pytest.raises(ValueError, match=r"y_true \(watch times\) must hold finite numbers >= "
+                                         r"0\.0, got 1 invalid value\(s\)"):
+        loss(y, logits)
+    with pytest.raises(ValueError, match="watch_time must be finite and non-negative"):
+        watch_time_weights([0, 0, 1], y.ravel())
+    # Tensors (values born in the graph) give a NaN loss, which stops training.
+    out = loss(keras.ops.convert_to_tensor(y), keras.ops.convert_to_tensor(logits))
+    assert np.isnan(keras.ops.convert_to_numpy(out))

@@ -274,3 +274,192 @@ def test_recommend_excludes_the_whole_history_given_in_exclude():
         assert not banned & set(ids[row].tolist())
     with pytest.raises(ValueError, match="k must be at most num_videos - 1 = 11"):
         model.recommend(features, k=12)
+
+
+# ------------------------------------------------------------- issue 13: no silent wrong answers
+
+
+def _weights(model):
+    return [np.array(keras.ops.convert_to_numpy(w)) for w in model.weights]
+
+
+@pytest.mark.parametrize(
+    "feature, value, match",
+    [
+        ("user_age", np.nan, r"feature 'user_age' must hold finite numbers, got 1 invalid"),
+        ("example_age", np.inf, r"feature 'example_age' must hold finite numbers, got 1 "),
+        ("watch_history", 2**32 + 7, r"feature 'watch_history' must hold integer ids in \[0, "
+                                     r"60\), got 1 value\(s\) outside it, e\.g\. \[4294967303\]"),
+        ("geography", 5, r"feature 'geography' must hold integer ids in \[0, 5\)"),
+        ("watch_history", 2.5, r"feature 'watch_history' must hold integer ids in \[0, 60\), "
+                               r"got non-integer values \[2\.5\]"),
+    ],
+)
+def test_bad_feature_values_raise_before_fit_and_leave_weights_unchanged(feature, value, match):
+    # Regression (issue 13, items 1 and 2): a NaN continuous feature turned relu_0/kernel into
+    # NaN with a normal-looking loss; an inf example age made every prediction 0; an id
+    # 2**32 + 7 wrapped to 7.
+    model = make_model()
+    model.compile()
+    x = make_features(8)
+    model.fit(x, np.arange(1, 9), verbose=0)
+    before = _weights(model)
+    bad = dict(x)
+    bad[feature] = bad[feature].astype("float64" if isinstance(value, float) else "int64")
+    bad[feature][(3,) + (0,) * (bad[feature].ndim - 1)] = value
+    for call in (lambda: model.fit(bad, np.arange(1, 9), verbose=0),
+                 lambda: model.evaluate(bad, np.arange(1, 9), verbose=0),
+                 lambda: model.predict(bad, verbose=0)):
+        with pytest.raises(ValueError, match=match):
+            call()
+    for a, b in zip(before, _weights(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "label, match",
+    [
+        (0, r"y \(the labels\) must hold video ids in \[1, 60\), got 1 value\(s\) outside it, "
+            r"e\.g\. \[0\]"),
+        (-1, r"e\.g\. \[-1\]"),
+        (2.7, r"got non-integer values \[2\.7\]"),
+        (60, r"e\.g\. \[60\]"),
+    ],
+)
+def test_bad_labels_raise_in_fit_and_evaluate(label, match):
+    # Regression (issue 13, item 5): 0 trained the padding class, -1 the last class, 2.7 was
+    # truncated, 60 gave TF's "indices[1] = 60 is not in [0, 60)".
+    model = make_model()
+    model.compile()
+    x = make_features(4)
+    y = np.array([1, label, 3, 4])
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        model.evaluate(x, y, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        model.train_on_batch(x, y)
+
+
+def test_string_features_where_ids_are_expected_raise():
+    # Regression (issue 13, item 15): "Cast string to int32" from deep inside TF.
+    model = make_model()
+    x = make_features(4)
+    x["watch_history"] = np.array([["a"] * MAX_HISTORY] * 4)
+    with pytest.raises(ValueError, match=r"feature 'watch_history' must hold int32 values, got "
+                                         r"a string tensor"):
+        model.predict(x, verbose=0)
+
+
+def test_diverging_training_stops_with_a_clear_error():
+    # A non-finite loss stops fit with an error instead of leaving NaN weights behind silently.
+    from keras_yt.models._feature_model import NonFiniteLossError
+
+    model = make_model(search_num_bins=None, categorical_features=None, continuous_features=None)
+    model.compile(optimizer=keras.optimizers.SGD(1e30))
+    x = make_features(64)
+    x = {k: x[k] for k in ("watch_history", "example_age")}
+    with pytest.raises(NonFiniteLossError, match=r"training loss became (nan|inf) at batch \d+"):
+        model.fit(x, np.arange(64) % (NUM_VIDEOS - 1) + 1, batch_size=8, epochs=3, verbose=0)
+    assert model.stop_training
+
+
+def test_user_model_rejects_ids_that_do_not_fit_int32():
+    # Regression (issue 13, item 2): the int32 user_model() input wrapped 2**32 + 7 to 7.
+    model = make_model()
+    tower = model.user_model()
+    x = make_features(3)
+    x.pop("example_age")
+    x["watch_history"] = x["watch_history"].astype("int64")
+    x["watch_history"][1, 0] = 2**32 + 7
+    with pytest.raises(ValueError, match=r"feature 'watch_history' must hold integer ids in "
+                                         r"\[-2147483648, 2147483648\), got 1 value"):
+        tower.predict(x, verbose=0)
+
+
+def test_save_is_atomic_and_refuses_unbuilt_or_nan_models(tmp_path):
+    # Regression (issue 13, items 12 and 13): `save` wrote in place (a kill left a stub that did
+    # not load); an unbuilt model was saved as a file that could not be loaded.
+    path = tmp_path / "model.keras"
+    with pytest.raises(ValueError, match=r"was never built, so it has no weights to save"):
+        make_model().save(path)
+    assert not path.exists()
+    model = make_model()
+    model.build()
+    model.save(path)
+    good = path.read_bytes()
+    # a model whose weights went NaN is refused, and the old file is kept
+    model.softmax.output_biases.assign(np.full(NUM_VIDEOS, np.nan, "float32"))
+    with pytest.raises(ValueError, match=r"has non-finite weights \(NaN or inf in "
+                                         r"candidate_generator\w*/softmax/output_biases\)"):
+        model.save(path)
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+def test_killed_save_keeps_the_old_file_and_the_next_save_cleans_up(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from keras_yt.models import load_model
+
+    path = tmp_path / "model.keras"
+    model = make_model(search_num_bins=None)
+    model.build()
+    model.save(path)
+    good = path.read_bytes()
+    # A child process that saves over the file and is SIGKILLed half-way through the write.
+    script = textwrap.dedent(f"""
+        import os, signal, zipfile
+        import keras_yt
+        from keras_yt.models import CandidateGenerator
+        model = CandidateGenerator(num_videos=50_000, video_embedding_dim=64, max_history=4,
+                                   hidden_units=(8,), num_sampled=10)
+        model.build()
+        real_write = zipfile.ZipFile.writestr
+        def write_then_die(self, name, data, *a, **k):
+            real_write(self, name, data, *a, **k)
+            if "weights" in str(getattr(name, "filename", name)):
+                os.kill(os.getpid(), signal.SIGKILL)
+        zipfile.ZipFile.writestr = write_then_die
+        model.save({str(path)!r})
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
+    assert path.read_bytes() == good
+    assert load_model(path).num_videos == NUM_VIDEOS
+    stray = [p for p in tmp_path.iterdir() if p.name != "model.keras"]
+    assert stray, "the killed save should have left its temporary file"
+    model.save(path)  # the next save to the same path removes the dead writer's temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not really a zip", b"\x00" * 1000])
+def test_load_model_names_truncated_or_non_zip_files(tmp_path, content):
+    # Regression (issue 13, item 15): Keras said "File not found" for a file that exists.
+    from keras_yt.models import load_model
+
+    path = tmp_path / "broken.keras"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"broken\.keras' is not a \.keras file \(not a complete "
+                                         r"zip archive: truncated or damaged\?\)"):
+        load_model(path)
+
+
+def test_load_model_names_a_truncated_save(tmp_path):
+    from keras_yt.models import load_model
+
+    model = make_model(search_num_bins=None)
+    model.build()
+    model.save(tmp_path / "model.keras")
+    data = (tmp_path / "model.keras").read_bytes()
+    cut = tmp_path / "cut.keras"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut\.keras' is not a \.keras file"):
+        load_model(cut)
+    with pytest.raises(FileNotFoundError, match=r"model file '.*missing\.keras' does not exist"):
+        load_model(tmp_path / "missing.keras")

@@ -82,3 +82,24 @@ def test_preset_from_a_json_path(tmp_path):
     preset["config"]["hidden_units"] = [4]
     path.write_text(json.dumps(preset))
     assert Ranker.from_preset(path).hidden_units == (4,)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ('{"class_name": "Ranker", "config": {', r"preset file '.*bad\.json' is not valid JSON: "),
+        (b"\xff\xfe\x00garbage", r"preset file '.*bad\.json' is not valid JSON: "),
+        ("[1, 2]", r"preset '.*bad\.json' must be a JSON object with a 'config' object, got list"),
+        ('{"class_name": "Ranker", "config": {"nope": 1}}',
+         r"preset '.*bad\.json' does not fit Ranker: .*num_videos"),
+    ],
+)
+def test_malformed_preset_files_name_the_file(tmp_path, content, match):
+    # Regression (issue 13, item 15): a bare JSONDecodeError without the path.
+    path = tmp_path / "bad.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        Ranker.from_preset(path)

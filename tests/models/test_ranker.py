@@ -99,3 +99,43 @@ def test_fit_predict_expected_watch_time_and_save_load(tmp_path):
     model.save(path)
     restored = keras.saving.load_model(path)
     np.testing.assert_allclose(restored.predict(x, verbose=0), predicted, rtol=1e-5)
+
+
+# ------------------------------------------------------------- issue 13: no silent wrong answers
+
+
+@pytest.mark.parametrize(
+    "feature, value, match",
+    [
+        ("time_since_last_watch", np.nan, r"feature 'time_since_last_watch' must hold finite "
+                                          r"numbers, got 1 invalid value\(s\), e\.g\. \[nan\]"),
+        ("previous_impressions", np.inf, r"feature 'previous_impressions' must hold finite"),
+        ("video_id", 2**31 + 3, r"feature 'video_id' must hold integer ids in \[0, 40\)"),
+    ],
+)
+def test_bad_features_raise_before_fit(feature, value, match):
+    # Regression (issue 13, item 1): the Ranker trained NaN weights from a NaN feature.
+    x, watch_time = make_impressions(50)
+    model = make_model()
+    model.adapt(x)
+    model.compile()
+    x[feature] = x[feature].astype("float64" if isinstance(value, float) else "int64")
+    x[feature][7] = value
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, watch_time, verbose=0)
+    with pytest.raises(ValueError, match=match):
+        model.predict(x, verbose=0)
+
+
+@pytest.mark.parametrize("bad", [-5.0, np.nan, np.inf])
+def test_negative_or_non_finite_watch_times_raise(bad):
+    # Regression (issue 13, item 6): a NaN or negative watch time was a silent non-click.
+    x, watch_time = make_impressions(50)
+    model = make_model()
+    model.adapt(x)
+    model.compile()
+    watch_time = watch_time.copy()
+    watch_time[3] = bad
+    with pytest.raises(ValueError, match=r"y \(the watch times\) must hold finite numbers >= "
+                                         r"0\.0, got 1 invalid value\(s\)"):
+        model.fit(x, watch_time, verbose=0)

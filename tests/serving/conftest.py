@@ -27,7 +27,7 @@ def brute_force_top_k(U, W, b, k, exclude=None):
     scores = U.astype(np.float64) @ W.T.astype(np.float64) + b
     if exclude is not None:
         for i, ex in enumerate(exclude):
-            ex = [e for e in ex if e not in (0, -1)]
+            ex = [e for e in ex if e != -1]  # -1 is padding; 0 is an id like any other
             scores[i, ex] = -np.inf
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(scores, order, axis=1)

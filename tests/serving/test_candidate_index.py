@@ -5,10 +5,18 @@ from concurrent.futures import ThreadPoolExecutor
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keras_yt.serving import CandidateIndex, ExactIndex, _h5state
 from keras_yt.serving import candidate_index as ci_module
 from tests.serving.conftest import brute_force_top_k, recall
+
+
+def _h5seal(path):
+    from keras_yt.serving import _common
+
+    _common.seal(path)
 
 
 class Head:
@@ -106,7 +114,7 @@ def test_save_load_reproduces_queries(tmp_path, corpus, candidate_index):
         np.testing.assert_array_equal(sr, sa)
     # plain HDF5: numeric datasets only, no object / opaque / pickled data
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == 1 and "fingerprint" in f.attrs
+        assert f.attrs["format_version"] == 2 and "fingerprint" in f.attrs
         kinds = []
         f.visititems(lambda name, obj: kinds.append(obj.dtype.kind)
                      if isinstance(obj, h5py.Dataset) else None)
@@ -137,11 +145,12 @@ def test_load_rejects_other_embeddings_and_corrupt_files(tmp_path, corpus, candi
         CandidateIndex.load(path, model=Head(tampered, b))
     with h5py.File(path, "r+") as f:
         f["b"][3] = 7.0
-    with pytest.raises(ValueError, match="corrupt: stored fingerprint"):
+    with pytest.raises(ValueError, match="index.h5' is corrupt: its checksum"):
         CandidateIndex.load(path)
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 99
-    with pytest.raises(ValueError, match="format_version 99, expected 1"):
+    _h5seal(path)
+    with pytest.raises(ValueError, match="format_version 99, expected 2"):
         CandidateIndex.load(path)
 
 
@@ -202,3 +211,200 @@ def test_concurrent_queries_match_serial(corpus, candidate_index):
 def test_knob_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CandidateIndex.from_embeddings(np.eye(3), **kwargs)
+
+
+# ------------------------------------------------------------- issue 13: no silent wrong answers
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**16), k=st.sampled_from([1, 10, 100]))
+def test_property_recall_at_every_k(corpus, candidate_index, seed, k):
+    # Regression (issue 13, item 11): small k searched too narrowly (recall@1 about 0.5).
+    from keras_yt.serving._synthetic import clustered_corpus, user_vectors
+
+    W, b, _ = corpus
+    _, _, centers = clustered_corpus(6000, 32, num_clusters=40, seed=0)
+    U = user_vectors(200, centers, seed=seed)
+    ids, _ = candidate_index.query(U, k=k)
+    ref_ids, _ = ExactIndex.from_embeddings(W, b).query(U, k=k)
+    assert recall(ids, ref_ids, k) >= 0.95
+
+
+@pytest.mark.slow
+def test_recall_at_every_k_on_skewed_norms_20k():
+    """The issue's case: 20k x 32, lognormal norms; recall@10 was 0.90 at the defaults."""
+    from keras_yt.serving._synthetic import clustered_corpus, user_vectors
+
+    W, b, centers = clustered_corpus(20000, 32, seed=0)
+    U = user_vectors(1000, centers, seed=1)
+    index = CandidateIndex.from_embeddings(W, b, random_state=0)
+    exact = ExactIndex.from_embeddings(W, b)
+    for k in (1, 10, 100):
+        assert recall(index.query(U, k=k)[0], exact.query(U, k=k)[0], k) >= 0.95, k
+
+
+def test_query_batch_size_is_checked(corpus, candidate_index):
+    _, _, U = corpus
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=r"batch_size must be None or an integer >= 1"):
+            candidate_index.query(U[:2], k=3, batch_size=bad)
+
+
+_LOADER = """
+import json, sys
+import numpy as np
+from keras_yt.serving import CandidateIndex
+U, expected = np.load(sys.argv[1]), np.load(sys.argv[2])
+for path in sys.argv[3:]:
+    try:
+        ids, _ = CandidateIndex.load(path).query(U, k=10)
+        out = {"path": path, "ok": True, "same": bool(np.array_equal(ids, expected))}
+    except Exception as err:
+        out = {"path": path, "ok": False, "type": type(err).__name__, "message": str(err)}
+    print(json.dumps(out), flush=True)
+"""
+
+
+def _load_in_subprocess(tmp_path, index, U, paths, timeout=600):
+    """Loads each file in a child process, so that a crash inside numba fails the test instead
+    of killing pytest; returns one result dict per path."""
+    import json
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "U.npy", U)
+    np.save(tmp_path / "expected.npy", index.query(U, k=10)[0])
+    out = subprocess.run(
+        [sys.executable, "-c", _LOADER, str(tmp_path / "U.npy"), str(tmp_path / "expected.npy"),
+         *map(str, paths)],
+        capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert out.returncode == 0, f"the loader crashed ({out.returncode}): {out.stderr[-3000:]}"
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["path"] for r in results] == list(map(str, paths))
+    return results
+
+
+@pytest.fixture(scope="module")
+def small_index():
+    from keras_yt.serving._synthetic import clustered_corpus, user_vectors
+
+    W, b, centers = clustered_corpus(400, 8, num_clusters=5, seed=3)
+    return CandidateIndex.from_embeddings(W, b, random_state=0), user_vectors(20, centers)
+
+
+def _assert_clear_or_verified(results):
+    for r in results:
+        if r["ok"]:
+            assert r["same"], f"{r['path']} loaded but answers differently"
+        else:
+            assert r["type"] in ("IndexFileError", "ValueError"), r
+            assert os.path.basename(r["path"]) in r["message"], r
+
+
+def _rewrite_checksum(path):
+    from keras_yt.serving import _common
+
+    with h5py.File(path, "r+") as f:
+        f.attrs["checksum"] = _common.file_checksum(f)
+    _common.seal(path)
+
+
+def test_crafted_search_state_is_rejected_before_numba(tmp_path, small_index):
+    # Regression (issue 13, item 14): graph indices of 10**9 crashed `load` with SIGSEGV inside
+    # numba, and reversed `ids` loaded silently. Crafted files get a valid checksum too, so the
+    # structural checks, not only the checksum, must catch them.
+    index, U = small_index
+    cases = {}
+
+    def craft(name, edit, rechecksum=True):
+        path = tmp_path / f"{name}.h5"
+        index.save(path)
+        with h5py.File(path, "r+") as f:
+            edit(f)
+        if rechecksum:
+            _rewrite_checksum(path)
+        cases[name] = path
+
+    def set_graph(f):
+        f["nndescent/_search_graph/indices"][3] = 10**9
+
+    def set_tree_child(f):
+        f["nndescent/_search_forest/0/2"][0, 0] = 10**9
+
+    def set_tree_leaf(f):
+        children = f["nndescent/_search_forest/0/2"]
+        leaf = int(np.flatnonzero(children[:, 0] <= 0)[0])
+        children[leaf, 1] = -(10**9)
+
+    def set_order(f):
+        f["nndescent/_vertex_order"][0] = f["nndescent/_vertex_order"][1]
+
+    def reverse_ids(f):
+        f["ids"][...] = f["ids"][()][::-1]
+
+    craft("graph", set_graph)
+    craft("graph_no_checksum", set_graph, rechecksum=False)
+    craft("tree_child", set_tree_child)
+    craft("tree_leaf", set_tree_leaf)
+    craft("vertex_order", set_order)
+    craft("reversed_ids", reverse_ids, rechecksum=False)
+    results = {os.path.basename(r["path"])[:-3]: r for r in
+               _load_in_subprocess(tmp_path, index, U, list(cases.values()))}
+    _assert_clear_or_verified(results.values())
+    assert not any(r["ok"] for r in results.values())
+    assert "_search_graph holds neighbour indices outside [0, 400)" in results["graph"]["message"]
+    assert "is corrupt: its checksum" in results["graph_no_checksum"]["message"]
+    assert "child links outside the tree" in results["tree_child"]["message"]
+    assert "leaves outside its index array" in results["tree_leaf"]["message"]
+    assert "_vertex_order must be a permutation" in results["vertex_order"]["message"]
+    assert "is corrupt: its checksum" in results["reversed_ids"]["message"]
+
+
+def _fuzz_files(tmp_path, index, count, seed):
+    good = tmp_path / "good.h5"
+    index.save(good)
+    data = good.read_bytes()
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        buf = bytearray(data)
+        if i % 4 == 3:  # truncation
+            buf = buf[: int(rng.integers(0, len(buf)))]
+        else:  # 1-3 byte flips, half of them in the first 4 KiB (HDF5 metadata)
+            for _ in range(int(rng.integers(1, 4))):
+                pos = int(rng.integers(0, 4096 if rng.random() < 0.5 else len(buf)))
+                buf[pos] ^= 1 << int(rng.integers(0, 8))
+        path = tmp_path / f"fuzz{i:04d}.h5"
+        path.write_bytes(bytes(buf))
+        paths.append(path)
+    return paths
+
+
+def test_fuzzed_index_files_raise_clear_errors_or_load_verified(tmp_path, small_index):
+    index, U = small_index
+    paths = _fuzz_files(tmp_path, index, 12, seed=0)
+    _assert_clear_or_verified(_load_in_subprocess(tmp_path, index, U, paths))
+
+
+@pytest.mark.slow
+def test_fuzzed_index_files_many(tmp_path, small_index):
+    index, U = small_index
+    paths = _fuzz_files(tmp_path, index, 300, seed=1)
+    _assert_clear_or_verified(_load_in_subprocess(tmp_path, index, U, paths, timeout=900))
+
+
+def test_random_bytes_and_dataless_files_raise_clear_errors(tmp_path):
+    junk = tmp_path / "index.h5"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ValueError, match=r"index\.h5' is not a readable keras_yt\.CandidateIndex"):
+        CandidateIndex.load(junk)
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w", userblock_size=512) as f:
+        f.attrs["kind"] = "keras_yt.CandidateIndex"
+        f.attrs["format_version"] = ci_module.FORMAT_VERSION
+        f.attrs["fingerprint"] = "0" * 64
+    _rewrite_checksum(empty)
+    with pytest.raises(ValueError, match=r"empty\.h5' has no dataset 'W': not a complete"):
+        CandidateIndex.load(empty)

@@ -1,7 +1,10 @@
+import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from keras_yt.serving import ExactIndex, exact_index
+from keras_yt.serving import ExactIndex, _common, exact_index
 from tests.serving.conftest import brute_force_top_k
 
 
@@ -126,3 +129,102 @@ def test_embedding_errors():
         ExactIndex.from_embeddings(np.eye(3), b=np.zeros(4))
     with pytest.raises(ValueError, match="ids must be unique"):
         ExactIndex.from_embeddings(np.eye(2), ids=[1, 1])
+
+
+# ------------------------------------------------------------- issue 13: no silent wrong answers
+
+
+@pytest.mark.parametrize("batch_size", [-1, 0, 2.5, True])
+def test_bad_batch_size_raises(batch_size):
+    # Regression (issue 13, item 3): batch_size=-1 returned uninitialised memory as ids.
+    W, b, U = _data()
+    index = ExactIndex.from_embeddings(W, b)
+    with pytest.raises(ValueError, match=r"batch_size must be None or an integer >= 1, got "):
+        index.query(U, k=5, batch_size=batch_size)
+    with pytest.raises(ValueError, match=r"batch_size must be None or an integer >= 1, got "):
+        ExactIndex.from_embeddings(W, b, batch_size=batch_size)
+
+
+def test_item_zero_can_be_excluded():
+    # Regression (issue 13, item 7): with default ids (rows from 0) item 0 could not be excluded.
+    W = np.eye(3, dtype=np.float32)
+    index = ExactIndex.from_embeddings(W, b=[1.0, 0.5, 0.0])
+    ids, _ = index.query([[0.0, 0.0, 0.0]], k=2, exclude=[[0, -1]])
+    assert ids.tolist() == [[1, 2]]
+
+
+def _saved(tmp_path):
+    W, b, U = _data()
+    path = tmp_path / "exact.h5"
+    ExactIndex.from_embeddings(W, b, ids=np.arange(100, 100 + len(W))).save(path)
+    return path, U
+
+
+def test_tampered_files_raise_an_error_naming_the_file(tmp_path):
+    # Regression (issue 13, item 14): reversed ids loaded silently and answered wrong ids.
+    path, _ = _saved(tmp_path)
+    with h5py.File(path, "r+") as f:
+        f["ids"][...] = f["ids"][()][::-1]
+    with pytest.raises(ValueError, match=r"exact\.h5' is corrupt: its checksum .* does not match"):
+        ExactIndex.load(path)
+
+
+def test_random_bytes_and_empty_files_raise_clear_errors(tmp_path):
+    # Regression (issue 13, item 15): h5py OSError / KeyError tracebacks.
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(ValueError, match=r"junk\.h5' is not a readable keras_yt\.ExactIndex file "
+                                         r"\(not HDF5, truncated or damaged\)"):
+        ExactIndex.load(junk)
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w", userblock_size=512) as f:  # the right kind, but no data
+        f.attrs["kind"] = "keras_yt.ExactIndex"
+        f.attrs["format_version"] = exact_index.FORMAT_VERSION
+    with pytest.raises(ValueError, match=r"empty\.h5' is not a readable keras_yt\.ExactIndex "
+                                         r"file .* does not start with a keras_yt index header"):
+        ExactIndex.load(empty)
+    _common.seal(empty)
+    with pytest.raises(ValueError, match=r"empty\.h5' has no checksum: not a complete"):
+        ExactIndex.load(empty)
+    with h5py.File(empty, "r+") as f:
+        f.attrs["checksum"] = _common.file_checksum(f)
+    _common.seal(empty)
+    with pytest.raises(ValueError, match=r"empty\.h5' has no dataset 'W': not a complete"):
+        ExactIndex.load(empty)
+    with pytest.raises(FileNotFoundError, match=r"index file '.*nothing\.h5' does not exist"):
+        ExactIndex.load(tmp_path / "nothing.h5")
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.9, 0.999])
+def test_truncated_files_raise_clear_errors(tmp_path, cut):
+    path, _ = _saved(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(ValueError, match=r"exact\.h5' is not a (readable|valid) "
+                                         r"keras_yt\.ExactIndex file|exact\.h5' is corrupt"):
+        ExactIndex.load(path)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    d=st.integers(1, 8),
+    users=st.integers(1, 6),
+    k=st.integers(1, 70),
+    seed=st.integers(0, 2**16),
+    with_exclude=st.booleans(),
+)
+def test_property_equals_numpy_brute_force(n, d, users, k, seed, with_exclude):
+    W, b, U = _data(n=n, d=d, users=users, seed=seed)
+    exclude = None
+    if with_exclude:
+        rng = np.random.default_rng(seed)
+        exclude = [rng.integers(-1, n, size=rng.integers(0, 4)).tolist() for _ in range(users)]
+    ids, scores = ExactIndex.from_embeddings(W, b).query(U, k=k, exclude=exclude)
+    ref_ids, ref_scores = brute_force_top_k(U, W, b, k, exclude)
+    eligible = np.isfinite(ref_scores)
+    kk = min(k, n)
+    np.testing.assert_array_equal(ids[:, :kk][eligible], ref_ids[eligible])
+    np.testing.assert_allclose(scores[:, :kk][eligible], ref_scores[eligible], rtol=1e-4,
+                               atol=1e-4)
+    assert (ids[:, :kk][~eligible] == -1).all() and (ids[:, kk:] == -1).all()
