@@ -358,14 +358,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     # this process's compile cost: paid on a tiny index, so that `build` below excludes it
     t = time.perf_counter()
-    CandidateIndex.from_embeddings(W[:2000], b[:2000], random_state=args.seed).query(U[:2], k=10)
+    CandidateIndex.from_embeddings(W[:2000], b[:2000], random_state=args.seed,
+                                   exhaustive_below=0).query(U[:2], k=10)
     compile_here = time.perf_counter() - t
     knobs = {name: value for name, value in (
         ("n_neighbors", args.n_neighbors), ("diversify_prob", args.diversify_prob),
         ("pruning_degree_multiplier", args.pruning_degree_multiplier)) if value is not None}
     print(f"building the index of {len(W):,} items ...", flush=True)
     t = time.perf_counter()
-    ann = CandidateIndex.from_embeddings(W, b, ids=ids, n_jobs=args.n_jobs,
+    ann = CandidateIndex.from_embeddings(W, b, ids=ids, n_jobs=args.n_jobs, exhaustive_below=0,
                                          random_state=args.seed, verbose=args.verbose, **knobs)
     build = time.perf_counter() - t
     print(f"    built in {build:.1f} s", flush=True)

@@ -5,7 +5,9 @@ a softmax over all videos), each configuration in its own subprocess so that its
 (`VmHWM`) is its own:
 
 * `ours`: `keras_yt.models.CandidateGenerator` trained with plain `model.fit` and its default
-  optimizer (`SparseAdagrad`, row-wise updates of the embedding tables) and sampled softmax.
+  optimizer (`SparseAdam`, row-wise "lazy" Adam updates of the embedding tables and their two
+  moment tables) and sampled softmax; `ours_adagrad`: the same with `SparseAdagrad` (one
+  accumulator table per embedding table: the optimizer the TF peer uses).
 * `tf_peer`: the same model in plain TensorFlow, the way a TF-native trainer writes it:
   `tf.nn.embedding_lookup_sparse` (mean) for the bag, a ReLU tower, `tf.nn.sampled_softmax_loss`
   (log-uniform sampler) and `tf.compat.v1.train.AdagradOptimizer` (sparse row updates), one
@@ -53,7 +55,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMPLS = ("ours", "tf_peer", "full_softmax")
+IMPLS = ("ours", "ours_adagrad", "tf_peer", "full_softmax")
 JAX_IMPLS = ("ours_jax", "jax_row_sparse")
 
 TARGETS = {
@@ -129,7 +131,12 @@ def _run_keras(cfg: dict) -> dict:
         num_sampled=cfg["num_sampled"],
         seed=0,
     )
-    model.compile()
+    if cfg["impl"] == "ours_adagrad":
+        from keras_yt.optimizers import SparseAdagrad
+
+        model.compile(optimizer=SparseAdagrad(0.2))
+    else:
+        model.compile()  # the default optimizer: SparseAdam
     history, age, labels = _batches(cfg)
     import tensorflow as tf
 

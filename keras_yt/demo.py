@@ -178,7 +178,8 @@ def _run(run, dataset, size, config, epochs, seed, data_dir, ranker) -> dict:
     query_start = time.perf_counter()
     index.query(user_vectors[:1], k=10)
     single_ms = 1000 * (time.perf_counter() - query_start)
-    print(f"    recall@{k} of the index vs exact search: {index_recall:.3f}; "
+    how = "exhaustive: a small corpus" if index.exhaustive else "graph search"
+    print(f"    recall@{k} of the index vs exact search: {index_recall:.3f} ({how}); "
           f"one query: {single_ms:.1f} ms")
     _done(start, timings, "index")
 

@@ -34,6 +34,10 @@ class UserTower(StringFeaturesMixin, keras.Model):
         for name, tensor in self.input.items():
             if name in x:
                 dtype = keras.backend.standardize_dtype(tensor.dtype)
+                if dtype != "string" and getattr(x[name], "dtype", None) is not None and (
+                    x[name].dtype.kind in "USO"
+                ):
+                    continue  # query strings: tokenised into ids by the mixin (off TensorFlow)
                 _checks.feature_array(name, x[name], tuple(tensor.shape[1:]), dtype)
 
     def predict(self, x, *args, **kwargs):

@@ -116,7 +116,7 @@ def warm_up(verbose: bool = False) -> dict[str, float]:
     import_pynndescent()
     step("import")
     W, b, centers = clustered_corpus(2000, 16, num_clusters=8, seed=0)
-    index = CandidateIndex.from_embeddings(W, b, random_state=0)
+    index = CandidateIndex.from_embeddings(W, b, random_state=0, exhaustive_below=0)
     step("build")
     index.query(user_vectors(4, centers), k=10, exclude=[[1], [], [2, 3], None])
     step("query")

@@ -19,7 +19,7 @@ def candidate_index(corpus):
     from keras_yt.serving import CandidateIndex
 
     W, b, _ = corpus
-    return CandidateIndex.from_embeddings(W, b, random_state=0)
+    return CandidateIndex.from_embeddings(W, b, random_state=0, exhaustive_below=0)
 
 
 def brute_force_top_k(U, W, b, k, exclude=None):

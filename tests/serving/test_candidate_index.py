@@ -92,9 +92,26 @@ def test_small_corpus_is_exhaustive_and_padded():
     assert (ids[0, 11:] == -1).all() and np.isneginf(scores[2, 10:]).all()
 
 
+def test_corpora_up_to_exhaustive_below_are_searched_exactly(corpus, tmp_path):
+    W, b, U = corpus  # 6,000 items: under the default exhaustive_below (20,000)
+    index = CandidateIndex.from_embeddings(W, b)
+    assert index.exhaustive and not CandidateIndex.from_embeddings(
+        W[:100], b[:100], exhaustive_below=0, random_state=0).exhaustive
+    exclude = [[1, 2, 3]] * len(U)
+    ids, scores = index.query(U, k=100, exclude=exclude)
+    ref_ids, ref_scores = ExactIndex.from_embeddings(W, b).query(U, k=100, exclude=exclude)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-5)
+    index.save(tmp_path / "small.h5")
+    loaded = CandidateIndex.load(tmp_path / "small.h5")
+    assert loaded.exhaustive and loaded.knobs == index.knobs
+    with pytest.raises(ValueError, match="exhaustive_below must be an integer >= 0, got -1"):
+        CandidateIndex.from_embeddings(W, b, exhaustive_below=-1)
+
+
 def test_from_model_drops_padding_row(corpus):
     W, b, U = corpus
-    index = CandidateIndex.from_model(Head(W[:500], b[:500]), random_state=0)
+    index = CandidateIndex.from_model(Head(W[:500], b[:500]), random_state=0, exhaustive_below=0)
     ids, _ = index.query(U[:20], k=10)
     ref, _ = ExactIndex.from_embeddings(W[:500], b[:500], ids=np.arange(1, 501)).query(U[:20], 10)
     assert ids.min() >= 1 and recall(ids, ref, 10) >= 0.95
@@ -237,7 +254,7 @@ def test_recall_at_every_k_on_skewed_norms_20k():
 
     W, b, centers = clustered_corpus(20000, 32, seed=0)
     U = user_vectors(1000, centers, seed=1)
-    index = CandidateIndex.from_embeddings(W, b, random_state=0)
+    index = CandidateIndex.from_embeddings(W, b, random_state=0, exhaustive_below=0)
     exact = ExactIndex.from_embeddings(W, b)
     for k in (1, 10, 100):
         assert recall(index.query(U, k=k)[0], exact.query(U, k=k)[0], k) >= 0.95, k
@@ -291,7 +308,8 @@ def small_index():
     from keras_yt.serving._synthetic import clustered_corpus, user_vectors
 
     W, b, centers = clustered_corpus(400, 8, num_clusters=5, seed=3)
-    return CandidateIndex.from_embeddings(W, b, random_state=0), user_vectors(20, centers)
+    index = CandidateIndex.from_embeddings(W, b, random_state=0, exhaustive_below=0)
+    return index, user_vectors(20, centers)
 
 
 def _assert_clear_or_verified(results):

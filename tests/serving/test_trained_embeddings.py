@@ -35,7 +35,7 @@ def test_recall_on_embeddings_trained_on_movielens(movielens_dir):
     ratio = np.median(np.linalg.norm(user_vectors, axis=1)) / np.median(np.linalg.norm(W, axis=1))
     assert not 0.5 < ratio < 2  # the regime where an unscaled query misleads the graph search
     exact = ExactIndex.from_model(model)
-    index = CandidateIndex.from_model(model, random_state=0)
+    index = CandidateIndex.from_model(model, random_state=0, exhaustive_below=0)
     for exclude in (None, test["watch_history"]):
         ref, _ = exact.query(user_vectors, k=100, exclude=exclude)
         ids, scores = index.query(user_vectors, k=100, exclude=exclude)
