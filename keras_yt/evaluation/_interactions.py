@@ -16,15 +16,7 @@ def user_item_matrix(watches: Any, num_items: int | None) -> tuple[sp.csr_matrix
     Row i belongs to user `users[i]`; column j is video id j (column 0, padding, is empty).
     """
     log = to_watch_log(watches)
-    largest = int(log["video"].max()) if len(log) else 0
-    if num_items is None:
-        num_items = largest + 1
-    if not isinstance(num_items, (int, np.integer)) or isinstance(num_items, bool) or (
-        num_items <= largest
-    ):
-        raise ValueError(
-            f"num_items must be an integer > the largest video id ({largest}), got {num_items!r}"
-        )
+    num_items = checked_num_items(log, num_items)
     users, rows = np.unique(log["user"], return_inverse=True)
     matrix = sp.csr_matrix(
         (np.ones(len(log), dtype=np.float32), (rows, log["video"])),
@@ -32,6 +24,20 @@ def user_item_matrix(watches: Any, num_items: int | None) -> tuple[sp.csr_matrix
     )
     matrix.data[:] = 1.0  # repeated watches count once
     return matrix, users
+
+
+def checked_num_items(log: np.ndarray, num_items: int | None) -> int:
+    """`num_items` (default: the largest video id + 1), checked to cover every id of `log`."""
+    largest = int(log["video"].max()) if len(log) else 0
+    if num_items is None:
+        return largest + 1
+    if not isinstance(num_items, (int, np.integer)) or isinstance(num_items, bool) or (
+        num_items <= largest
+    ):
+        raise ValueError(
+            f"num_items must be an integer > the largest video id ({largest}), got {num_items!r}"
+        )
+    return int(num_items)
 
 
 def rows_of(users: np.ndarray, known: np.ndarray, argument: str = "users") -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 
 from keras_yt.data.candidate import leave_last_out_split
 from keras_yt.data.io import to_watch_log
+from keras_yt.evaluation._interactions import checked_num_items
 
 DEFAULT_KS = (10, 50, 100)
 _BLOCK_ROWS = 1024
@@ -86,17 +87,7 @@ class LeaveLastOut:
         if not isinstance(validation, (bool, np.bool_)):
             raise ValueError(f"validation must be a bool, got {validation!r}")
         log = to_watch_log(watches)
-        largest = int(log["video"].max()) if len(log) else 0
-        if num_items is None:
-            num_items = largest + 1
-        if not isinstance(num_items, (int, np.integer)) or isinstance(num_items, bool) or (
-            num_items <= largest
-        ):
-            raise ValueError(
-                f"num_items must be an integer > the largest video id ({largest}), got "
-                f"{num_items!r}"
-            )
-        self.num_items = int(num_items)
+        self.num_items = checked_num_items(log, num_items)
         self.max_history = max_history
         inputs = {"max_history": max_history, "queries": queries, "max_queries": max_queries,
                   "example_age_reference": example_age_reference}
