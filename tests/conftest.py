@@ -12,6 +12,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests draw the same examples on every run (CI must not depend on luck); their ranges
+# are what makes them meaningful.
+settings.register_profile("keras_yt", derandomize=True)
+settings.load_profile("keras_yt")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KERAS_YT_SHARED", REPO.parent / "shared"))
