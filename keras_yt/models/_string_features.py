@@ -10,6 +10,11 @@ class StringFeaturesMixin:
     inside a `tf.data.Dataset`, and in a direct call)."""
 
     def _query_token_ids(self, name, queries):
+        if name != "search_history":
+            raise ValueError(
+                f"feature {name!r} must hold int32 values, got a string tensor (only "
+                "'search_history' takes strings)"
+            )
         bags = [layer for layer in self._flatten_layers() if isinstance(layer, TokenBag)]
         if len(bags) != 1:
             raise ValueError(
@@ -35,6 +40,12 @@ class StringFeaturesMixin:
 
     def predict(self, x, *args, **kwargs):
         return super().predict(self._convert_strings(x), *args, **kwargs)
+
+    def train_on_batch(self, x, *args, **kwargs):
+        return super().train_on_batch(self._convert_strings(x), *args, **kwargs)
+
+    def test_on_batch(self, x, *args, **kwargs):
+        return super().test_on_batch(self._convert_strings(x), *args, **kwargs)
 
     def predict_on_batch(self, x):
         return super().predict_on_batch(self._convert_strings(x))

@@ -1,6 +1,7 @@
 """The functional user tower that `CandidateGenerator.user_model()` returns."""
 
 import keras
+import numpy as np
 
 from keras_yt import _checks
 from keras_yt.models._string_features import StringFeaturesMixin
@@ -34,8 +35,9 @@ class UserTower(StringFeaturesMixin, keras.Model):
         for name, tensor in self.input.items():
             if name in x:
                 dtype = keras.backend.standardize_dtype(tensor.dtype)
-                if dtype != "string" and getattr(x[name], "dtype", None) is not None and (
-                    x[name].dtype.kind in "USO"
+                value = x[name]
+                if dtype != "string" and isinstance(value, (list, tuple, np.ndarray)) and (
+                    np.asarray(value).dtype.kind in "USO"
                 ):
                     continue  # query strings: tokenised into ids by the mixin (off TensorFlow)
                 _checks.feature_array(name, x[name], tuple(tensor.shape[1:]), dtype)

@@ -70,6 +70,8 @@ def export_saved_model(
     from keras_yt.models.ranker import Ranker
 
     path = Path(path)
+    if vocabulary is not None and isinstance(model, CandidateGenerator):
+        _check_vocabulary(model, vocabulary)
     if keras.backend.backend() != "tensorflow":
         return _export_in_tensorflow_process(model, path, vocabulary, verbose)
     if isinstance(model, (str, os.PathLike)):
@@ -96,11 +98,7 @@ def export_saved_model(
         if output_name != "user_vector":
             raise ValueError("vocabulary applies to a CandidateGenerator's watch history; got a "
                              f"{type(model).__name__}")
-        if len(vocabulary) != model.num_videos - 1:
-            raise ValueError(
-                f"vocabulary has {len(vocabulary)} videos but the model has num_videos="
-                f"{model.num_videos} (expected {model.num_videos - 1} videos + padding)"
-            )
+        _check_vocabulary(model, vocabulary)
         lookup = vocabulary.lookup_layer()
         lookup(keras.ops.convert_to_tensor([[""]] if vocabulary.is_string else [[-1]]))  # build
         history = specs["watch_history"]
@@ -124,6 +122,14 @@ def export_saved_model(
     archive.add_endpoint(name="serving_default", fn=serve, input_signature=[specs])
     archive.write_out(str(path), verbose=verbose)
     return path
+
+
+def _check_vocabulary(model, vocabulary) -> None:
+    if len(vocabulary) != model.num_videos - 1:
+        raise ValueError(
+            f"vocabulary has {len(vocabulary)} videos but the model has num_videos="
+            f"{model.num_videos} (expected {model.num_videos - 1} videos + padding)"
+        )
 
 
 def _export_in_tensorflow_process(model, path: Path, vocabulary, verbose: bool) -> Path:

@@ -292,6 +292,7 @@ def test_whole_float_numpy_ids_are_accepted():
     )
 
 
+@pytest.mark.tf_only  # ragged ids are TensorFlow's (a clear error on JAX, tested above)
 def test_ragged_weights_must_match_the_ids_row_lengths():
     # Regression (issue 13, item 8): row lengths [2, 1] vs [1, 2] were silently misaligned.
     layer = make_layer("mean")
