@@ -1,5 +1,8 @@
 """Lets `fit/evaluate/predict/predict_on_batch` take numpy string features (search queries)."""
 
+import keras
+import numpy as np
+
 from keras_yt import backend
 from keras_yt.layers.token_bag import TokenBag
 
@@ -27,7 +30,13 @@ class StringFeaturesMixin:
         return backend.strings_to_tensors(x, tokenize=self._query_token_ids)
 
     def __call__(self, inputs, *args, **kwargs):
-        return super().__call__(self._convert_strings(inputs), *args, **kwargs)
+        inputs = self._convert_strings(inputs)
+        if isinstance(inputs, dict):  # Keras refuses a dict that mixes tensors and numpy arrays
+            inputs = {
+                name: keras.ops.convert_to_tensor(value) if isinstance(value, np.ndarray) else value
+                for name, value in inputs.items()
+            }
+        return super().__call__(inputs, *args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
         validation = kwargs.get("validation_data")
