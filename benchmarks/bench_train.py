@@ -98,6 +98,18 @@ def _batches(cfg: dict):
     return history, age, labels
 
 
+def _model(cfg: dict, cls):
+    """The benchmarked candidate generator (or a subclass) for one configuration."""
+    return cls(
+        num_videos=cfg["num_videos"],
+        video_embedding_dim=cfg["dim"],
+        max_history=cfg["history"],
+        hidden_units=tuple(cfg["hidden"]),
+        num_sampled=cfg["num_sampled"],
+        seed=0,
+    )
+
+
 def _run_keras(cfg: dict) -> dict:
     import keras
 
@@ -123,14 +135,7 @@ def _run_keras(cfg: dict) -> dict:
             return loss
 
     cls = FullSoftmaxCandidateGenerator if cfg["impl"] == "full_softmax" else CandidateGenerator
-    model = cls(
-        num_videos=cfg["num_videos"],
-        video_embedding_dim=cfg["dim"],
-        max_history=cfg["history"],
-        hidden_units=tuple(cfg["hidden"]),
-        num_sampled=cfg["num_sampled"],
-        seed=0,
-    )
+    model = _model(cfg, cls)
     if cfg["impl"] == "ours_adagrad":
         from keras_yt.optimizers import SparseAdagrad
 
@@ -169,14 +174,7 @@ def _run_jax_row_sparse(cfg: dict) -> dict:
     from keras_yt.backend.jax import RowSparseAdagrad
     from keras_yt.models import CandidateGenerator
 
-    model = CandidateGenerator(
-        num_videos=cfg["num_videos"],
-        video_embedding_dim=cfg["dim"],
-        max_history=cfg["history"],
-        hidden_units=tuple(cfg["hidden"]),
-        num_sampled=cfg["num_sampled"],
-        seed=0,
-    )
+    model = _model(cfg, CandidateGenerator)
     model.build()
     softmax = model.softmax
     tables = [model.watch_embedding.embeddings, softmax.output_embeddings, softmax.output_biases]

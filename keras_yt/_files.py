@@ -19,7 +19,8 @@ def _temp_prefix(path: str) -> str:
     return f"{_PREFIX}{os.path.basename(path)}."
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` may still be running (the writer of a temporary file)."""
     if pid == os.getpid():
         return True
     try:
@@ -46,7 +47,7 @@ def clean_stale_temps(path: str | os.PathLike) -> list[str]:
             if not name.startswith(prefix):
                 continue
             pid = name[len(prefix):].split(".", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(folder, name))
                     removed.append(os.path.join(folder, name))

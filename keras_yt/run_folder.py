@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_yt._files import process_alive
 from keras_yt.data.vocabulary import Vocabulary
 
 MODEL_FILE = "candidate_generator.keras"
@@ -392,7 +393,7 @@ def _remove_stale(path: Path) -> None:
         prefix = f".{path.name}.{kind}-"
         for entry in sorted(path.parent.glob(f"{prefix}*")):
             pid = entry.name[len(prefix):].split("-")[0]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and process_alive(int(pid)):
                 continue  # another writer is at work
             if kind == "old" and not path.exists() and (entry / "run").is_dir():
                 os.replace(entry / "run", path)
@@ -403,18 +404,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
