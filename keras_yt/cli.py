@@ -7,6 +7,7 @@ Importing this module loads neither TensorFlow nor Keras: each command loads wha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -15,6 +16,10 @@ from pathlib import Path
 from keras_yt._quiet import load_tensorflow, quiet_environment
 
 quiet_environment()
+
+DISTRIBUTE_CHOICES = ("none", "mirrored", "data", "model")
+# The Keras backend each --distribute choice runs on.
+DISTRIBUTE_BACKENDS = {"mirrored": "tensorflow", "data": "jax", "model": "jax"}
 
 LOG_HELP = (
     "CSV (header user,video,timestamp[,watch_time]) or Parquet (needs keras-yt[parquet]). Ids: "
@@ -124,6 +129,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--max-examples-per-user", type=_positive_int,
                        help="cap on training examples per user (default: every next watch)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--distribute", choices=DISTRIBUTE_CHOICES, default="none",
+        help="none (default): one device; mirrored: tf.distribute.MirroredStrategy over this "
+        "host's devices (TensorFlow backend); data: keras.distribution.DataParallel; model: "
+        "keras.distribution.ModelParallel, video tables row-sharded (data and model need "
+        "KERAS_BACKEND=jax). See docs/distributed.md",
+    )
+    train.add_argument(
+        "--model-parallel", type=_positive_int, metavar="M",
+        help="with --distribute model: devices that share each video table (default: all); "
+        "the other axis of the device mesh splits the batch",
+    )
     train.set_defaults(run_command=_train)
 
     evaluate = commands.add_parser("evaluate", help="Recall/MAP/NDCG@k vs popularity")
@@ -208,6 +225,7 @@ def _train(args) -> None:
 
     RunFolder.check_target(args.out)  # fail before training, not after
     _check_preset(args.preset)
+    _check_distribute(args)
     load_tensorflow()
     import keras
     import numpy as np
@@ -251,12 +269,16 @@ def _train(args) -> None:
     recent = load_preset(args.preset)["config"].get("recent_history")
     if recent is not None and recent > args.max_history:
         overrides["recent_history"] = args.max_history
-    model = CandidateGenerator.from_preset(
-        args.preset, num_videos=videos.size, max_history=args.max_history, **overrides
-    )
-    history = pipeline.train_candidate_generator(
-        model, examples, split.validation, args.epochs, args.batch_size
-    )
+    with _distribution(args, videos.size) as (scope, num_videos):
+        with scope():
+            model = CandidateGenerator.from_preset(
+                args.preset, num_videos=num_videos, max_history=args.max_history, **overrides
+            )
+            history = pipeline.train_candidate_generator(
+                model, examples, split.validation, args.epochs, args.batch_size
+            )
+    if model.num_videos != videos.size:
+        model = _trimmed(model, videos.size)
     print(f"    best epoch {history['best_epoch']} of {len(history['loss'])} "
           f"(batch size {history['batch_size']})")
     _done(start)
@@ -274,6 +296,84 @@ def _train(args) -> None:
         )
         run.write_json("history.json", history)
     print(f"\nwrote {args.out}/")
+
+
+def _check_distribute(args) -> None:
+    """Bad --distribute / --model-parallel combinations fail before any data is read."""
+    if args.model_parallel is not None and args.distribute != "model":
+        raise ValueError(f"--model-parallel needs --distribute model, got --distribute "
+                         f"{args.distribute}")
+    backend = os.environ["KERAS_BACKEND"]  # set by quiet_environment(): TensorFlow if unset
+    needed = DISTRIBUTE_BACKENDS.get(args.distribute)
+    if needed is not None and backend != needed:
+        other = "mirrored" if needed == "jax" else "data or --distribute model"
+        raise ValueError(
+            f"--distribute {args.distribute} needs the {needed} backend (KERAS_BACKEND={needed}), "
+            f"the backend is {backend}; on {backend} use --distribute {other}"
+        )
+
+
+@contextlib.contextmanager
+def _distribution(args, num_videos: int):
+    """`(scope, num_videos)` to build and train the model with, for `--distribute`.
+
+    `scope()` is a context manager: the strategy's or distribution's scope. Model parallelism
+    splits the video tables into equal row blocks, so `num_videos` is padded to a multiple of
+    the devices that share a table (the padding ids appear in no example; `_trimmed` cuts them off
+    before the model is saved).
+    """
+    if args.distribute == "none":
+        yield contextlib.nullcontext, num_videos
+        return
+    if args.distribute == "mirrored":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        devices = ", ".join(strategy.extended.worker_devices)
+        print(f"    MirroredStrategy: {strategy.num_replicas_in_sync} replicas ({devices})")
+        yield strategy.scope, num_videos
+        return
+    import keras
+
+    from keras_yt import distribution
+
+    devices = keras.distribution.list_devices()
+    if args.distribute == "data":
+        plan = distribution.data_parallel(devices)
+        print(f"    DataParallel: the batch split over {len(devices)} devices")
+        yield plan.scope, num_videos
+        return
+    shards = args.model_parallel or len(devices)
+    padded = distribution.padded_rows(num_videos, shards)
+    from keras_yt.models import CandidateGenerator
+
+    # The layout map reads layer names only: a model that is never built stands in.
+    probe = CandidateGenerator.from_preset(args.preset, num_videos=padded,
+                                           max_history=args.max_history)
+    plan = distribution.model_parallel(probe, shards, devices)
+    mesh = plan.device_mesh
+    print(f"    ModelParallel: mesh {dict(zip(mesh.axis_names, mesh.shape))}, video tables "
+          f"row-sharded over {shards} devices ({padded:,} rows, {padded - num_videos} padding)")
+    yield plan.scope, padded
+
+
+def _trimmed(model, num_videos: int):
+    """A copy of `model` with its video tables cut to their first `num_videos` rows."""
+    import keras
+
+    from keras_yt.models import CandidateGenerator
+
+    config = dict(model.get_config(), num_videos=num_videos)
+    if config.get("class_counts") is not None:
+        config["class_counts"] = config["class_counts"][:num_videos]
+    trimmed = CandidateGenerator.from_config(config)
+    trimmed.build()
+    for target, source in zip(trimmed.weights, model.weights, strict=True):
+        value = keras.ops.convert_to_numpy(source)
+        trimmed_value = value[: target.shape[0]] if value.shape != tuple(target.shape) else value
+        target.assign(trimmed_value)
+    trimmed.compile()
+    return trimmed
 
 
 def _check_preset(preset: str) -> None:

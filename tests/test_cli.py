@@ -210,3 +210,80 @@ def test_train_defaults_beat_popularity_twice_on_a_structured_log(tmp_path):
     model, popularity = metrics["model"], metrics["popularity"]
     assert model["recall@10"] >= 2 * popularity["recall@10"], metrics
     assert model["unfiltered"]["recall@10"] > popularity["unfiltered"]["recall@10"], metrics
+
+
+def test_distribute_options_fail_early_naming_the_flag_and_the_backend(tmp_path, capsys):
+    import keras
+
+    log = tmp_path / "watches.csv"
+    write_log(log)
+    base = ["train", "--log", str(log), "--out", str(tmp_path / "run")]
+    assert main([*base, "--model-parallel", "2"]) == 2
+    assert "--model-parallel needs --distribute model, got --distribute none" in (
+        capsys.readouterr().err
+    )
+    wrong = "data" if keras.backend.backend() == "tensorflow" else "mirrored"
+    assert main([*base, "--distribute", wrong]) == 2
+    err = capsys.readouterr().err
+    assert f"--distribute {wrong} needs the" in err and keras.backend.backend() in err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()
+    result = run_cli(*base, "--distribute", "pipeline")
+    assert result.returncode == 2 and "invalid choice: 'pipeline'" in result.stderr
+
+
+@pytest.mark.tf_only
+def test_train_under_mirrored_strategy_writes_a_run_that_recommends(tmp_path, capsys):
+    log, run = tmp_path / "watches.csv", tmp_path / "run"
+    write_log(log)
+    assert main(["train", "--log", str(log), "--out", str(run), "--epochs", "2",
+                 "--preset", "tiny_candidate", "--distribute", "mirrored"]) == 0
+    assert "MirroredStrategy:" in capsys.readouterr().out
+    assert main(["recommend", "--run", str(run), "--user", "3", "--k", "5"]) == 0
+    assert len([line for line in capsys.readouterr().out.splitlines() if "score" in line]) == 5
+
+
+def test_trimmed_model_is_the_padded_model_without_its_padding_rows():
+    # `--distribute model` pads the video tables to a multiple of the shards and trims them
+    # before saving: the trimmed model must score every real video exactly as the trained one.
+    from keras_yt.cli import _trimmed
+    from keras_yt.models import CandidateGenerator
+
+    padded = CandidateGenerator(num_videos=32, video_embedding_dim=8, max_history=5,
+                                recent_history=2, hidden_units=(16, 8), seed=0)
+    padded.compile()
+    x = {"watch_history": np.array([[3, 4, 0, 0, 30], [5, 0, 0, 1, 2]]),
+         "example_age": np.zeros(2, "float32")}
+    padded.fit(x, np.array([7, 30]), verbose=0, epochs=2)
+    trimmed = _trimmed(padded, 31)
+    assert trimmed.num_videos == 31
+    W, b = trimmed.get_output_embeddings()
+    W_padded, b_padded = padded.get_output_embeddings()
+    np.testing.assert_array_equal(W, W_padded[:31])
+    np.testing.assert_array_equal(b, b_padded[:31])
+    np.testing.assert_allclose(trimmed.video_scores(x), padded.video_scores(x)[:, :31],
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("distribute", ["data", "model"])
+def test_train_data_and_model_parallel_on_four_jax_cpu_devices(tmp_path, distribute):
+    import os
+
+    log, run = tmp_path / "watches.csv", tmp_path / "run"
+    write_log(log)  # 30 videos: 31 rows with the padding id, padded to 32 for 2 shards
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_NUM_CPU_DEVICES="4")
+    extra = ["--model-parallel", "2"] if distribute == "model" else []
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_yt.cli", "train", "--log", str(log), "--out", str(run),
+         "--epochs", "2", "--preset", "tiny_candidate", "--distribute", distribute, *extra],
+        capture_output=True, text=True, env=env, check=False, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = ("ModelParallel: mesh {'batch': 2, 'model': 2}" if distribute == "model"
+                else "DataParallel: the batch split over 4 devices")
+    assert expected in result.stdout
+    # The saved model has the log's videos only (no padding rows), and serves.
+    result = run_cli("recommend", "--run", str(run), "--user", "3", "--k", "5")
+    assert result.returncode == 0, result.stderr
+    videos = [int(line.split("video")[1].split()[0])
+              for line in result.stdout.splitlines() if "score" in line]
+    assert len(videos) == 5 and all(100 <= v < 130 for v in videos)
