@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_yt import _checks
+from keras_yt import _checks, backend
 from keras_yt.layers.embedding_bag import EmbeddingBag
 from keras_yt.layers.example_age import ExampleAge
 from keras_yt.layers.sampled_softmax import SampledSoftmax
@@ -321,6 +321,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
     def metrics(self):
         return [*super().metrics, *self._retrieval_metrics]
 
+    _label_dtype = "int32"  # video ids
+
     def _check_targets(self, y) -> None:
         _checks.labels("y (the labels)", y, self.num_videos)
 
@@ -333,13 +335,21 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             per_example = self.softmax.full_loss(y_pred, labels)
             # Kept for compute_metrics: on JAX the model's variables are not readable there.
             object.__setattr__(self, "_full_logits", self.softmax.logits(y_pred))
+        # Divided by the global batch's count (or weight sum): under a tf.distribute strategy
+        # each replica computes its share of the batch, and the replicas' gradients are summed
+        # (`backend.replica_sum` is the count itself on one device).
+        count = ops.cast(ops.shape(per_example)[0], per_example.dtype)
         if sample_weight is not None:
             weight = ops.reshape(ops.cast(sample_weight, per_example.dtype), (-1,))
-            loss = ops.sum(per_example * weight) / ops.maximum(ops.sum(weight), 1e-12)
+            totals = backend.replica_sum(ops.stack([count, ops.sum(weight)]))
+            total_count = totals[0]
+            loss = ops.sum(per_example * weight) / ops.maximum(totals[1], 1e-12)
         else:
-            loss = ops.mean(per_example)
+            total_count = backend.replica_sum(count)
+            loss = ops.sum(per_example) / total_count
+        share = count / ops.maximum(total_count, 1.0)  # of the extra losses, summing to 1
         for extra in self.losses:
-            loss = loss + ops.cast(extra, loss.dtype)
+            loss = loss + ops.cast(extra, loss.dtype) * share
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

@@ -172,6 +172,8 @@ class Ranker(FeatureModelMixin, PresetMixin, keras.Model):
             **kwargs,
         )
 
+    _label_dtype = "float32"  # watch times
+
     def _check_targets(self, y) -> None:
         _checks.float_array("y (the watch times)", y, low=0.0)
 
