@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import keras
 import numpy as np
 from keras import ops
@@ -24,6 +26,12 @@ DEFAULT_LEARNING_RATE = 1e-3
 # With num_sampled="auto", catalogues up to this many videos train on the full softmax.
 FULL_SOFTMAX_MAX_VIDEOS = 10_000
 AUTO_NUM_SAMPLED = 4096
+
+# The full logits of an evaluation batch, from `compute_loss` to `compute_metrics` (on JAX the
+# model's variables are not readable in `compute_metrics`). Per thread: under a tf.distribute
+# strategy each replica traces its step in a thread of its own, and the threads take turns at the
+# cross-replica sum in `compute_loss`.
+_evaluation_logits = threading.local()
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")
@@ -333,8 +341,7 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             per_example = self.softmax(y_pred, labels=labels, training=True)
         else:
             per_example = self.softmax.full_loss(y_pred, labels)
-            # Kept for compute_metrics: on JAX the model's variables are not readable there.
-            object.__setattr__(self, "_full_logits", self.softmax.logits(y_pred))
+            _evaluation_logits.value = (self, self.softmax.logits(y_pred))
         # Divided by the global batch's count (or weight sum): under a tf.distribute strategy
         # each replica computes its share of the batch, and the replicas' gradients are summed
         # (`backend.replica_sum` is the count itself on one device).
@@ -353,8 +360,10 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        logits = getattr(self, "_full_logits", None)
-        object.__setattr__(self, "_full_logits", None)
+        model, logits = getattr(_evaluation_logits, "value", None) or (None, None)
+        _evaluation_logits.value = None
+        if model is not self:
+            logits = None
         if self._loss_is_sampled:
             # Retrieval metrics need the full logits: computed in evaluation only.
             return {"loss": self._loss_tracker.result()} if self._loss_tracker else {}

@@ -130,20 +130,22 @@ def ranker(x):
     return model
 
 
-def fit(model, x, y):
-    return model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+def fit(model, x, y, **kwargs):
+    return model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, **kwargs)
 
 
 # ------------------------------------------------------------------------------------ tests
 
 def test_candidate_generator_on_two_replicas_trains_as_on_one_device():
     x, y = watch_data()
+    # Weighted: the loss divides by the weight sum of the global batch, not of each replica's half.
+    weights = np.random.default_rng(1).uniform(0.1, 3.0, size=len(y)).astype("float32")
     reference = candidate_generator()
     before = [np.asarray(w.numpy()) for w in reference.trainable_weights]
-    fit(reference, x, y)
+    fit(reference, x, y, sample_weight=weights)
     with two_replicas().scope():
         distributed = candidate_generator()
-    fit(distributed, x, y)
+    fit(distributed, x, y, sample_weight=weights)
 
     assert int(distributed.optimizer.iterations.numpy()) == STEPS
     assert_weights_changed(reference, before)
@@ -191,8 +193,9 @@ def test_sampled_softmax_trains_on_two_replicas(sampled_model):
 
 
 def test_keras_file_of_a_model_trained_on_two_replicas(sampled_model, tmp_path):
-    model, strategy, x, _, _, _ = sampled_model
+    model, strategy, x, y, _, _ = sampled_model
     expected = model.predict(x, verbose=0)
+    assert model.predict_on_batch(x).shape == expected.shape == (len(y), 8)
     expected_ids, expected_scores = model.recommend(x, k=5)
     path = tmp_path / "model.keras"
     model.save(path)
@@ -200,6 +203,10 @@ def test_keras_file_of_a_model_trained_on_two_replicas(sampled_model, tmp_path):
     outside = keras.saving.load_model(path)
     with strategy.scope():
         inside = keras.saving.load_model(path)
+    # Evaluation (full softmax, Recall@k over the corpus) on two replicas = on one device.
+    metrics = outside.evaluate(x, y, batch_size=BATCH, verbose=0, return_dict=True)
+    for name, value in model.evaluate(x, y, batch_size=BATCH, verbose=0, return_dict=True).items():
+        assert value == pytest.approx(metrics[name], rel=1e-5), name
     for loaded in (outside, inside):
         np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6, atol=1e-6)
         ids, scores = loaded.recommend(x, k=5)
