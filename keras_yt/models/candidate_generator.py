@@ -65,6 +65,14 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
     every step (seconds per step at 1M videos), as do `weight_decay`, `use_ema` or gradient
     accumulation; `evaluate`, `recommend` and the full-softmax loss are O(`num_videos`) by nature.
 
+    On TensorFlow the model trains on several devices of one host under
+    `tf.distribute.MirroredStrategy`: build and `compile` it in `strategy.scope()`, then `fit` as
+    usual. Each replica takes its share of the global batch and divides its loss by the global
+    batch's size (or weight sum), so the summed gradients are those of one device on the whole
+    batch, and all replicas draw the same sampled negatives (with `sampler="in_batch"` each
+    replica's negatives are the labels of its share only). Use one strategy per process: a second
+    `MirroredStrategy` in the same process can fail in its all-reduces (TensorFlow issue 62790).
+
     Args:
         num_videos: size of the video vocabulary, including the padding id 0 (so real video ids
             are `1 .. num_videos - 1`).
