@@ -11,6 +11,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+
+if keras.backend.backend() == "tensorflow":
+    # Two logical CPU devices for the tf.distribute.MirroredStrategy tests
+    # (tests/models/test_mirrored_strategy.py), as Keras' own CI does. TensorFlow accepts this only
+    # before it initialises its devices, i.e. here, when pytest imports this file in each
+    # process. Ops and variables without a device scope stay on the first CPU, so the other tests
+    # run as before.
+    import tensorflow as tf
+
+    try:
+        tf.config.set_logical_device_configuration(
+            tf.config.list_physical_devices("CPU")[0],
+            [tf.config.LogicalDeviceConfiguration()] * 2,
+        )
+    except RuntimeError:  # devices already initialised: the MirroredStrategy tests skip
+        pass
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 

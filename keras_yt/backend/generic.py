@@ -123,6 +123,11 @@ def scatter_sub_rows(variable, indices, rows) -> None:
     scatter_assign_rows(variable, indices, current - ops.cast(rows, variable.dtype))
 
 
+def replica_sum(value):
+    """`value`: a train step sees the whole global batch on this backend (one replica)."""
+    return value
+
+
 def _is_string_value(value) -> bool:
     if isinstance(value, (list, tuple)):
         return np.asarray(value).dtype.kind in "USO"

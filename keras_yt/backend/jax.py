@@ -24,6 +24,7 @@ from keras_yt.backend import generic
 from keras_yt.backend.generic import (
     is_ragged,
     ragged_to_dense,
+    replica_sum,
     row_sparse_parts,
     strings_to_tensors,
     tokenize_queries,
@@ -38,6 +39,7 @@ __all__ = [
     "gather_rows",
     "is_ragged",
     "ragged_to_dense",
+    "replica_sum",
     "row_sparse_parts",
     "scatter_assign_rows",
     "scatter_sub_rows",

@@ -10,6 +10,7 @@ have no `keras.ops` equivalent live here and use TensorFlow directly:
   variable (and give row-sparse `tf.IndexedSlices` gradients).
 * `row_sparse_parts`, `scatter_assign_rows`, `scatter_sub_rows`: row-wise updates for
   `keras_yt.optimizers.SparseAdagrad` (gradients of embedding lookups are `tf.IndexedSlices`).
+* `replica_sum`: the global denominators of a loss under `tf.distribute.MirroredStrategy`.
 * `strings_to_tensors`: numpy string features (search queries) as `tf.string` tensors, since
   Keras' data adapters take numeric arrays only.
 
@@ -230,6 +231,30 @@ def scatter_assign_rows(variable, indices, rows) -> None:
 def scatter_sub_rows(variable, indices, rows) -> None:
     """Subtracts `rows` from `variable[indices]` without touching the other rows."""
     _tf_variable(variable).scatter_sub(tf.IndexedSlices(rows, indices))
+
+
+# --- tf.distribute --------------------------------------------------------------------------------
+
+
+def replica_sum(value):
+    """The sum of `value` over the replicas of a `tf.distribute` strategy (e.g. a batch size).
+
+    Under `tf.distribute.MirroredStrategy` a train step runs once per replica on that replica's
+    share of the global batch, and the replicas' gradients are summed. A loss that divides by a
+    count or a weight sum must divide by the *global* one for that sum to be the gradient of the
+    global batch's loss: `replica_sum(local_count)` is that denominator (an all-reduce). Outside
+    a replica context, or with one replica, `value` is returned unchanged.
+
+    Args:
+        value: a tensor (typically a scalar), the same shape on every replica.
+
+    Returns:
+        The sum over the replicas, same shape and dtype as `value`.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
 # --- String features ------------------------------------------------------------------------------

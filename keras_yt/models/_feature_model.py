@@ -11,6 +11,23 @@ from keras_yt import _checks
 _VIDEO_ID_FEATURES = ("watch_history", "video_id")
 
 
+def runs_on_several_replicas(model) -> bool:
+    """Whether `model` runs under a `tf.distribute` strategy with more than one replica."""
+    strategy = getattr(model, "distribute_strategy", None)  # the TensorFlow trainer's only
+    return strategy is not None and strategy.num_replicas_in_sync > 1
+
+
+def predict_split_over_replicas(model, x):
+    """`predict_on_batch(x)` for a model that runs on several replicas.
+
+    Keras' `predict_on_batch` gives the whole batch to every replica and concatenates their
+    outputs (each row `num_replicas` times); `predict` with the batch as one global batch splits
+    it between the replicas and returns each row once, in order.
+    """
+    rows = int(keras.ops.shape(keras.tree.flatten(x)[0])[0])
+    return model.predict(x, batch_size=max(rows, 1), verbose=0)
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training stopped because the loss became NaN or infinite."""
 
@@ -42,8 +59,11 @@ class FeatureModelMixin:
 
     Subclasses implement `feature_specs() -> {name: (shape_without_batch, dtype)}`,
     `_build_from_features(inputs)`, which calls the sublayers on symbolic inputs, and
-    `_check_targets(y)`, which validates numpy targets.
+    `_check_targets(y)`, which validates numpy targets, and set `_label_dtype`, the dtype of
+    the targets `y` (shape `(batch,)`).
     """
+
+    _label_dtype = "float32"
 
     def build(self, input_shape=None):
         if self.built:
@@ -65,6 +85,21 @@ class FeatureModelMixin:
             save_model(self, filepath, overwrite=overwrite)
             return
         super().save(filepath, overwrite=overwrite, **kwargs)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # TensorFlow trainer, model made in a tf.distribute strategy's scope: before `fit` and
+        # `evaluate`, Keras averages the replicas' first batch (`strategy.reduce("MEAN")`) only
+        # to learn its shapes and dtypes, which turns integer ids into floats (that an embedding
+        # refuses) and fails on string features ("AddN" of strings). They are known from
+        # `feature_specs()` and `_label_spec`.
+        if iterator is not None:
+            features = {
+                name: keras.KerasTensor((None, *shape), dtype=dtype)
+                for name, (shape, dtype) in self.feature_specs().items()
+            }
+            labels = keras.KerasTensor((None,), self._label_dtype)
+            iterator, data_batch = None, (features, labels)
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_build_config(self):
         return {"input_shape": "features"}
@@ -147,4 +182,6 @@ class FeatureModelMixin:
 
     def predict_on_batch(self, x):
         self._check_features(x)
+        if runs_on_several_replicas(self):
+            return predict_split_over_replicas(self, x)
         return super().predict_on_batch(x)

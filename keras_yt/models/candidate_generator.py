@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import keras
 import numpy as np
 from keras import ops
 
-from keras_yt import _checks
+from keras_yt import _checks, backend
 from keras_yt.layers.embedding_bag import EmbeddingBag
 from keras_yt.layers.example_age import ExampleAge
 from keras_yt.layers.sampled_softmax import SampledSoftmax
@@ -24,6 +26,12 @@ DEFAULT_LEARNING_RATE = 1e-3
 # With num_sampled="auto", catalogues up to this many videos train on the full softmax.
 FULL_SOFTMAX_MAX_VIDEOS = 10_000
 AUTO_NUM_SAMPLED = 4096
+
+# The full logits of an evaluation batch, from `compute_loss` to `compute_metrics` (on JAX the
+# model's variables are not readable in `compute_metrics`). Per thread: under a tf.distribute
+# strategy each replica traces its step in a thread of its own, and the threads take turns at the
+# cross-replica sum in `compute_loss`.
+_evaluation_logits = threading.local()
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")
@@ -56,6 +64,14 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
     optimizer works too, but Keras' Adam or Adagrad update the whole tables or their slots on
     every step (seconds per step at 1M videos), as do `weight_decay`, `use_ema` or gradient
     accumulation; `evaluate`, `recommend` and the full-softmax loss are O(`num_videos`) by nature.
+
+    On TensorFlow the model trains on several devices of one host under
+    `tf.distribute.MirroredStrategy`: build and `compile` it in `strategy.scope()`, then `fit` as
+    usual. Each replica takes its share of the global batch and divides its loss by the global
+    batch's size (or weight sum), so the summed gradients are those of one device on the whole
+    batch, and all replicas draw the same sampled negatives (with `sampler="in_batch"` each
+    replica's negatives are the labels of its share only). Use one strategy per process: a second
+    `MirroredStrategy` in the same process can fail in its all-reduces (TensorFlow issue 62790).
 
     Args:
         num_videos: size of the video vocabulary, including the padding id 0 (so real video ids
@@ -321,6 +337,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
     def metrics(self):
         return [*super().metrics, *self._retrieval_metrics]
 
+    _label_dtype = "int32"  # video ids
+
     def _check_targets(self, y) -> None:
         _checks.labels("y (the labels)", y, self.num_videos)
 
@@ -331,20 +349,29 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             per_example = self.softmax(y_pred, labels=labels, training=True)
         else:
             per_example = self.softmax.full_loss(y_pred, labels)
-            # Kept for compute_metrics: on JAX the model's variables are not readable there.
-            object.__setattr__(self, "_full_logits", self.softmax.logits(y_pred))
+            _evaluation_logits.value = (self, self.softmax.logits(y_pred))
+        # Divided by the global batch's count (or weight sum): under a tf.distribute strategy
+        # each replica computes its share of the batch, and the replicas' gradients are summed
+        # (`backend.replica_sum` is the count itself on one device).
+        count = ops.cast(ops.shape(per_example)[0], per_example.dtype)
         if sample_weight is not None:
             weight = ops.reshape(ops.cast(sample_weight, per_example.dtype), (-1,))
-            loss = ops.sum(per_example * weight) / ops.maximum(ops.sum(weight), 1e-12)
+            totals = backend.replica_sum(ops.stack([count, ops.sum(weight)]))
+            total_count = totals[0]
+            loss = ops.sum(per_example * weight) / ops.maximum(totals[1], 1e-12)
         else:
-            loss = ops.mean(per_example)
+            total_count = backend.replica_sum(count)
+            loss = ops.sum(per_example) / total_count
+        share = count / ops.maximum(total_count, 1.0)  # of the extra losses, summing to 1
         for extra in self.losses:
-            loss = loss + ops.cast(extra, loss.dtype)
+            loss = loss + ops.cast(extra, loss.dtype) * share
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        logits = getattr(self, "_full_logits", None)
-        object.__setattr__(self, "_full_logits", None)
+        model, logits = getattr(_evaluation_logits, "value", None) or (None, None)
+        _evaluation_logits.value = None
+        if model is not self:
+            logits = None
         if self._loss_is_sampled:
             # Retrieval metrics need the full logits: computed in evaluation only.
             return {"loss": self._loss_tracker.result()} if self._loss_tracker else {}

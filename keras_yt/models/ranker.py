@@ -36,6 +36,11 @@ class Ranker(FeatureModelMixin, PresetMixin, keras.Model):
     odds approximate the expected watch time of the impression; `predict` returns exp(logit), the
     expected watch time, which is what the paper ranks by.
 
+    On TensorFlow the model trains on several devices of one host under
+    `tf.distribute.MirroredStrategy`: create, `adapt` and `compile` it in `strategy.scope()`, then
+    `fit` as usual; k steps with global batch B give the weights of k steps on one device with
+    batch B (up to float32 rounding). Use one strategy per process (see `CandidateGenerator`).
+
     Args:
         num_videos: size of the video vocabulary including the padding id 0.
         video_embedding_dim: width of the shared video embeddings.
@@ -171,6 +176,8 @@ class Ranker(FeatureModelMixin, PresetMixin, keras.Model):
             loss=WeightedLogisticLoss() if loss is None else loss,
             **kwargs,
         )
+
+    _label_dtype = "float32"  # watch times
 
     def _check_targets(self, y) -> None:
         _checks.float_array("y (the watch times)", y, low=0.0)

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from keras_yt import _checks
+from keras_yt.models._feature_model import predict_split_over_replicas, runs_on_several_replicas
 from keras_yt.models._string_features import StringFeaturesMixin
 
 
@@ -48,4 +49,6 @@ class UserTower(StringFeaturesMixin, keras.Model):
 
     def predict_on_batch(self, x):
         self._check_features(x)
+        if runs_on_several_replicas(self):
+            return predict_split_over_replicas(self, x)
         return super().predict_on_batch(x)

@@ -43,6 +43,11 @@ class SparseAdagrad(RowSparseClippingMixin, keras.optimizers.Adagrad):
     with a large `EmbeddingBag` or `SampledSoftmax` in the same way as any Keras optimizer. On
     backends without row-sparse gradients it behaves exactly like `keras.optimizers.Adagrad`.
 
+    Under `tf.distribute.MirroredStrategy` (optimizer created in `strategy.scope()`), Keras sums
+    the replicas' row-sparse gradients and runs `update_step` once per replica, on that replica's
+    copy of the variable; the row-wise reads and writes of the accumulator then act on the same
+    replica's copy, so every copy takes the same update.
+
     Args:
         learning_rate: float or schedule. Defaults to 0.05.
         initial_accumulator_value: starting value of the accumulators (must be >= 0).

@@ -29,6 +29,11 @@ class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
     This is the default optimizer of `CandidateGenerator.compile()`. On backends without
     row-sparse gradients it behaves exactly like `keras.optimizers.Adam`.
 
+    Under `tf.distribute.MirroredStrategy` (optimizer created in `strategy.scope()`), Keras sums
+    the replicas' row-sparse gradients and runs `update_step` once per replica, on that replica's
+    copy of the variable; the row-wise reads and writes of the moments then act on the same
+    replica's copy, so every copy takes the same update.
+
     Args:
         learning_rate: float or schedule. Defaults to 0.001.
         beta_1: decay of the first moment.
