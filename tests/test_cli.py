@@ -233,11 +233,24 @@ def test_distribute_options_fail_early_naming_the_flag_and_the_backend(tmp_path,
 
 @pytest.mark.tf_only
 def test_train_under_mirrored_strategy_writes_a_run_that_recommends(tmp_path, capsys):
+    # In a process of its own (one MirroredStrategy per process, see CandidateGenerator), with
+    # the CPU split into two logical devices so that there are two replicas.
     log, run = tmp_path / "watches.csv", tmp_path / "run"
     write_log(log)
-    assert main(["train", "--log", str(log), "--out", str(run), "--epochs", "2",
-                 "--preset", "tiny_candidate", "--distribute", "mirrored"]) == 0
-    assert "MirroredStrategy:" in capsys.readouterr().out
+    code = (
+        "import sys, tensorflow as tf\n"
+        "tf.config.set_logical_device_configuration(tf.config.list_physical_devices('CPU')[0],"
+        " [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "from keras_yt.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "train", "--log", str(log), "--out", str(run), "--epochs",
+         "2", "--preset", "tiny_candidate", "--distribute", "mirrored"],
+        capture_output=True, text=True, check=False, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MirroredStrategy: 2 replicas" in result.stdout
     assert main(["recommend", "--run", str(run), "--user", "3", "--k", "5"]) == 0
     assert len([line for line in capsys.readouterr().out.splitlines() if "score" in line]) == 5
 
