@@ -12,7 +12,8 @@ tables (the video tables, the output embeddings W and biases b, the search-token
     keras_yt.training.fit_candidate_generator(model, examples)
 
 Several hosts: call `keras.distribution.initialize()` first in each process (see
-`docs/distributed.md`); each process then feeds its own part of every global batch.
+`docs/distributed.md`); each process then feeds its own part of every global batch (numpy
+arrays: set `dist.auto_shard_dataset = False`, Keras shards only a `tf.data.Dataset` itself).
 
 Batches need not be multiples of the number of devices: under a distribution, `fit`,
 `evaluate`, `predict` and `*_on_batch` of the keras_yt models pad numpy inputs with rows of
@@ -59,11 +60,15 @@ def padded_rows(num_rows: int, shards: int) -> int:
     return int(-(-num_rows // shards) * shards)
 
 
+def _prefix(model) -> str:
+    return f"(?:.*/)?{re.escape(model.name)}/"
+
+
 def _sharded_tables(model) -> list[tuple[str, str, int, tuple]]:
     """`(variable path regex, what, rows, axes)` of the tables of `model` to row-shard."""
     from keras_yt.models import CandidateGenerator, Ranker
 
-    prefix = f"(?:.*/)?{re.escape(model.name)}/"
+    prefix = _prefix(model)
     if isinstance(model, CandidateGenerator):
         tables = [(prefix + "watch_embedding/embeddings", "num_videos", model.num_videos, 2)]
         if model.search_embedding is not None:
@@ -116,20 +121,21 @@ def layout_map(model, mesh, model_axis: str = "model") -> keras.distribution.Lay
     >>> mesh = keras.distribution.DeviceMesh((1, 2), ("batch", "model"),
     ...                                      ["cpu:0", "cpu:1"])
     >>> layouts = layout_map(model, mesh)
-    >>> layouts["candidate_generator/softmax/output_embeddings"].axes
+    >>> layouts[f"{model.name}/softmax/output_embeddings"].axes  # the built model's path
     ('model', None)
-    >>> layouts["candidate_generator/relu_0/kernel"] is None  # replicated
+    >>> layouts[f"{model.name}/relu_0/kernel"] is None  # replicated
     True
     """
     if model_axis not in mesh.axis_names:
         raise ValueError(f"the mesh has no axis {model_axis!r}: its axes are {mesh.axis_names}")
     shards = int(mesh.shape[list(mesh.axis_names).index(model_axis)])
     layouts = keras.distribution.LayoutMap(mesh)
+    prefix = _prefix(model)
     for key, what, rows, ndim in _sharded_tables(model):
         if rows % shards:
             raise ValueError(
                 f"{what} must be a multiple of {shards} (the size of mesh axis {model_axis!r}) "
-                f"to split the rows of {key.rsplit('/', 2)[-2]!r} evenly, got {rows}: use "
+                f"to split the rows of {key[len(prefix):]!r} evenly, got {rows}: use "
                 f"{what}={padded_rows(rows, shards)} (keras_yt.distribution.padded_rows)"
             )
         layouts[key] = (model_axis,) + (None,) * (ndim - 1)
