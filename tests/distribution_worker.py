@@ -1,9 +1,11 @@
 """Subprocess worker of tests/test_distribution.py (KERAS_BACKEND=jax, its own JAX runtime).
 
-    python tests/distribution_worker.py table ROWS DIM DEVICES OUT.json
+    python tests/distribution_worker.py table ROWS DIM DEVICES INIT OUT.json
         builds a CandidateGenerator's watch-history table of ROWS x DIM float32 (tied output
-        embeddings, so W is that table) row-sharded over DEVICES CPU devices; writes the shard
-        shapes, the bytes per device, the peak RSS and the time.
+        embeddings, so W is that table) row-sharded over DEVICES CPU devices, initialised by the
+        layer's initializer (INIT=default) or zeros (INIT=zeros); writes the shard shapes, the
+        bytes per device, the compiled initialiser's per-device memory, the peak RSS and the
+        time.
     python tests/distribution_worker.py train PROCESS_ID NUM_PROCESSES PORT DATA.npz OUT.npz
         one process of a DataParallel run over every process's CPU devices
         (`keras.distribution.initialize`): feeds its half of each global batch of DATA.npz,
@@ -17,13 +19,15 @@ import os
 import resource
 import sys
 import time
+import types
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def table(rows: int, dim: int, devices: int, out: str) -> None:
+def table(rows: int, dim: int, devices: int, init: str, out: str) -> None:
     start = time.perf_counter()
+    import jax
     import keras
 
     from keras_yt import distribution
@@ -33,11 +37,22 @@ def table(rows: int, dim: int, devices: int, out: str) -> None:
                                hidden_units=(dim,), tie_output_embeddings=True,
                                use_example_age=False, num_sampled=64, seed=0)
     keras.distribution.set_distribution(distribution.model_parallel(model, devices))
+    layer = model.watch_embedding
+    path = f"{model.name}/watch_embedding/embeddings"  # the path the variable gets, below
+    layout = keras.distribution.distribution().get_variable_layout(
+        types.SimpleNamespace(path=path, shape=(rows, dim), _layout=None))
+    # Per-device memory of Keras' sharded initialisation (jit with out_shardings), compiled only.
+    compiled = jax.jit(lambda: layer.embeddings_initializer((rows, dim), "float32"),
+                       out_shardings=layout.backend_layout).lower().compile()
+    analysis = compiled.memory_analysis()
+    if init == "zeros":  # initialisation without random-bit temporaries
+        layer.embeddings_initializer = keras.initializers.Zeros()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Only the table (the model's own name scope gives it the path layout_map matches).
     with keras.name_scope(model.name):
-        model.watch_embedding.build()
-    table = model.watch_embedding.embeddings
+        layer.build()
+    table = layer.embeddings
+    assert table.path == path, table.path
     table.value.block_until_ready()  # the jitted initializer runs asynchronously
     shards = [tuple(s.data.shape) for s in table.value.addressable_shards]
     result = {
@@ -46,6 +61,8 @@ def table(rows: int, dim: int, devices: int, out: str) -> None:
         "shard_shapes": shards,
         "devices": sorted(str(s.device) for s in table.value.addressable_shards),
         "bytes_per_device": [int(s.data.nbytes) for s in table.value.addressable_shards],
+        "init_output_bytes_per_device": int(analysis.output_size_in_bytes),
+        "init_temp_bytes_per_device": int(analysis.temp_size_in_bytes),
         "rss_before_mib": base / 1024,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "seconds": time.perf_counter() - start,
@@ -93,7 +110,7 @@ def train(process_id: int, num_processes: int, port: int, data: str, out: str) -
 
 if __name__ == "__main__":
     if sys.argv[1] == "table":
-        table(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        table(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
     elif sys.argv[1] == "train":
         train(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
     else:
