@@ -203,28 +203,31 @@ def _train(model, x, y, initial, steps_per_epoch_batch=8, epochs=2):
 
 
 @needs_4
-@pytest.mark.parametrize("kind", ["data4", "model2x2", "model1x4"])
+@pytest.mark.parametrize("kind", ["data4", "model2x2", "model1x4", "model2x2-sampled"])
 def test_training_matches_single_device(kind):
     """k = 6 Adam steps (3 batches x 2 epochs; the last batch has 2 rows, padded to the batch
     axis on `data4`) on 4 devices give the single-device weights.
 
-    Full softmax, no dropout, the same initial weights and batches: the only difference is the
-    order of float32 sums (gradients summed per device, then across devices). Measured max
-    |difference| over all weights: 1.5e-8 (data4), 5.0e-8 (model2x2), 3.0e-8 (model1x4), a few
-    float32 ulps of the weights (~0.05). ATOL = 1e-6 is 20x the largest and 1/1000 of one Adam
-    step (lr = 1e-3): a wrong gradient (a shard missing, a batch counted twice) moves weights by
-    about a step.
+    Full softmax (or the same sampled negatives), no dropout, the same initial weights and
+    batches: the only difference is the order of float32 sums (gradients summed per device,
+    then across devices). Measured max |difference| over all weights: 1.5e-8 (data4), 5.0e-8
+    (model2x2), 3.0e-8 (model1x4), 3.0e-8 (model2x2-sampled): a few float32 ulps of the weights
+    (~0.05). ATOL = 1e-6 is 20x the largest and 1/1000 of one Adam step (lr = 1e-3): a wrong
+    gradient (a shard missing, a batch counted twice) moves weights by about a step.
     """
     x, y = _examples(18)
-    reference = _generator()
+    # "-sampled": 8 sampled negatives a step, the same on one and on 4 devices (the sampler's
+    # seed state is replicated and the step is one global computation).
+    config = {"num_sampled": 8} if kind.endswith("-sampled") else {}
+    reference = _generator(**config)
     reference.build()
     initial = [np.asarray(w) for w in reference.get_weights()]
     expected, _ = _train(reference, x, y, initial)
 
-    model = _generator()
-    keras.distribution.set_distribution(_distribution(kind, model))
+    model = _generator(**config)
+    keras.distribution.set_distribution(_distribution(kind.removesuffix("-sampled"), model))
     actual, _ = _train(model, x, y, initial)
-    if kind != "data4":  # the layout was applied (else this test compares two unsharded runs)
+    if not kind.startswith("data"):  # the layout was applied (else: two unsharded runs)
         assert model.softmax.output_embeddings.value.sharding.shard_shape((48, 8))[0] < 48
     diffs = [float(np.max(np.abs(a - e))) for a, e in zip(actual, expected)]
     moved = max(float(np.max(np.abs(e - i))) for e, i in zip(expected, initial))
