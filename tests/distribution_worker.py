@@ -16,13 +16,20 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 import time
 import types
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
 
 
 def table(rows: int, dim: int, devices: int, init: str, out: str) -> None:
@@ -47,7 +54,7 @@ def table(rows: int, dim: int, devices: int, init: str, out: str) -> None:
     analysis = compiled.memory_analysis()
     if init == "zeros":  # initialisation without random-bit temporaries
         layer.embeddings_initializer = keras.initializers.Zeros()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _status_mib("VmRSS")
     # Only the table (the model's own name scope gives it the path layout_map matches).
     with keras.name_scope(model.name):
         layer.build()
@@ -63,8 +70,10 @@ def table(rows: int, dim: int, devices: int, init: str, out: str) -> None:
         "bytes_per_device": [int(s.data.nbytes) for s in table.value.addressable_shards],
         "init_output_bytes_per_device": int(analysis.output_size_in_bytes),
         "init_temp_bytes_per_device": int(analysis.temp_size_in_bytes),
-        "rss_before_mib": base / 1024,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_mib": base,
+        # VmHWM: this process' peak RSS since exec (getrusage's ru_maxrss would include the
+        # parent's RSS at fork)
+        "peak_rss_mib": _status_mib("VmHWM"),
         "seconds": time.perf_counter() - start,
     }
     with open(out, "w") as f:

@@ -210,10 +210,10 @@ def test_training_matches_single_device(kind):
 
     Full softmax (or the same sampled negatives), no dropout, the same initial weights and
     batches: the only difference is the order of float32 sums (gradients summed per device,
-    then across devices). Measured max |difference| over all weights: 1.5e-8 (data4), 5.0e-8
-    (model2x2), 3.0e-8 (model1x4), 3.0e-8 (model2x2-sampled): a few float32 ulps of the weights
-    (~0.05). ATOL = 1e-6 is 20x the largest and 1/1000 of one Adam step (lr = 1e-3): a wrong
-    gradient (a shard missing, a batch counted twice) moves weights by about a step.
+    then across devices). Measured max |difference| over all weights, over several runs: 1.5e-8
+    to 5.0e-8 (3.0e-8 typical, every kind): a few float32 ulps of the weights (~0.05).
+    ATOL = 1e-6 is 20x the largest and 1/1000 of one Adam step (lr = 1e-3): a wrong gradient
+    (a shard missing, a batch counted twice) moves weights by about a step.
     """
     x, y = _examples(18)
     # "-sampled": 8 sampled negatives a step, the same on one and on 4 devices (the sampler's
