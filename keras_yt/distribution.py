@@ -250,7 +250,9 @@ def _place_variables(model) -> None:
     `layout_map` needs the model, so the model is constructed before
     `keras.distribution.set_distribution`; its seed generators (sampled softmax, dropout) then
     hold their state on one device, which a multi-device (or multi-process) step cannot take.
-    Built layers' variables are left alone (build the model under the distribution).
+    Built layers' variables are left alone (build the model under the distribution). Called
+    by `build()` and by `fit/evaluate/predict` of the keras_yt models (which build the model
+    first: Keras' own build is traced, where variables cannot be moved).
     """
     if keras.backend.backend() != "jax":
         return
@@ -260,6 +262,8 @@ def _place_variables(model) -> None:
     import jax
 
     for variable in model.variables:
+        if isinstance(variable.value, jax.core.Tracer):
+            return  # inside Keras' traced symbolic build: placed at fit/evaluate/predict
         if getattr(variable, "_layout", None) is None and isinstance(
                 getattr(variable.value, "sharding", None), jax.sharding.SingleDeviceSharding):
             variable._layout = dist.get_variable_layout(variable)

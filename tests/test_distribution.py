@@ -463,3 +463,23 @@ def test_10m_video_table_holds_a_quarter_per_device(tmp_path):
     assert r["init_temp_bytes_per_device"] <= 3 * table_bytes // 4 + (1 << 20)
     grown = (r["peak_rss_mib"] - r["rss_before_mib"]) * 2**20
     assert grown < 1.1 * table_bytes  # the 4 shards, no full-size staging copy
+
+
+@needs_4
+def test_fit_unbuilt_model_then_save_and_load_sharded(tmp_path):
+    """`model.fit` builds a model constructed before the distribution (its sampler's seed state
+    laid out on the mesh, else the jitted step refuses single-device state), and a `.keras` file
+    loads back sharded under the same distribution."""
+    x, y = _examples(10)
+    model = _generator(num_sampled=8, search_num_bins=None)
+    keras.distribution.set_distribution(dist_lib.model_parallel(model, 4))
+    model.compile()
+    features = {"watch_history": x["watch_history"], "example_age": x["example_age"]}
+    model.fit(features, y, batch_size=4, epochs=1, verbose=0)
+    assert model.softmax.seed_generator.state.value.sharding.mesh.size == 4
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    assert _shard_rows(restored.softmax.output_embeddings) == {(12, 8)}
+    np.testing.assert_allclose(restored.predict(features, verbose=0),
+                               model.predict(features, verbose=0), atol=1e-6)
+    restored.fit(features, y, batch_size=4, epochs=1, verbose=0)

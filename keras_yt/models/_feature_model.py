@@ -89,6 +89,13 @@ class FeatureModelMixin:
         spec = self.categorical_features.get(name)
         return None if spec is None else spec["input_dim"]
 
+    def _place_for_distribution(self) -> None:
+        """Under a keras.distribution (JAX): builds the model here, not in Keras' traced build, so
+        that variables created before the distribution was set can be laid out."""
+        if keras.backend.backend() == "jax" and keras.distribution.distribution() is not None:
+            self.build()
+            _place_variables(self)
+
     def _check_features(self, x) -> None:
         """Validates a dict of numpy features (values as well as shapes and dtypes)."""
         if not isinstance(x, dict):
@@ -106,6 +113,7 @@ class FeatureModelMixin:
             raise ValueError(f"features must have the same number of rows, got {sizes}")
 
     def _check_inputs(self, x, y=None, sample_weight=None) -> None:
+        self._place_for_distribution()
         self._check_features(x)
         if y is not None and _checks.is_numpy_like(y):
             self._check_targets(y)
@@ -159,6 +167,7 @@ class FeatureModelMixin:
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
+        self._place_for_distribution()
         self._check_features(x)
         multiple = _batch_multiple()
         if multiple > 1 and isinstance(x, dict):
@@ -189,6 +198,7 @@ class FeatureModelMixin:
         return super().test_on_batch(x, y, sample_weight, *args, **kwargs)
 
     def predict_on_batch(self, x):
+        self._place_for_distribution()
         self._check_features(x)
         rows = None
         if isinstance(x, dict):
