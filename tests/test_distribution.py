@@ -367,8 +367,7 @@ def _free_port() -> int:
 
 
 @needs_4
-@pytest.mark.slow
-def test_two_processes_train_one_model(tmp_path):
+def test_two_processes_train_one_model(tmp_path):  # ~10 s
     """Two processes (2 CPU devices each, `keras.distribution.initialize` on localhost, gloo
     CPU collectives) train one model with DataParallel over the 4 global devices, each feeding
     half of every global batch of 8: both end with the same weights, which are those of 4 steps
