@@ -6,10 +6,11 @@
         layer's initializer (INIT=default) or zeros (INIT=zeros); writes the shard shapes, the
         bytes per device, the compiled initialiser's per-device memory, the peak RSS and the
         time.
-    python tests/distribution_worker.py train PROCESS_ID NUM_PROCESSES PORT DATA.npz OUT.npz
-        one process of a DataParallel run over every process's CPU devices
-        (`keras.distribution.initialize`): feeds its half of each global batch of DATA.npz,
-        starting from its initial weights, and writes the trained weights.
+    python tests/distribution_worker.py train MODE PROCESS_ID NUM_PROCESSES PORT DATA.npz OUT.npz
+        one process of a run over every process's CPU devices (`keras.distribution.initialize`),
+        MODE=data (DataParallel) or model (ModelParallel, tables split over 2 devices): feeds
+        its part of each global batch of DATA.npz, starting from its initial weights, and
+        writes the trained weights.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def table(rows: int, dim: int, devices: int, init: str, out: str) -> None:
         json.dump(result, f)
 
 
-def train(process_id: int, num_processes: int, port: int, data: str, out: str) -> None:
+def train(mode: str, process_id: int, num_processes: int, port: int, data: str,
+          out: str) -> None:
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -102,10 +104,11 @@ def train(process_id: int, num_processes: int, port: int, data: str, out: str) -
                            for b in range(0, len(arrays["label"]), global_batch)])
     x = {"watch_history": arrays["watch_history"][rows]}
     y = arrays["label"][rows]
-    dist = distribution.data_parallel()
+    model = CandidateGenerator(**config)
+    dist = (distribution.data_parallel() if mode == "data"
+            else distribution.model_parallel(model, 2))
     dist.auto_shard_dataset = False  # numpy arrays: each process passes its own rows
     keras.distribution.set_distribution(dist)
-    model = CandidateGenerator(**config)
     model.build()
     model.set_weights([arrays[f"w{i}"] for i in range(int(arrays["num_weights"]))])
     model.compile()
@@ -121,6 +124,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "table":
         table(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
     elif sys.argv[1] == "train":
-        train(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
+        train(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6],
+              sys.argv[7])
     else:
         raise SystemExit(__doc__)

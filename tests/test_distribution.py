@@ -367,11 +367,13 @@ def _free_port() -> int:
 
 
 @needs_4
-def test_two_processes_train_one_model(tmp_path):  # ~10 s
+@pytest.mark.parametrize("mode", ["data", "model"])
+def test_two_processes_train_one_model(tmp_path, mode):  # ~10 s each
     """Two processes (2 CPU devices each, `keras.distribution.initialize` on localhost, gloo
-    CPU collectives) train one model with DataParallel over the 4 global devices, each feeding
-    half of every global batch of 8: both end with the same weights, which are those of 4 steps
-    on one device with the same global batches."""
+    CPU collectives) train one model over the 4 global devices, with DataParallel or with
+    ModelParallel on a (2, 2) mesh (each process's 2 devices split the tables; the batch axis
+    spans the processes), each feeding half of every global batch of 8: both end with the same
+    weights, which are those of 4 steps on one device with the same global batches."""
     config = dict(num_videos=48, video_embedding_dim=8, max_history=6, hidden_units=(16, 8),
                   use_example_age=False, num_sampled=None, seed=3)
     x, y = _examples(16)
@@ -390,9 +392,10 @@ def test_two_processes_train_one_model(tmp_path):  # ~10 s
     port = _free_port()
     outs = [tmp_path / f"out{i}.npz" for i in range(2)]
     logs = [open(tmp_path / f"log{i}.txt", "w+") for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, str(WORKER), "train", str(i), "2", str(port),
-                               str(data), str(outs[i])], env=_worker_env(2), cwd=tmp_path,
-                              stdout=logs[i], stderr=subprocess.STDOUT) for i in range(2)]
+    command = [sys.executable, str(WORKER), "train", mode]
+    procs = [subprocess.Popen([*command, str(i), "2", str(port), str(data), str(outs[i])],
+                              env=_worker_env(2), cwd=tmp_path, stdout=logs[i],
+                              stderr=subprocess.STDOUT) for i in range(2)]
     deadline = time.monotonic() + 300
     try:
         for proc in procs:
@@ -419,7 +422,8 @@ def test_two_processes_train_one_model(tmp_path):  # ~10 s
         np.testing.assert_allclose(results[0][f"w{i}"], expected[i], atol=ATOL, rtol=0)
     moved = max(float(np.max(np.abs(e - w))) for e, w in zip(expected, initial))
     diff = max(float(np.max(np.abs(results[0][f"w{i}"] - e))) for i, e in enumerate(expected))
-    print(f"two processes: max |multi - single| = {diff:.3g} (weights moved up to {moved:.3g})")
+    print(f"two processes ({mode}): max |multi - single| = {diff:.3g} "
+          f"(weights moved up to {moved:.3g})")
     assert moved > 100 * ATOL
 
 
