@@ -2,7 +2,8 @@
 
 Submodules: `layers`, `losses`, `models`, `optimizers`, `metrics`, `data`, `datasets`,
 `evaluation` (the leave-last-out protocol and baselines), `training` (the training recipe),
-`serving`. They load on first use (`keras_yt.models`, `from keras_yt.models import ...`), so
+`serving`, `distribution` (data and model parallelism with `keras.distribution` on JAX). They
+load on first use (`keras_yt.models`, `from keras_yt.models import ...`), so
 `import keras_yt` and the `keras-yt` command line start without loading TensorFlow. Loading a
 submodule registers its classes with Keras' serialisation: import `keras_yt.models` (which loads
 the layers, losses and optimizers it uses) before `keras.saving.load_model("model.keras")`.
@@ -13,8 +14,8 @@ import importlib
 __version__ = "0.1.0"
 
 __all__ = [
-    "data", "datasets", "evaluation", "layers", "losses", "metrics", "models", "optimizers",
-    "serving", "training",
+    "data", "datasets", "distribution", "evaluation", "layers", "losses", "metrics", "models",
+    "optimizers", "serving", "training",
 ]
 
 

@@ -7,6 +7,8 @@ import sys
 import keras
 import numpy as np
 
+from keras_yt.distribution import _batch_multiple, padded_rows
+
 __all__ = ["default_batch_size", "fit_candidate_generator"]
 
 DEFAULT_MAX_EPOCHS = 50
@@ -61,7 +63,10 @@ def fit_candidate_generator(
             the model reads and `label`.
         validation: held-out examples of the same form; `None` trains for `epochs` epochs.
         epochs: the most epochs to train (> 0).
-        batch_size: examples per step; `None` for `default_batch_size`.
+        batch_size: examples per step; `None` for `default_batch_size` (rounded up to a
+            multiple of the devices that split each batch under a `keras.distribution`; a
+            given `batch_size` must be such a multiple). Under a distribution, each process
+            passes its own examples and `batch_size` is per process.
         patience: epochs without improvement before stopping.
         verbose: Keras `fit` verbosity; `"auto"` is a progress bar on a terminal and one line
             per epoch otherwise.
@@ -90,7 +95,8 @@ def fit_candidate_generator(
     if num_examples == 0:
         raise ValueError("examples has no rows: every user needs at least 2 watches")
     if batch_size is None:
-        batch_size = default_batch_size(num_examples)
+        # Under a keras.distribution (JAX) every batch is split evenly over the batch axis.
+        batch_size = padded_rows(default_batch_size(num_examples), _batch_multiple())
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     names = list(model.feature_specs())

@@ -8,6 +8,10 @@ from pathlib import Path
 # The backend under test: KERAS_BACKEND from the environment (CI runs both), TensorFlow if unset.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# JAX sees 4 logical CPU devices (read when jax is first imported, below through keras), as
+# keras' own distribution tests do: tests/test_distribution.py shards over them. Nothing else is
+# distributed unless a test sets a keras.distribution.
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "4")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -33,7 +33,7 @@ DOCS = REPO / "docs"
 MARKDOWN = [REPO / "README.md", *sorted(DOCS.rglob("*.md"))]
 SUBPACKAGES = ("layers", "losses", "models", "metrics", "optimizers", "serving", "data",
                "evaluation", "training",
-               "datasets")
+               "datasets", "distribution")
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<ticks>`{3,}|~{3,})(?P<info>[^`\n]*)$")
 LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?(?P<target>[^)\s>]+)>?(?:\s+\"[^\"]*\")?\)")
 

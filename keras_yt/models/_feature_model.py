@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from keras_yt import _checks
+from keras_yt.distribution import _batch_multiple, _pad_inputs, _place_variables, padded_rows
 
 _VIDEO_ID_FEATURES = ("watch_history", "video_id")
 
@@ -75,6 +76,7 @@ class FeatureModelMixin:
             }
         )
         self.built = True
+        _place_variables(self)
 
     def save(self, filepath, overwrite=True, **kwargs):
         """Saves to a `.keras` file atomically (`keras_yt.models.save_model`); other formats
@@ -122,6 +124,13 @@ class FeatureModelMixin:
         spec = self.categorical_features.get(name)
         return None if spec is None else spec["input_dim"]
 
+    def _place_for_distribution(self) -> None:
+        """Under a keras.distribution (JAX): builds the model here, not in Keras' traced build, so
+        that variables created before the distribution was set can be laid out."""
+        if keras.backend.backend() == "jax" and keras.distribution.distribution() is not None:
+            self.build()
+            _place_variables(self)
+
     def _check_features(self, x) -> None:
         """Validates a dict of numpy features (values as well as shapes and dtypes)."""
         if not isinstance(x, dict):
@@ -139,6 +148,7 @@ class FeatureModelMixin:
             raise ValueError(f"features must have the same number of rows, got {sizes}")
 
     def _check_inputs(self, x, y=None, sample_weight=None) -> None:
+        self._place_for_distribution()
         self._check_features(x)
         if y is not None and _checks.is_numpy_like(y):
             self._check_targets(y)
@@ -150,6 +160,27 @@ class FeatureModelMixin:
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and validation:
             self._check_inputs(*validation[:3])
+        multiple = _batch_multiple()
+        if multiple > 1 and isinstance(x, dict):
+            # keras.distribution (JAX) splits every batch evenly over the batch axis' devices.
+            kwargs = _bind(("batch_size", "epochs", "verbose", "callbacks", "validation_split",
+                            "validation_data", "shuffle", "class_weight", "sample_weight"),
+                           args, kwargs)
+            args = ()
+            batch_size = kwargs.get("batch_size") or 32
+            if batch_size % multiple:
+                raise ValueError(
+                    f"batch_size must be a multiple of {multiple} (the devices that split each "
+                    f"batch under the current keras.distribution), got {batch_size}"
+                )
+            if kwargs.get("validation_split"):
+                raise ValueError("validation_split is not supported under a keras.distribution:"
+                                 " pass validation_data")
+            x, y, kwargs["sample_weight"], _ = _pad_inputs(
+                x, y, kwargs.get("sample_weight"), multiple)
+            if isinstance(validation, (tuple, list)) and validation:
+                val_x, val_y, val_w, _ = _pad_inputs(*validation[:3], multiple=multiple)
+                kwargs["validation_data"] = (val_x, val_y, val_w)
         callbacks = kwargs.get("callbacks")
         callbacks = list(callbacks) if callbacks else []
         if not any(isinstance(c, StopOnNonFiniteLoss) for c in callbacks):
@@ -160,14 +191,33 @@ class FeatureModelMixin:
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_inputs(x, y, kwargs.get("sample_weight"))
+        multiple = _batch_multiple()
+        if multiple > 1 and isinstance(x, dict):
+            kwargs = _bind(("batch_size", "verbose", "sample_weight", "steps", "callbacks",
+                            "return_dict"), args, kwargs)
+            args = ()
+            kwargs["batch_size"] = padded_rows(kwargs.get("batch_size") or 32, multiple)
+            x, y, kwargs["sample_weight"], _ = _pad_inputs(
+                x, y, kwargs.get("sample_weight"), multiple)
         return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
+        self._place_for_distribution()
         self._check_features(x)
+        multiple = _batch_multiple()
+        if multiple > 1 and isinstance(x, dict):
+            kwargs = _bind(("batch_size", "verbose", "steps", "callbacks"), args, kwargs)
+            kwargs["batch_size"] = padded_rows(kwargs.get("batch_size") or 32, multiple)
+            x, _, _, rows = _pad_inputs(x, multiple=multiple)
+            outputs = super().predict(x, **kwargs)
+            return outputs if rows is None else keras.tree.map_structure(
+                lambda a: a[:rows], outputs)
         return super().predict(x, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
         self._check_inputs(x, y, sample_weight)
+        if isinstance(x, dict):
+            x, y, sample_weight, _ = _pad_inputs(x, y, sample_weight)
         logs = super().train_on_batch(x, y, sample_weight, *args, **kwargs)
         loss = logs.get("loss") if isinstance(logs, dict) else np.ravel(logs)[0]
         if loss is not None and not math.isfinite(float(loss)):
@@ -178,10 +228,24 @@ class FeatureModelMixin:
 
     def test_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
         self._check_inputs(x, y, sample_weight)
+        if isinstance(x, dict):
+            x, y, sample_weight, _ = _pad_inputs(x, y, sample_weight)
         return super().test_on_batch(x, y, sample_weight, *args, **kwargs)
 
     def predict_on_batch(self, x):
+        self._place_for_distribution()
         self._check_features(x)
         if runs_on_several_replicas(self):
             return predict_split_over_replicas(self, x)
-        return super().predict_on_batch(x)
+        rows = None
+        if isinstance(x, dict):
+            x, _, _, rows = _pad_inputs(x)
+        outputs = super().predict_on_batch(x)
+        return outputs if rows is None else keras.tree.map_structure(lambda a: a[:rows], outputs)
+
+
+def _bind(names, args, kwargs) -> dict:
+    """`kwargs` with the positional `args` (after x, y) bound to `names`, in order."""
+    if len(args) > len(names):
+        raise TypeError(f"too many positional arguments: {len(args) + 2}")
+    return {**dict(zip(names, args)), **kwargs}
