@@ -269,16 +269,22 @@ def _train(args) -> None:
     recent = load_preset(args.preset)["config"].get("recent_history")
     if recent is not None and recent > args.max_history:
         overrides["recent_history"] = args.max_history
-    with _distribution(args, videos.size) as (scope, num_videos):
+
+    def make_model(num_videos: int) -> CandidateGenerator:
+        return CandidateGenerator.from_preset(
+            args.preset, num_videos=num_videos, max_history=args.max_history, **overrides
+        )
+
+    with _distribution(args, videos.size, make_model) as (scope, num_videos):
         with scope():
-            model = CandidateGenerator.from_preset(
-                args.preset, num_videos=num_videos, max_history=args.max_history, **overrides
-            )
+            model = make_model(num_videos)
             history = pipeline.train_candidate_generator(
                 model, examples, split.validation, args.epochs, args.batch_size
             )
     if model.num_videos != videos.size:
-        model = _trimmed(model, videos.size)
+        from keras_yt.distribution import trim_padded_videos
+
+        model = trim_padded_videos(model, videos.size)
     print(f"    best epoch {history['best_epoch']} of {len(history['loss'])} "
           f"(batch size {history['batch_size']})")
     _done(start)
@@ -314,13 +320,14 @@ def _check_distribute(args) -> None:
 
 
 @contextlib.contextmanager
-def _distribution(args, num_videos: int):
+def _distribution(args, num_videos: int, make_model):
     """`(scope, num_videos)` to build and train the model with, for `--distribute`.
 
     `scope()` is a context manager: the strategy's or distribution's scope. Model parallelism
     splits the video tables into equal row blocks, so `num_videos` is padded to a multiple of
-    the devices that share a table (the padding ids appear in no example; `_trimmed` cuts them off
-    before the model is saved).
+    the devices that share a table (the padding ids appear in no example;
+    `trim_padded_videos` cuts them off before the model is saved). `make_model(num_videos)`
+    makes the model (here: an unbuilt one whose layer names the layout map reads).
     """
     if args.distribute == "none":
         yield contextlib.nullcontext, num_videos
@@ -345,35 +352,12 @@ def _distribution(args, num_videos: int):
         return
     shards = args.model_parallel or len(devices)
     padded = distribution.padded_rows(num_videos, shards)
-    from keras_yt.models import CandidateGenerator
-
     # The layout map reads layer names only: a model that is never built stands in.
-    probe = CandidateGenerator.from_preset(args.preset, num_videos=padded,
-                                           max_history=args.max_history)
-    plan = distribution.model_parallel(probe, shards, devices)
+    plan = distribution.model_parallel(make_model(padded), shards, devices)
     mesh = plan.device_mesh
     print(f"    ModelParallel: mesh {dict(zip(mesh.axis_names, mesh.shape))}, video tables "
           f"row-sharded over {shards} devices ({padded:,} rows, {padded - num_videos} padding)")
     yield plan.scope, padded
-
-
-def _trimmed(model, num_videos: int):
-    """A copy of `model` with its video tables cut to their first `num_videos` rows."""
-    import keras
-
-    from keras_yt.models import CandidateGenerator
-
-    config = dict(model.get_config(), num_videos=num_videos)
-    if config.get("class_counts") is not None:
-        config["class_counts"] = config["class_counts"][:num_videos]
-    trimmed = CandidateGenerator.from_config(config)
-    trimmed.build()
-    for target, source in zip(trimmed.weights, model.weights, strict=True):
-        value = keras.ops.convert_to_numpy(source)
-        trimmed_value = value[: target.shape[0]] if value.shape != tuple(target.shape) else value
-        target.assign(trimmed_value)
-    trimmed.compile()
-    return trimmed
 
 
 def _check_preset(preset: str) -> None:

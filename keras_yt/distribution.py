@@ -27,7 +27,7 @@ import re
 import keras
 import numpy as np
 
-__all__ = ["data_parallel", "layout_map", "model_parallel", "padded_rows"]
+__all__ = ["data_parallel", "layout_map", "model_parallel", "padded_rows", "trim_padded_videos"]
 
 _NEEDS_JAX = (
     "keras.distribution data/model parallelism needs KERAS_BACKEND=jax, the backend is {}; on "
@@ -39,8 +39,8 @@ def padded_rows(num_rows: int, shards: int) -> int:
     """The smallest multiple of `shards` that is at least `num_rows`.
 
     A table row-sharded over `shards` devices needs a row count divisible by `shards`: pad
-    `num_videos` to this (the extra ids are never watched nor recommended) and trim the trained
-    tables back.
+    `num_videos` to this, and cut the trained tables back with `trim_padded_videos` before the
+    model is served (the extra ids are never watched, but their rows would still be scored).
 
     Args:
         num_rows: rows needed (e.g. `num_videos`), an integer >= 0.
@@ -58,6 +58,52 @@ def padded_rows(num_rows: int, shards: int) -> int:
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(-(-num_rows // shards) * shards)
+
+
+def trim_padded_videos(model, num_videos: int):
+    """A copy of a trained model with its video tables cut back to their first `num_videos` rows.
+
+    After training with `num_videos` padded by `padded_rows` (so that the tables split evenly),
+    the padding ids are never watched, but their rows of W and b are still scored: a model
+    served as it is could recommend them. This copy has exactly `num_videos` rows in every
+    video table (same weights for the real ids, same user vectors), is compiled with the
+    model's default optimizer (fresh state) and is not laid out on any mesh: call it after the
+    distribution's scope, or after `keras.distribution.set_distribution(None)`.
+
+    Args:
+        model: a built `CandidateGenerator` or `Ranker` with `num_videos >=` the given one.
+        num_videos: the real vocabulary size (with the padding id 0).
+
+    Returns:
+        A new model of the same class and config, except `num_videos`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_yt.models import CandidateGenerator
+    >>> padded = CandidateGenerator(num_videos=padded_rows(1682, 4), video_embedding_dim=8,
+    ...                             max_history=5, hidden_units=(8,))
+    >>> padded.build()
+    >>> model = trim_padded_videos(padded, 1682)
+    >>> W, b = model.get_output_embeddings()
+    >>> W.shape, bool(np.array_equal(W, padded.get_output_embeddings()[0][:1682]))
+    ((1682, 8), True)
+    """
+    if (not isinstance(num_videos, (int, np.integer)) or isinstance(num_videos, bool)
+            or not 2 <= num_videos <= model.num_videos):
+        raise ValueError(f"num_videos must be an integer in [2, {model.num_videos}] (the "
+                         f"model's num_videos), got {num_videos!r}")
+    model.build()
+    config = dict(model.get_config(), num_videos=int(num_videos))
+    if config.get("class_counts") is not None:
+        config["class_counts"] = config["class_counts"][:num_videos]
+    trimmed = type(model).from_config(config)
+    trimmed.build()
+    for target, source in zip(trimmed.weights, model.weights, strict=True):
+        value = keras.ops.convert_to_numpy(source)
+        target.assign(value[: target.shape[0]] if value.shape != tuple(target.shape) else value)
+    trimmed.compile()
+    return trimmed
 
 
 def _prefix(model) -> str:

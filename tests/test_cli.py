@@ -255,28 +255,6 @@ def test_train_under_mirrored_strategy_writes_a_run_that_recommends(tmp_path, ca
     assert len([line for line in capsys.readouterr().out.splitlines() if "score" in line]) == 5
 
 
-def test_trimmed_model_is_the_padded_model_without_its_padding_rows():
-    # `--distribute model` pads the video tables to a multiple of the shards and trims them
-    # before saving: the trimmed model must score every real video exactly as the trained one.
-    from keras_yt.cli import _trimmed
-    from keras_yt.models import CandidateGenerator
-
-    padded = CandidateGenerator(num_videos=32, video_embedding_dim=8, max_history=5,
-                                recent_history=2, hidden_units=(16, 8), seed=0)
-    padded.compile()
-    x = {"watch_history": np.array([[3, 4, 0, 0, 30], [5, 0, 0, 1, 2]]),
-         "example_age": np.zeros(2, "float32")}
-    padded.fit(x, np.array([7, 30]), verbose=0, epochs=2)
-    trimmed = _trimmed(padded, 31)
-    assert trimmed.num_videos == 31
-    W, b = trimmed.get_output_embeddings()
-    W_padded, b_padded = padded.get_output_embeddings()
-    np.testing.assert_array_equal(W, W_padded[:31])
-    np.testing.assert_array_equal(b, b_padded[:31])
-    np.testing.assert_allclose(trimmed.video_scores(x), padded.video_scores(x)[:, :31],
-                               rtol=1e-6, atol=1e-6)
-
-
 @pytest.mark.parametrize("distribute", ["data", "model"])
 def test_train_data_and_model_parallel_on_four_jax_cpu_devices(tmp_path, distribute):
     import os

@@ -31,8 +31,6 @@ jax_only = pytest.mark.skipif(not JAX, reason="keras.distribution runs on the JA
 ATOL = 1e-6
 
 
-
-
 def _devices() -> int:
     if not JAX:
         return 0
@@ -105,6 +103,39 @@ def test_padded_rows():
     for bad in ((-1, 4), (10, 0), (10.0, 2), (10, True)):
         with pytest.raises(ValueError, match="must be an integer"):
             dist_lib.padded_rows(*bad)
+
+
+def test_trim_padded_videos_keeps_every_real_video_s_scores():
+    # Training pads the video tables to a multiple of the shards; the trimmed model must score
+    # every real video exactly as the trained one, and have no padding rows left to recommend.
+    padded = CandidateGenerator(num_videos=32, video_embedding_dim=8, max_history=5,
+                                recent_history=2, hidden_units=(16, 8), seed=0)
+    padded.compile()
+    x = {"watch_history": np.array([[3, 4, 0, 0, 30], [5, 0, 0, 1, 2]]),
+         "example_age": np.zeros(2, "float32")}
+    padded.fit(x, np.array([7, 30]), verbose=0, epochs=2)
+    trimmed = dist_lib.trim_padded_videos(padded, 31)
+    assert trimmed.num_videos == 31 and trimmed.get_config()["recent_history"] == 2
+    W, b = trimmed.get_output_embeddings()
+    W_padded, b_padded = padded.get_output_embeddings()
+    np.testing.assert_array_equal(W, W_padded[:31])
+    np.testing.assert_array_equal(b, b_padded[:31])
+    np.testing.assert_allclose(trimmed.video_scores(x), padded.video_scores(x)[:, :31],
+                               rtol=1e-6, atol=1e-6)
+    ids, _ = trimmed.recommend(x, k=30)
+    assert ids.max() <= 30
+    for bad in (33, 1, 31.0):
+        with pytest.raises(ValueError, match=r"num_videos must be an integer in \[2, 32\]"):
+            dist_lib.trim_padded_videos(padded, bad)
+
+
+def test_trim_padded_videos_of_a_ranker():
+    padded = Ranker(num_videos=12, video_embedding_dim=4, max_history=3, hidden_units=(8,))
+    padded.build()
+    trimmed = dist_lib.trim_padded_videos(padded, 10)
+    np.testing.assert_array_equal(np.asarray(trimmed.video_embedding.embeddings),
+                                  np.asarray(padded.video_embedding.embeddings)[:10])
+    assert type(trimmed) is Ranker and trimmed.num_videos == 10
 
 
 @pytest.mark.parametrize("kind", ["search", "tied", "ranker", "no_search"])
