@@ -275,12 +275,12 @@ def _train(args) -> None:
             args.preset, num_videos=num_videos, max_history=args.max_history, **overrides
         )
 
-    with _distribution(args, videos.size, make_model) as (scope, num_videos):
-        with scope():
-            model = make_model(num_videos)
-            history = pipeline.train_candidate_generator(
-                model, examples, split.validation, args.epochs, args.batch_size
-            )
+    scope, num_videos = _distribution(args, videos.size, make_model)
+    with scope():
+        model = make_model(num_videos)
+        history = pipeline.train_candidate_generator(
+            model, examples, split.validation, args.epochs, args.batch_size
+        )
     if model.num_videos != videos.size:
         from keras_yt.distribution import trim_padded_videos
 
@@ -319,7 +319,6 @@ def _check_distribute(args) -> None:
         )
 
 
-@contextlib.contextmanager
 def _distribution(args, num_videos: int, make_model):
     """`(scope, num_videos)` to build and train the model with, for `--distribute`.
 
@@ -330,16 +329,14 @@ def _distribution(args, num_videos: int, make_model):
     makes the model (here: an unbuilt one whose layer names the layout map reads).
     """
     if args.distribute == "none":
-        yield contextlib.nullcontext, num_videos
-        return
+        return contextlib.nullcontext, num_videos
     if args.distribute == "mirrored":
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy()
         devices = ", ".join(strategy.extended.worker_devices)
         print(f"    MirroredStrategy: {strategy.num_replicas_in_sync} replicas ({devices})")
-        yield strategy.scope, num_videos
-        return
+        return strategy.scope, num_videos
     import keras
 
     from keras_yt import distribution
@@ -348,8 +345,7 @@ def _distribution(args, num_videos: int, make_model):
     if args.distribute == "data":
         plan = distribution.data_parallel(devices)
         print(f"    DataParallel: the batch split over {len(devices)} devices")
-        yield plan.scope, num_videos
-        return
+        return plan.scope, num_videos
     shards = args.model_parallel or len(devices)
     padded = distribution.padded_rows(num_videos, shards)
     # The layout map reads layer names only: a model that is never built stands in.
@@ -357,7 +353,7 @@ def _distribution(args, num_videos: int, make_model):
     mesh = plan.device_mesh
     print(f"    ModelParallel: mesh {dict(zip(mesh.axis_names, mesh.shape))}, video tables "
           f"row-sharded over {shards} devices ({padded:,} rows, {padded - num_videos} padding)")
-    yield plan.scope, padded
+    return plan.scope, padded
 
 
 def _check_preset(preset: str) -> None:
