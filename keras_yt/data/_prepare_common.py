@@ -1,0 +1,277 @@
+"""Helpers shared by the DuckDB and Spark example-generation engines (private).
+
+Both engines end in the same place: a stream of Arrow record batches with one row per kept
+watch (`role`, `last`, `user`, `label`, `timestamp`, `watch_time`, `example_age` and the
+unpadded `watch_history`, oldest first), which `split_and_write` writes as the prepared folder's
+Parquet files (see `keras_yt.data.prepare`).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob as globlib
+import os
+import re
+from typing import Any
+
+import numpy as np
+
+from keras_yt.data.io import WATCH_COLUMNS
+from keras_yt.data.vocabulary import Vocabulary
+
+BATCH_ROWS = 1 << 16
+ROW_GROUP_ROWS = 1 << 16
+TRAIN_DIR = "train"
+ROLE_TRAIN, ROLE_VALIDATION, ROLE_TEST, ROLE_NONE = 0, 1, 2, 3
+
+__all__ = ["WATCH_COLUMNS"]
+
+
+# ---------------------------------------------------------------------- inputs
+
+
+def expand(log: Any) -> list[str]:
+    """The files of a log: a file, a folder of shards (*.csv / *.parquet), or a glob; sorted."""
+    if isinstance(log, (list, tuple)):
+        out = []
+        for item in log:
+            out.extend(expand(item))
+        return out
+    path = os.fspath(log)
+    if os.path.isdir(path):
+        files = sorted(f for ext in ("csv", "parquet", "pq")
+                       for f in globlib.glob(os.path.join(path, f"*.{ext}")))
+        if not files:
+            raise ValueError(f"watch log folder {path!r} holds no .csv or .parquet files")
+        return files
+    if any(ch in path for ch in "*?["):
+        files = sorted(f for f in globlib.glob(path) if os.path.isfile(f))
+        if not files:
+            raise FileNotFoundError(f"watch log pattern {path!r} matches no file")
+        return files
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"watch log {path!r} does not exist")
+    return [path]
+
+
+def csv_header(path: str) -> list[str]:
+    """The checked header of a CSV watch log (same checks and messages as `read_watch_log`)."""
+    from keras_yt.data.io import _csv_header, _decoded_lines
+
+    with open(path, "rb") as f:
+        return _csv_header(path, _decoded_lines(path, f))
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def duckdb_csv_error(error: BaseException) -> str:
+    """A one-paragraph message from a DuckDB CSV reader error, keeping its file and line."""
+    text = str(error)
+    line = re.search(r"CSV Error on Line: (\d+)", text)
+    found = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
+    original = re.search(r"Original Line: (.*)", text)
+    name = re.search(r"^\s*file = (.*)$", text, flags=re.M)
+    where = f"{name.group(1).strip()!r} " if name else ""
+    if line and found:
+        expected, got = int(found.group(1)), int(found.group(2))
+        extra = "an extra value" if got > expected else "a missing value"
+        return (f"{where}line {line.group(1)}: {got} values for {expected} header columns "
+                f"({extra}); expected one value per column"
+                + (f" (line: {original.group(1).strip()!r})" if original else ""))
+    if line:
+        body = text.split("Possible fixes")[0].split("\n", 1)[-1].strip().replace("\n", "; ")
+        return f"{where}line {line.group(1)}: {body}"
+    if "unicode" in text.lower() or "utf" in text.lower():
+        return f"not UTF-8 text; expected a CSV text file (is it a binary file?) ({first_line(error)})"
+    return first_line(error)
+
+
+def where(filename: str, index: int) -> str:
+    """'on line N' of a CSV file's `index`-th data row (0-based), or the Parquet row group."""
+    if filename.lower().endswith((".parquet", ".pq")):
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(filename).metadata
+        start = 0
+        for group in range(meta.num_row_groups):
+            rows = meta.row_group(group).num_rows
+            if index < start + rows:
+                return f"in row {index} (row group {group}, row {index - start} in it)"
+            start += rows
+        return f"in row {index}"
+    with open(filename, newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f)
+        next(reader, None)  # the header
+        k = -1
+        for row in reader:
+            if not row or not "".join(row).strip():
+                continue
+            k += 1
+            if k == index:
+                return f"on line {reader.line_num}"
+    return f"in data row {index + 1}"
+
+
+# ---------------------------------------------------------------------- outputs
+
+
+def watched_path(stage: str) -> str:
+    return os.path.join(stage, "watched.parquet")
+
+
+def write_batches(reader, path: str) -> int:
+    """Writes a RecordBatchReader to one Parquet file; returns the rows written."""
+    import pyarrow.parquet as pq
+
+    rows = 0
+    with pq.ParquetWriter(path, reader.schema) as writer:
+        for batch in reader:
+            if batch.num_rows:
+                writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+                rows += batch.num_rows
+    return rows
+
+
+def write_vocabularies(stage: str, vocab: dict, kinds: dict, video_counts: np.ndarray) -> None:
+    """`videos.h5` (counts: the training watches, every watch but each user's last) and
+    `users.h5` (counts: every watch), in model-id order."""
+    for table, name, counts in (("videos", "video", video_counts),
+                                ("users", "user", vocab["users"][1])):
+        ids = vocab[table][0]
+        ids = np.asarray(ids, dtype=str if kinds[name] == "string" else np.int64)
+        Vocabulary(ids, counts, name=name).save(os.path.join(stage, f"{table}.h5"))
+
+
+def pad_histories(histories, max_history: int) -> np.ndarray:
+    """A pyarrow list array of histories (oldest first, at most `max_history`) as a left-padded
+    `(n, max_history)` int64 array, newest last."""
+    import pyarrow as pa
+
+    histories = histories.combine_chunks() if isinstance(histories, pa.ChunkedArray) \
+        else histories
+    n = len(histories)
+    out = np.zeros((n, max_history), np.int64)
+    if n == 0:
+        return out
+    offsets = np.asarray(histories.offsets, np.int64)
+    values = np.asarray(histories.values.to_numpy(zero_copy_only=False), np.int64)
+    lengths = np.diff(offsets)
+    if lengths.size and lengths.max() > max_history:
+        raise ValueError(f"a watch history holds {lengths.max()} watches, more than "
+                         f"max_history={max_history}")
+    rows = np.repeat(np.arange(n), lengths)
+    starts = np.repeat(offsets[:-1], lengths)
+    cols = max_history - np.repeat(lengths, lengths) + (np.arange(offsets[0], offsets[-1]) -
+                                                        starts)
+    out[rows, cols] = values[offsets[0]:offsets[-1]]
+    return out
+
+
+class _ShardWriter:
+    """Parquet shards of at most `rows_per_shard` rows, `part-00000.parquet`, ..."""
+
+    def __init__(self, folder: str, schema, rows_per_shard: int):
+        self.folder, self.schema, self.limit = folder, schema, rows_per_shard
+        os.makedirs(folder, exist_ok=True)
+        self.writer, self.rows, self.shards, self.total = None, 0, 0, 0
+
+    def write(self, table) -> None:
+        import pyarrow.parquet as pq
+
+        start = 0
+        while start < table.num_rows:
+            if self.writer is None:
+                path = os.path.join(self.folder, f"part-{self.shards:05d}.parquet")
+                self.writer = pq.ParquetWriter(path, self.schema)
+                self.shards += 1
+            take = min(table.num_rows - start, self.limit - self.rows)
+            self.writer.write_table(table.slice(start, take), row_group_size=ROW_GROUP_ROWS)
+            self.rows += take
+            self.total += take
+            start += take
+            if self.rows >= self.limit:
+                self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.writer, self.rows = None, 0
+
+
+EXAMPLE_COLUMNS = ("user", "label", "timestamp", "watch_time", "example_age", "watch_history")
+
+
+def example_schema():
+    import pyarrow as pa
+
+    return pa.schema([("user", pa.int64()), ("label", pa.int64()), ("timestamp", pa.float64()),
+                      ("watch_time", pa.float32()), ("example_age", pa.float32()),
+                      ("watch_history", pa.list_(pa.int32()))])
+
+
+def _examples(table):
+    import pyarrow as pa
+
+    schema = example_schema()
+    return pa.table([table.column(c).cast(schema.field(c).type) for c in EXAMPLE_COLUMNS],
+                    schema=schema)
+
+
+def split_and_write(reader, stage: str, max_history: int, rows_per_shard: int) -> dict:
+    """Writes the rows of the engine's final query: training shards, validation, test, latest.
+
+    Returns:
+        The number of rows of each output.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = example_schema()
+    train = _ShardWriter(os.path.join(stage, TRAIN_DIR), schema, rows_per_shard)
+    singles = {name: _ShardWriter(os.path.join(stage, f".{name}"), schema, 1 << 62)
+               for name in ("validation", "test")}
+    latest_schema = pa.schema([("user", pa.int64()),
+                               ("watch_history", pa.list_(pa.int32(), max_history))])
+    latest = _ShardWriter(os.path.join(stage, ".latest"), latest_schema, 1 << 62)
+    try:
+        for batch in reader:
+            if not batch.num_rows:
+                continue
+            table = pa.Table.from_batches([batch])
+            role = table.column("role")
+            for code, writer in ((ROLE_TRAIN, train), (ROLE_VALIDATION, singles["validation"]),
+                                 (ROLE_TEST, singles["test"])):
+                part = table.filter(pc.equal(role, code))
+                if part.num_rows:
+                    writer.write(_examples(part))
+            last = table.filter(table.column("last"))
+            if last.num_rows:
+                padded = pad_histories(last.column("watch_history"), max_history)
+                label = np.asarray(last.column("label").to_numpy(), np.int64)
+                serving = np.concatenate([padded[:, 1:], label[:, None]], axis=1)
+                flat = pa.array(serving.astype(np.int32).reshape(-1))
+                latest.write(pa.table(
+                    [last.column("user").cast(pa.int64()),
+                     pa.FixedSizeListArray.from_arrays(flat, max_history)],
+                    schema=latest_schema))
+    finally:
+        for writer in (train, latest, *singles.values()):
+            writer.close()
+    sizes = {"train": train.total, "users": latest.total}
+    for name, writer in (*singles.items(), ("latest", latest)):
+        folder = writer.folder
+        files = sorted(os.listdir(folder))
+        target = os.path.join(stage, f"{name}.parquet")
+        if files:
+            os.replace(os.path.join(folder, files[0]), target)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(writer.schema.empty_table(), target)
+        os.rmdir(folder)
+        if name != "latest":
+            sizes[name] = writer.total
+    return sizes

@@ -1,0 +1,264 @@
+"""The example-generation job on DuckDB (private engine of `keras_yt.data.prepare_examples`).
+
+One out-of-core job, run by DuckDB under a `memory_limit` with a spill directory: read the log
+(CSV or Parquet, one file or a glob of shards), validate it, number the videos and users by
+decreasing count (`keras_yt.data.Vocabulary`'s rule: ties by raw id), order each user's watches
+by (timestamp, input order), and write, in one pass over a window query, the rows that
+`keras-yt train` builds in memory today: the training examples of every next watch (history: the
+last `max_history` watches strictly before it in time), each user's last-but-one watch
+(validation) and last watch (test), as `keras_yt.evaluation.LeaveLastOut` splits them, each
+user's serving history and the distinct (user, video) pairs. The layout of the output is
+`keras_yt.data.prepare` 's.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from keras_yt.data import _prepare_common as common
+
+
+def run(
+    paths: list[str],
+    stage: str,
+    max_history: int,
+    max_examples_per_user: int | None,
+    memory_limit: str | None,
+    temp_directory: str,
+    threads: int | None,
+    rows_per_shard: int,
+) -> dict:
+    """Writes the prepared folder's files into `stage`; returns the manifest's engine part."""
+    import duckdb
+
+    os.makedirs(temp_directory, exist_ok=True)
+    con = duckdb.connect(os.path.join(temp_directory, "prepare.duckdb"))
+    try:
+        settings = {"temp_directory": temp_directory, "preserve_insertion_order": True,
+                    "TimeZone": "UTC"}
+        if memory_limit:
+            settings["memory_limit"] = memory_limit
+        if threads:
+            settings["threads"] = int(threads)
+        for name, value in settings.items():
+            con.execute(f"SET {name} = ?", [value]) if not isinstance(value, bool) else \
+                con.execute(f"SET {name} = {str(value).lower()}")
+        con.execute("SET enable_progress_bar = false")
+        kinds = _load(con, paths)
+        return _job(con, stage, max_history, max_examples_per_user, rows_per_shard, kinds)
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------------- reading and validation
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _load(con, paths: list[str]) -> dict:
+    """Reads the log into table `raw` (rowid = input order) and its typed view into `w`."""
+    parquet = all(p.lower().endswith((".parquet", ".pq")) for p in paths)
+    if not parquet and any(p.lower().endswith((".parquet", ".pq")) for p in paths):
+        raise ValueError(f"the watch log mixes Parquet and CSV files: {paths[:5]}")
+    files = "[" + ", ".join(_quote(p) for p in paths) + "]"
+    if parquet:
+        source = f"read_parquet({files}, filename = true, file_row_number = true)"
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+        except Exception as error:
+            raise ValueError(f"watch log {paths[0]!r}: not a readable Parquet file "
+                             f"({common.first_line(error)})") from None
+        columns = {row[0]: row[1] for row in described}
+        missing = [c for c in common.WATCH_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(f"watch log {paths[0]!r} is missing column(s) {missing}; expected "
+                             f"columns {list(common.WATCH_COLUMNS)} (+ optional 'watch_time'), "
+                             f"got {sorted(set(columns) - {'filename', 'file_row_number'})}")
+        wanted = [c for c in ("user", "video", "timestamp", "watch_time") if c in columns]
+        select = ", ".join(f'"{c}"' for c in wanted) + ", filename, file_row_number"
+    else:
+        header = None
+        for path in paths:
+            this = common.csv_header(path)
+            if header is not None and this != header:
+                raise ValueError(f"watch log {path!r}: header {this} differs from the header "
+                                 f"{header} of {paths[0]!r}; every shard needs the same columns")
+            header = this
+        columns = {name: "VARCHAR" for name in header}
+        spec = "{" + ", ".join(f"{_quote(c)}: 'VARCHAR'" for c in header) + "}"
+        source = (f"read_csv({files}, header = true, auto_detect = false, delim = ',', "
+                  f"quote = '\"', escape = '\"', strict_mode = true, columns = {spec}, "
+                  "filename = true)")
+        wanted = [c for c in ("user", "video", "timestamp", "watch_time") if c in columns]
+        select = ", ".join(f'"{c}"' for c in wanted) + ", filename"
+    try:
+        con.execute(f"CREATE TABLE raw AS SELECT {select} FROM {source}")
+    except Exception as error:
+        raise ValueError(f"watch log {paths[0] if len(paths) == 1 else paths}: "
+                         f"{common.duckdb_csv_error(error)}") from None
+    kinds = {}
+    for name in ("user", "video"):
+        kinds[name] = _id_kind(con, name, columns[name], paths)
+    time_expr = _time_expr(columns["timestamp"])
+    _check_rows(con, f"({time_expr}) IS NULL OR NOT isfinite({time_expr})", "timestamp",
+                "numbers (Unix seconds) or ISO-8601 date-times", paths)
+    if "watch_time" in columns:
+        wt_expr = f'TRY_CAST("watch_time" AS DOUBLE)'
+        _check_rows(con, f"{wt_expr} IS NULL OR NOT isfinite({wt_expr})", "watch_time",
+                    "numbers", paths)
+    else:
+        wt_expr = "1.0"
+    con.execute(
+        f"CREATE TABLE w AS SELECT rowid AS rn, {kinds['user'][1]} AS u, "
+        f"{kinds['video'][1]} AS v, {time_expr} AS ts, ({wt_expr})::FLOAT AS wt FROM raw"
+    )
+    con.execute("DROP TABLE raw")
+    return {name: kind for name, (kind, _) in kinds.items()}
+
+
+def _id_kind(con, name: str, dtype: str, paths: list[str]) -> tuple[str, str]:
+    """('int' | 'string', SQL expression of the id) for an id column, checked."""
+    column = f'"{name}"'
+    if dtype in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UINTEGER", "USMALLINT", "UTINYINT",
+                 "UBIGINT", "HUGEINT"):
+        _check_rows(con, f"{column} IS NULL", name, "ids (integers or strings)", paths)
+        _check_rows(con, f"{column} < 0", name, "integers >= 0", paths)
+        too_big = con.execute(f"SELECT bool_or({column} > 9223372036854775807) FROM raw")
+        if too_big.fetchone()[0]:
+            return "string", f"CAST({column} AS VARCHAR)"
+        return "int", f"CAST({column} AS BIGINT)"
+    if dtype != "VARCHAR":
+        raise ValueError(f"Column '{name}' of watch log {paths[0]!r} must hold integer or "
+                         f"string ids, got Parquet type {dtype}")
+    text = f"ltrim({column})"
+    _check_rows(con, f"{column} IS NULL OR {text} = ''", name, "non-empty ids", paths)
+    is_int = con.execute(
+        f"SELECT coalesce(bool_and(regexp_full_match({text}, '[0-9]+\\s*') AND "
+        f"TRY_CAST(trim({column}) AS BIGINT) IS NOT NULL), true) FROM raw"
+    ).fetchone()[0]
+    if is_int:
+        return "int", f"CAST(trim({column}) AS BIGINT)"
+    return "string", text
+
+
+def _time_expr(dtype: str) -> str:
+    column = '"timestamp"'
+    if dtype.startswith("TIMESTAMP") or dtype == "DATE":
+        return f"(epoch_us(CAST({column} AS TIMESTAMPTZ)) / 1e6)::DOUBLE"
+    if dtype != "VARCHAR":
+        return f"TRY_CAST({column} AS DOUBLE)"
+    return (f"coalesce(TRY_CAST({column} AS DOUBLE), "
+            f"(epoch_us(TRY_CAST(trim({column}) AS TIMESTAMPTZ)) / 1e6)::DOUBLE)")
+
+
+def _check_rows(con, bad: str, name: str, expected: str, paths: list[str]) -> None:
+    """Raises a ValueError naming the file and line (or row group) of the first bad row."""
+    row = con.execute(f"SELECT min(rowid) FROM raw WHERE {bad}").fetchone()[0]
+    if row is None:
+        return
+    value, filename = con.execute(
+        f'SELECT CAST("{name}" AS VARCHAR), filename FROM raw WHERE rowid = {int(row)}'
+    ).fetchone()
+    first = con.execute(f"SELECT min(rowid) FROM raw WHERE filename = {_quote(filename)}")
+    index = int(row) - int(first.fetchone()[0])
+    raise ValueError(f"Column '{name}' of watch log {filename!r} must hold {expected}; got "
+                     f"{value!r} {common.where(filename, index)}")
+
+
+# ---------------------------------------------------------------------- the job
+
+
+def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int,
+         kinds: dict) -> dict:
+    H = int(max_history)
+    n_rows = con.execute("SELECT count(*) FROM w").fetchone()[0]
+    if n_rows == 0:
+        raise ValueError("the watch log has no rows")
+    for table, column in (("videos", "v"), ("users", "u")):
+        con.execute(
+            f"CREATE TABLE {table} AS SELECT {column} AS raw, count(*)::BIGINT AS n, "
+            f"row_number() OVER (ORDER BY count(*) DESC, {column}) AS id FROM w GROUP BY {column}"
+        )
+    # Positions within the user by (timestamp, input order); r: first position of the row's
+    # run of equal timestamps (rows [0, r) are strictly earlier); n: the user's watches.
+    con.execute("""
+        CREATE TABLE p0 AS
+        SELECT uu.id AS "user", vv.id::INTEGER AS video, w.ts, w.wt,
+               (row_number() OVER ws - 1)::BIGINT AS pos,
+               count(*) OVER (PARTITION BY uu.id) AS n,
+               lag(w.ts) OVER ws AS ts_prev
+        FROM w JOIN users uu ON w.u = uu.raw JOIN videos vv ON w.v = vv.raw
+        WINDOW ws AS (PARTITION BY uu.id ORDER BY w.ts, w.rn)
+    """)
+    con.execute("DROP TABLE w")
+    con.execute("""
+        CREATE TABLE p1 AS
+        SELECT *, max(CASE WHEN ts_prev IS NULL OR ts_prev <> ts THEN pos END)
+                  OVER (PARTITION BY "user" ORDER BY pos ROWS UNBOUNDED PRECEDING) AS r
+        FROM p0
+    """)
+    con.execute("DROP TABLE p0")
+    # role: 0 training example, 1 validation (last-but-one), 2 test (last), 3 no example.
+    con.execute(f"""
+        CREATE TABLE p2 AS
+        SELECT "user", video, ts, wt, pos, n, r,
+               CASE WHEN pos = n - 1 AND r >= 1 THEN 2
+                    WHEN pos = n - 1 - held AND r >= 1 THEN 1
+                    WHEN r >= 1 THEN 0 ELSE 3 END AS role
+        FROM (SELECT *, max(CASE WHEN pos = n - 1 AND r >= 1 THEN 1 ELSE 0 END)
+                        OVER (PARTITION BY "user") AS held FROM p1)
+    """)
+    con.execute("DROP TABLE p1")
+    if cap is not None:
+        con.execute(f"""
+            CREATE OR REPLACE TABLE p2 AS
+            SELECT * REPLACE (CASE WHEN role = 0 AND k > {int(cap)} THEN 3 ELSE role END AS role)
+            FROM (SELECT *, row_number() OVER (PARTITION BY "user", (role = 0)
+                                               ORDER BY pos DESC) AS k FROM p2)
+        """)
+    refs = con.execute("""
+        SELECT max(ts), max(ts) FILTER (WHERE role <> 2), max(ts) FILTER (WHERE role IN (0, 3))
+        FROM p2
+    """).fetchone()
+    reference = {2: refs[0], 1: refs[1], 0: refs[2]}
+    counts = dict(con.execute(
+        "SELECT video, count(*) FROM p2 WHERE role <> 2 GROUP BY video").fetchall())
+    vocab = {}
+    for table in ("videos", "users"):
+        ids, n = zip(*con.execute(f"SELECT raw, n FROM {table} ORDER BY id").fetchall())
+        vocab[table] = (list(ids), np.asarray(n, np.int64))
+    video_counts = np.zeros(len(vocab["videos"][0]), np.int64)
+    for video, count in counts.items():
+        video_counts[video - 1] = count
+    common.write_vocabularies(stage, vocab, kinds, video_counts)
+
+    watched = con.execute('SELECT DISTINCT "user", video FROM p2 ORDER BY "user", video')
+    common.write_batches(watched.to_arrow_reader(1 << 20), common.watched_path(stage))
+
+    age = "((CASE role WHEN 2 THEN {2} WHEN 1 THEN {1} ELSE {0} END) - ts) / 86400.0"
+    age = age.format(*(repr(float(v if v is not None else 0.0)) for v in
+                       (reference[0], reference[1], reference[2])))
+    query = f"""
+        SELECT role, pos = n - 1 AS last, "user", video AS label, ts AS "timestamp",
+               wt AS watch_time, ({age})::FLOAT AS example_age,
+               coalesce(list(video) OVER (PARTITION BY "user" ORDER BY pos
+                        ROWS BETWEEN (pos - r + {H}) PRECEDING AND (pos - r + 1) PRECEDING),
+                        []::INTEGER[]) AS watch_history
+        FROM p2
+        QUALIFY role <> 3 OR pos = n - 1
+    """
+    reader = con.execute(query).to_arrow_reader(common.BATCH_ROWS)
+    sizes = common.split_and_write(reader, stage, H, rows_per_shard)
+    sizes["watches"] = int(n_rows)
+    return {"counts": sizes, "example_age_reference": {
+        "train": reference[0], "validation": reference[1], "test": reference[2]}}
+
+
+def expand(paths: Any) -> list[str]:
+    """Files of a log path: a file, a folder of shards, or a glob (sorted; error if none)."""
+    return common.expand(paths)

@@ -1,0 +1,194 @@
+"""`prepare_examples`: a watch log of any size → Parquet shards of training examples, out of core.
+
+The job `keras-yt train` does in memory (number the videos and users, order each user's watches,
+build every next-watch example with the watches strictly before it, hold out each user's last and
+last-but-one watch), run by a columnar engine that sorts and spills to disk: **DuckDB** (the
+default, embedded) or **Apache Spark** (`keras-yt[spark]`, one machine or a cluster). Both write
+the same folder:
+
+* `train/part-NNNNN.parquet` – training examples, one row each: `user` and `label` (model ids),
+  `watch_history` (video model ids strictly before the label, oldest first, at most
+  `max_history`, unpadded), `example_age` (days), `timestamp`, `watch_time`;
+* `validation.parquet`, `test.parquet` – each user's last-but-one / last watch as an example
+  (the split of `keras_yt.evaluation.LeaveLastOut`);
+* `latest.parquet` – each user's serving history (`user`, `watch_history` padded, newest last);
+* `watched.parquet` – the distinct (user, video) pairs of the log;
+* `videos.h5`, `users.h5` – the `keras_yt.data.Vocabulary` of each;
+* `manifest.json` – sizes, `max_history`, the engine.
+
+`keras_yt.data.ExampleShards` reads it (streamed training batches, the held-out examples).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from keras_yt._files import process_alive
+from keras_yt.data import _prepare_common as common
+
+FORMAT_KIND = "keras_yt.PreparedExamples"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ENGINES = ("duckdb", "spark")
+
+
+def prepare_examples(
+    log: Any,
+    out: str | os.PathLike,
+    engine: str = "duckdb",
+    max_history: int = 50,
+    max_examples_per_user: int | None = None,
+    memory_limit: str | None = "1GB",
+    temp_directory: str | os.PathLike | None = None,
+    threads: int | None = None,
+    rows_per_shard: int = 1_000_000,
+    spark: Any = None,
+    verbose: bool = False,
+) -> dict:
+    """Builds the training examples of a watch log with DuckDB or Spark, out of core.
+
+    The examples are exactly those of the in-memory path (`keras-yt train --log`): videos and
+    users numbered 1..N by decreasing count (ties by raw id), each user's watches ordered by
+    timestamp (ties: input order), each user's last watch held out for testing and the
+    last-but-one for validation (`keras_yt.evaluation.LeaveLastOut`), and a training example for
+    every other watch with at least one strictly earlier watch (`keras_yt.data.candidate_examples`
+    with its defaults), the most recent `max_examples_per_user` per user if given.
+
+    The folder is staged next to `out` and renamed into place at the end: an interrupted or
+    failed prepare leaves no partial output (and an earlier prepared folder at `out` intact).
+
+    Args:
+        log: CSV or Parquet watch log (header / columns `user,video,timestamp[,watch_time]`), a
+            folder of such shards, a glob (`logs/part-*.csv`) or a list of files. Ids: integers
+            of any size or strings; timestamps: Unix seconds or ISO-8601.
+        out: the folder to write (new, empty, or an earlier prepared folder, which is replaced).
+        engine: `"duckdb"` (embedded) or `"spark"` (needs `keras-yt[spark]` and Java).
+        max_history: most watches in a history.
+        max_examples_per_user: cap on training examples per user (the most recent); `None`
+            keeps every next watch.
+        memory_limit: DuckDB's memory limit (e.g. `"2GB"`); it spills to `temp_directory`
+            beyond it. `None`: DuckDB's default (80% of RAM).
+        temp_directory: spill folder (default: inside the staging folder, removed at the end).
+        threads: DuckDB threads (default: all cores).
+        rows_per_shard: training examples per Parquet shard.
+        spark: a `pyspark.sql.SparkSession` for `engine="spark"` (default: a local one).
+        verbose: print the steps and their time.
+
+    Returns:
+        The manifest (also written as `out/manifest.json`).
+
+    Raises:
+        ValueError: bad arguments, a malformed log (the message names the file and the line, or
+            the row group of a Parquet file), or an `out` that is not replaceable.
+        FileNotFoundError: the log does not exist.
+
+    Example:
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "log.csv"), "w") as f:
+    ...     _ = f.write("user,video,timestamp\\n" + "".join(
+    ...         f"{u},{v},{t}\\n" for u in ("ana", "bo") for t, v in enumerate((7, 8, 9, 7))))
+    >>> manifest = prepare_examples(os.path.join(folder, "log.csv"), os.path.join(folder, "ex"))
+    >>> manifest["counts"]["train"], manifest["counts"]["validation"], manifest["counts"]["test"]
+    (4, 2, 2)
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    for name, value in (("max_history", max_history), ("rows_per_shard", rows_per_shard)):
+        _check_int(name, value)
+    if max_examples_per_user is not None:
+        _check_int("max_examples_per_user", max_examples_per_user)
+    if threads is not None:
+        _check_int("threads", threads)
+    paths = common.expand(log)
+    out = check_target(out)
+    start = time.perf_counter()
+    with _staged(out) as stage:
+        spill = os.fspath(temp_directory) if temp_directory else os.path.join(stage, ".spill")
+        if engine == "duckdb":
+            from keras_yt.data import duckdb_examples
+
+            result = duckdb_examples.run(paths, stage, max_history, max_examples_per_user,
+                                         memory_limit, spill, threads, rows_per_shard)
+        else:
+            from keras_yt.data import spark_examples
+
+            result = spark_examples.run(paths, stage, max_history, max_examples_per_user, spill,
+                                        rows_per_shard, spark)
+        if not temp_directory:
+            shutil.rmtree(spill, ignore_errors=True)
+        manifest = {
+            "kind": FORMAT_KIND, "format_version": FORMAT_VERSION, "engine": engine,
+            "log": paths if len(paths) > 1 else paths[0], "max_history": int(max_history),
+            "max_examples_per_user": max_examples_per_user,
+            "train_files": sorted(f"{common.TRAIN_DIR}/{name}" for name in
+                                  os.listdir(os.path.join(stage, common.TRAIN_DIR))),
+            "seconds": round(time.perf_counter() - start, 3), **result,
+        }
+        with open(os.path.join(stage, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, sort_keys=True)
+    if verbose:
+        counts = manifest["counts"]
+        print(f"    {counts['watches']:,} watches -> {counts['train']:,} training examples, "
+              f"{counts['validation']:,} validation and {counts['test']:,} test users "
+              f"({engine}, {manifest['seconds']:.1f} s)")
+    return manifest
+
+
+def _check_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def is_prepared(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder written by `prepare_examples`."""
+    manifest = Path(path) / MANIFEST
+    if not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("kind") == FORMAT_KIND
+    except (OSError, ValueError):
+        return False
+
+
+def check_target(path: str | os.PathLike) -> Path:
+    """`path` as a Path, or a ValueError if prepare would refuse to write it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{str(path)!r} is an existing file: choose another output folder")
+    if path.is_dir() and any(path.iterdir()) and not is_prepared(path):
+        raise ValueError(f"{str(path)!r} is a non-empty folder that is not a prepared examples "
+                         "folder; refusing to replace it: choose a new or empty folder")
+    return path
+
+
+@contextlib.contextmanager
+def _staged(path: Path) -> Iterator[str]:
+    """A staging folder next to `path`, renamed to `path` when the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for entry in path.parent.glob(f".{path.name}.staging-*"):
+        pid = entry.name.split("staging-", 1)[1].split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)  # left by a killed prepare
+    stage = tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-", dir=path.parent)
+    try:
+        yield stage
+        old = None
+        if path.exists():
+            old = tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-old-",
+                                   dir=path.parent)
+            os.replace(path, os.path.join(old, "previous"))
+        os.replace(stage, path)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
