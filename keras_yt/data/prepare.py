@@ -130,7 +130,8 @@ def prepare_examples(
             "log": paths if len(paths) > 1 else paths[0], "max_history": int(max_history),
             "max_examples_per_user": max_examples_per_user,
             "train_files": sorted(f"{common.TRAIN_DIR}/{name}" for name in
-                                  os.listdir(os.path.join(stage, common.TRAIN_DIR))),
+                                  os.listdir(os.path.join(stage, common.TRAIN_DIR))
+                                  if name.endswith(".parquet")),
             "seconds": round(time.perf_counter() - start, 3), **result,
         }
         with open(os.path.join(stage, MANIFEST), "w", encoding="utf-8") as f:
