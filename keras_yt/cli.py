@@ -116,7 +116,10 @@ def _parser() -> argparse.ArgumentParser:
         "folder is staged and swapped in at the end: a failed or interrupted train leaves the "
         "previous run intact. Watch log: " + LOG_HELP,
     )
-    train.add_argument("--log", required=True, help=LOG_HELP)
+    train.add_argument("--log", help=LOG_HELP)
+    train.add_argument("--examples", metavar="EXAMPLES",
+                       help="train on examples written by `keras-yt prepare` instead of --log, "
+                            "streamed from disk (memory does not grow with the log)")
     train.add_argument("--out", required=True, help="run folder to write (replaced if it is one)")
     train.add_argument("--preset", default="movielens_candidate",
                        help="model preset or JSON file (default: %(default)s)")
@@ -142,6 +145,27 @@ def _parser() -> argparse.ArgumentParser:
         "the other axis of the device mesh splits the batch",
     )
     train.set_defaults(run_command=_train)
+
+    prepare = commands.add_parser(
+        "prepare", help="watch log -> Parquet shards of training examples (DuckDB or Spark)",
+        description="Build the training examples of a watch log of any size out of core, "
+        "with DuckDB (default) or Spark, into Parquet shards for `keras-yt train --examples`. "
+        "The folder is staged and renamed at the end. See docs/large-logs.md. Watch log: "
+        + LOG_HELP + "; a folder of shards or a glob (quoted) also works",
+    )
+    prepare.add_argument("--log", required=True, help="CSV / Parquet file, folder or glob")
+    prepare.add_argument("--out", required=True, help="examples folder to write")
+    prepare.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
+    prepare.add_argument("--max-history", type=_positive_int, default=50)
+    prepare.add_argument("--max-examples-per-user", type=_positive_int,
+                         help="cap on training examples per user (default: every next watch)")
+    prepare.add_argument("--memory-limit", default="1GB",
+                         help="DuckDB memory limit; it spills to disk beyond (default: "
+                              "%(default)s)")
+    prepare.add_argument("--temp-dir", help="spill folder (default: inside the output's "
+                                            "staging folder)")
+    prepare.add_argument("--threads", type=_positive_int, help="DuckDB threads (default: all)")
+    prepare.set_defaults(run_command=_prepare)
 
     evaluate = commands.add_parser("evaluate", help="Recall/MAP/NDCG@k vs popularity")
     evaluate.add_argument("--run", required=True)
@@ -220,10 +244,26 @@ def _demo(args) -> None:
     )
 
 
+def _prepare(args) -> None:
+    from keras_yt.data.prepare import prepare_examples
+
+    start = _step(f"preparing training examples of {args.log} ({args.engine})")
+    prepare_examples(args.log, args.out, engine=args.engine, max_history=args.max_history,
+                     max_examples_per_user=args.max_examples_per_user,
+                     memory_limit=args.memory_limit, temp_directory=args.temp_dir,
+                     threads=args.threads, verbose=True)
+    _done(start)
+    print(f"\nwrote {args.out}/ (train on it: keras-yt train --examples {args.out} --out RUN)")
+
+
 def _train(args) -> None:
     from keras_yt.run_folder import RunFolder
 
+    if (args.log is None) == (args.examples is None):
+        raise ValueError("give exactly one of --log LOG and --examples EXAMPLES")
     RunFolder.check_target(args.out)  # fail before training, not after
+    if args.examples is not None:
+        return _train_examples(args)
     _check_preset(args.preset)
     _check_distribute(args)
     load_tensorflow()
@@ -299,6 +339,78 @@ def _train(args) -> None:
             test={k: test[k] for k in ("watch_history", "label", "user")},
             max_history=args.max_history,
             model=model,
+        )
+        run.write_json("history.json", history)
+    print(f"\nwrote {args.out}/")
+
+
+def _train_examples(args) -> None:
+    """`keras-yt train --examples`: the recipe of `_train`, examples streamed from shards."""
+    from keras_yt.data.example_shards import ExampleShards
+    from keras_yt.run_folder import RunFolder
+
+    shards = ExampleShards(args.examples)  # a bad folder fails before TensorFlow loads
+    _check_preset(args.preset)
+    _check_distribute(args)
+    if args.max_examples_per_user is not None:
+        raise ValueError("--max-examples-per-user is an option of `keras-yt prepare` (the "
+                         "examples are already built)")
+    load_tensorflow()
+    import keras
+
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.models.presets import load_preset
+    from keras_yt.streaming import fit_candidate_generator_streaming
+
+    max_history = shards.max_history
+    videos, users = shards.videos, shards.users
+    start = _step(f"reading {args.examples}")
+    validation = shards.held_out("validation")
+    test = shards.held_out("test")
+    kinds = "string" if videos.is_string else "integer"
+    print(f"    {shards.num_examples:,} training examples, {len(validation['label']):,} "
+          f"validation and {len(test['label']):,} test users; {len(users):,} users, "
+          f"{len(videos):,} videos ({kinds} ids), max_history {max_history}")
+    _done(start)
+
+    start = _step("training the candidate generator on streamed examples (early stopping on "
+                  "the last-but-one watch)")
+    keras.utils.set_random_seed(args.seed)
+    overrides = {"categorical_features": None, "continuous_features": None,
+                 "search_num_bins": None, "seed": args.seed}
+    recent = load_preset(args.preset)["config"].get("recent_history")
+    if recent is not None and recent > max_history:
+        overrides["recent_history"] = max_history
+
+    def make_model(num_videos: int) -> CandidateGenerator:
+        return CandidateGenerator.from_preset(
+            args.preset, num_videos=num_videos, max_history=max_history, **overrides
+        )
+
+    from keras_yt.pipeline import progress_verbosity
+
+    scope, num_videos = _distribution(args, videos.size, make_model)
+    with scope():
+        model = make_model(num_videos)
+        history = fit_candidate_generator_streaming(
+            model, shards, validation, epochs=args.epochs, batch_size=args.batch_size,
+            verbose=progress_verbosity(), seed=args.seed,
+        )
+    if model.num_videos != videos.size:
+        from keras_yt.distribution import trim_padded_videos
+
+        model = trim_padded_videos(model, videos.size)
+    print(f"    best epoch {history['best_epoch']} of {len(history['loss'])} "
+          f"(batch size {history['batch_size']})")
+    _done(start)
+
+    with RunFolder.create(args.out) as run:
+        model.save(run.model_path)
+        run.save_data(
+            videos=videos, users=users, watched=shards.watched(),
+            latest={"watch_history": shards.latest()},
+            test={k: test[k] for k in ("watch_history", "label", "user")},
+            max_history=max_history, model=model,
         )
         run.write_json("history.json", history)
     print(f"\nwrote {args.out}/")

@@ -166,7 +166,7 @@ class RunFolder:
         self,
         videos: Vocabulary,
         users: Vocabulary,
-        watched: tuple[Any, Any],
+        watched: tuple[Any, Any] | dict,
         latest: dict,
         test: dict | None = None,
         max_history: int | None = None,
@@ -179,6 +179,8 @@ class RunFolder:
             users: the user vocabulary; row r of `latest` belongs to user model id r (row 0:
                 the unknown user).
             watched: `(raw user ids, raw video ids)` of every training watch; stored as CSR.
+                Or that CSR already built by model ids, a dict `{"indptr", "indices"}` with
+                `len(indptr) == users.size + 1` (`keras_yt.data.ExampleShards.watched`).
             latest: serving features per user model id, arrays with `len(users) + 1` rows.
             test: held-out examples (arrays with one row per test user), or None.
             max_history: length of the stored watch histories.
@@ -188,9 +190,16 @@ class RunFolder:
         """
         import h5py
 
-        user_rows = users.lookup(watched[0])
-        video_ids = videos.lookup(watched[1])
-        indptr, indices = _csr(user_rows, video_ids, users.size)
+        if isinstance(watched, dict):
+            indptr = np.asarray(watched["indptr"], np.int64)
+            indices = np.asarray(watched["indices"], np.int32)
+            if len(indptr) != users.size + 1:
+                raise ValueError(f"watched['indptr'] must have {users.size + 1} entries (one per "
+                                 f"user model id, plus one), got {len(indptr)}")
+        else:
+            user_rows = users.lookup(watched[0])
+            video_ids = videos.lookup(watched[1])
+            indptr, indices = _csr(user_rows, video_ids, users.size)
         for name, value in latest.items():
             if len(value) != users.size:
                 raise ValueError(f"latest[{name!r}] must have {users.size} rows (one per user "

@@ -5,6 +5,7 @@ Watch logs are numpy structured arrays with the fields of `WATCH_DTYPE` (``user`
 """
 
 from keras_yt.data.candidate import candidate_examples, leave_last_out_split
+from keras_yt.data.example_shards import ExampleShards
 from keras_yt.data.io import (
     WATCH_DTYPE,
     iter_watch_log,
@@ -13,15 +14,18 @@ from keras_yt.data.io import (
     to_unix_seconds,
     to_watch_log,
 )
+from keras_yt.data.prepare import prepare_examples
 from keras_yt.data.ranking import ranking_examples, to_impressions
 from keras_yt.data.vocabulary import Vocabulary
 
 __all__ = [
     "WATCH_DTYPE",
+    "ExampleShards",
     "Vocabulary",
     "candidate_examples",
     "iter_watch_log",
     "leave_last_out_split",
+    "prepare_examples",
     "ranking_examples",
     "read_raw_watch_log",
     "read_watch_log",

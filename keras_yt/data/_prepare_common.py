@@ -85,7 +85,8 @@ def duckdb_csv_error(error: BaseException) -> str:
         body = text.split("Possible fixes")[0].split("\n", 1)[-1].strip().replace("\n", "; ")
         return f"{where}line {line.group(1)}: {body}"
     if "unicode" in text.lower() or "utf" in text.lower():
-        return f"not UTF-8 text; expected a CSV text file (is it a binary file?) ({first_line(error)})"
+        return ("not UTF-8 text; expected a CSV text file (is it a binary file?) "
+                f"({first_line(error)})")
     return first_line(error)
 
 

@@ -108,7 +108,7 @@ def _load(con, paths: list[str]) -> dict:
     _check_rows(con, f"({time_expr}) IS NULL OR NOT isfinite({time_expr})", "timestamp",
                 "numbers (Unix seconds) or ISO-8601 date-times", paths)
     if "watch_time" in columns:
-        wt_expr = f'TRY_CAST("watch_time" AS DOUBLE)'
+        wt_expr = 'TRY_CAST("watch_time" AS DOUBLE)'
         _check_rows(con, f"{wt_expr} IS NULL OR NOT isfinite({wt_expr})", "watch_time",
                     "numbers", paths)
     else:
@@ -204,7 +204,7 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     """)
     con.execute("DROP TABLE p0")
     # role: 0 training example, 1 validation (last-but-one), 2 test (last), 3 no example.
-    con.execute(f"""
+    con.execute("""
         CREATE TABLE p2 AS
         SELECT "user", video, ts, wt, pos, n, r,
                CASE WHEN pos = n - 1 AND r >= 1 THEN 2
@@ -237,7 +237,7 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
         video_counts[video - 1] = count
     common.write_vocabularies(stage, vocab, kinds, video_counts)
 
-    watched = con.execute('SELECT DISTINCT "user", video FROM p2 ORDER BY "user", video')
+    watched = con.sql('SELECT DISTINCT "user", video FROM p2 ORDER BY "user", video')
     common.write_batches(watched.to_arrow_reader(1 << 20), common.watched_path(stage))
 
     age = "((CASE role WHEN 2 THEN {2} WHEN 1 THEN {1} ELSE {0} END) - ts) / 86400.0"
@@ -252,7 +252,7 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
         FROM p2
         QUALIFY role <> 3 OR pos = n - 1
     """
-    reader = con.execute(query).to_arrow_reader(common.BATCH_ROWS)
+    reader = con.sql(query).to_arrow_reader(common.BATCH_ROWS)
     sizes = common.split_and_write(reader, stage, H, rows_per_shard)
     sizes["watches"] = int(n_rows)
     return {"counts": sizes, "example_age_reference": {
