@@ -238,7 +238,7 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     common.write_vocabularies(stage, vocab, kinds, video_counts)
 
     watched = con.sql('SELECT DISTINCT "user", video FROM p2 ORDER BY "user", video')
-    common.write_batches(watched.to_arrow_reader(1 << 20), common.watched_path(stage))
+    common.write_batches(_arrow_reader(watched, 1 << 20), common.watched_path(stage))
 
     age = "((CASE role WHEN 2 THEN {2} WHEN 1 THEN {1} ELSE {0} END) - ts) / 86400.0"
     age = age.format(*(repr(float(v if v is not None else 0.0)) for v in
@@ -252,11 +252,17 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
         FROM p2
         QUALIFY role <> 3 OR pos = n - 1
     """
-    reader = con.sql(query).to_arrow_reader(common.BATCH_ROWS)
+    reader = _arrow_reader(con.sql(query), common.BATCH_ROWS)
     sizes = common.split_and_write(reader, stage, H, rows_per_shard)
     sizes["watches"] = int(n_rows)
     return {"counts": sizes, "example_age_reference": {
         "train": reference[0], "validation": reference[1], "test": reference[2]}}
+
+
+def _arrow_reader(relation, rows: int):
+    """A pyarrow RecordBatchReader over a DuckDB relation (the name changed in DuckDB 1.4)."""
+    method = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+    return method(rows)
 
 
 def expand(paths: Any) -> list[str]:
