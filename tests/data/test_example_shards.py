@@ -1,0 +1,99 @@
+"""ExampleShards: every training example exactly once per epoch, shuffled, from bounded memory;
+tf.data and the numpy generator agree; per-pipeline shards partition the examples."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_yt.data import ExampleShards, prepare_examples
+from tests.data.test_prepare import random_log, write_csv
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("shards")
+    path = write_csv(tmp / "log.csv", random_log(7, n=4000))
+    prepare_examples(path, tmp / "ex", max_history=6, rows_per_shard=700)
+    return ExampleShards(tmp / "ex")
+
+
+def rows(x, y):
+    return sorted(zip(map(tuple, np.asarray(x["watch_history"]).tolist()),
+                      np.asarray(x["user"]).tolist(), np.asarray(y).tolist()))
+
+
+def all_examples(shards):
+    parts = list(shards.batches(10**6, ("watch_history", "user"), shuffle_buffer=1,
+                                repeat=False))
+    x = {k: np.concatenate([p[0][k] for p in parts]) for k in ("watch_history", "user")}
+    return rows(x, np.concatenate([p[1] for p in parts]))
+
+
+def test_each_epoch_yields_every_example_once_in_a_new_order(shards):
+    expected = all_examples(shards)
+    assert len(expected) == shards.num_examples and len(shards.train_files) > 3
+    stream = shards.batches(128, ("watch_history", "user"), shuffle_buffer=500, seed=3)
+    steps = shards.steps_per_epoch(128)
+    epochs = []
+    for _ in range(2):
+        batches = [next(stream) for _ in range(steps)]
+        assert all(len(b[1]) == 128 for b in batches[:-1])
+        x = {k: np.concatenate([b[0][k] for b in batches]) for k in ("watch_history", "user")}
+        y = np.concatenate([b[1] for b in batches])
+        assert rows(x, y) == expected
+        epochs.append(y)
+    assert not np.array_equal(epochs[0], epochs[1])
+    halves = [all_examples_shard(shards, i) for i in range(2)]
+    assert sorted(halves[0] + halves[1]) == expected and halves[0] and halves[1]
+
+
+def all_examples_shard(shards, index):
+    parts = list(shards.batches(10**6, ("watch_history", "user"), repeat=False,
+                                shard=(index, 2)))
+    x = {k: np.concatenate([p[0][k] for p in parts]) for k in ("watch_history", "user")}
+    return rows(x, np.concatenate([p[1] for p in parts]))
+
+
+@pytest.mark.tf_only
+def test_tf_dataset_yields_every_example_once(shards):
+    import tensorflow as tf
+
+    ds = shards.dataset(100, ("watch_history", "user", "example_age"), shuffle_buffer=300)
+    assert int(ds.cardinality()) == shards.steps_per_epoch(100)
+    batches = list(ds.as_numpy_iterator())
+    x = {k: np.concatenate([b[0][k] for b in batches]) for k in ("watch_history", "user")}
+    assert rows(x, np.concatenate([b[1] for b in batches])) == all_examples(shards)
+    assert batches[0][0]["watch_history"].dtype == np.int32
+
+    class Context:  # what tf.distribute gives each of 2 input pipelines
+        num_input_pipelines, num_replicas_in_sync = 2, 2
+
+        def __init__(self, i):
+            self.input_pipeline_id = i
+
+        def get_per_replica_batch_size(self, batch_size):
+            return batch_size // 2
+
+    parts = []
+    for i in range(2):
+        for x, y in shards.dataset(100, ("watch_history", "user"), input_context=Context(i)):
+            assert len(y) <= 50
+            parts.extend(rows({k: v.numpy() for k, v in x.items()}, y.numpy()))
+    assert sorted(parts) == all_examples(shards)
+    del tf
+
+
+def test_streamed_fit_follows_the_recipe(shards):
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.streaming import fit_candidate_generator_streaming
+
+    keras.utils.set_random_seed(0)
+    model = CandidateGenerator(num_videos=shards.videos.size, video_embedding_dim=8,
+                               max_history=shards.max_history, hidden_units=(16,))
+    validation = shards.held_out("validation")
+    history = fit_candidate_generator_streaming(model, shards, validation, epochs=3, verbose=0)
+    assert len(history["loss"]) == 3 and history["batch_size"] == 32
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["best_epoch"] == int(np.argmin(history["val_loss"])) + 1
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+        fit_candidate_generator_streaming(model, shards, epochs=0)

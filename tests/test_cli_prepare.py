@@ -1,0 +1,49 @@
+"""`keras-yt prepare` then `keras-yt train --examples`: the run folder holds the same data as
+`keras-yt train --log`, and evaluate / recommend work on it."""
+
+import h5py
+import numpy as np
+
+from keras_yt.cli import main
+from tests.test_cli import write_log
+
+
+def stored(path):
+    out = {}
+    with h5py.File(path / "run.h5") as f:
+        f.visititems(lambda name, item: out.__setitem__(name, item[()])
+                     if isinstance(item, h5py.Dataset) else None)
+    return out
+
+
+def test_prepare_then_train_on_examples_equals_train_on_the_log(tmp_path, capsys):
+    log = tmp_path / "watches.csv"
+    write_log(log)
+    assert main(["prepare", "--log", str(log), "--out", str(tmp_path / "ex"),
+                 "--max-history", "10", "--memory-limit", "500MB", "--threads", "1"]) == 0
+    common = ["--epochs", "2", "--preset", "tiny_candidate"]
+    assert main(["train", "--examples", str(tmp_path / "ex"), "--out", str(tmp_path / "run"),
+                 *common]) == 0
+    assert main(["train", "--log", str(log), "--out", str(tmp_path / "ref"),
+                 "--max-history", "10", *common]) == 0
+    mine, ref = stored(tmp_path / "run"), stored(tmp_path / "ref")
+    assert set(mine) == set(ref)
+    for name in ref:
+        if not name.startswith("serving/"):
+            np.testing.assert_array_equal(mine[name], ref[name], err_msg=name)
+    assert main(["evaluate", "--run", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["recommend", "--run", str(tmp_path / "run"), "--user", "3", "--k", "3"]) == 0
+    assert "user 3: top 3" in capsys.readouterr().out
+
+
+def test_prepare_and_train_errors_are_one_line(tmp_path, capsys):
+    log = tmp_path / "bad.csv"
+    log.write_text("user,video,timestamp\n1,2,3\n1,2\n")
+    assert main(["prepare", "--log", str(log), "--out", str(tmp_path / "ex")]) == 2
+    err = capsys.readouterr().err
+    assert "keras-yt prepare: error:" in err and "line 3" in err and len(err.splitlines()) == 1
+    assert main(["train", "--examples", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert "not a prepared examples folder" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "run")]) == 2
+    assert "exactly one of --log" in capsys.readouterr().err
