@@ -16,6 +16,7 @@ from keras_yt.data.io import (
 )
 from keras_yt.data.prepare import prepare_examples
 from keras_yt.data.ranking import ranking_examples, to_impressions
+from keras_yt.data.sequence import sequence_examples
 from keras_yt.data.vocabulary import Vocabulary
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "ranking_examples",
     "read_raw_watch_log",
     "read_watch_log",
+    "sequence_examples",
     "to_impressions",
     "to_unix_seconds",
     "to_watch_log",

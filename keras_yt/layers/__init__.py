@@ -2,6 +2,7 @@
 
 * `EmbeddingBag` — averaged watch-history embeddings (id 0 = padding).
 * `TokenBag` — search queries → unigram/bigram tokens → hashed, averaged embeddings.
+* `HistoryEncoder` — causal self-attention over the ordered watch history (user state).
 * `ExampleAge` — the example's age in training, a fixed value (0) at serving.
 * `QuantileNormalization` — empirical-CDF normalisation with x̃² and √x̃.
 * `SampledSoftmax` — candidate-generation head owning the output video embeddings W and biases b.
@@ -10,6 +11,7 @@
 
 from keras_yt.layers.embedding_bag import EmbeddingBag
 from keras_yt.layers.example_age import ExampleAge
+from keras_yt.layers.history_encoder import HistoryEncoder
 from keras_yt.layers.quantile_normalization import QuantileNormalization
 from keras_yt.layers.sampled_softmax import SampledSoftmax
 from keras_yt.layers.token_bag import TokenBag
@@ -18,6 +20,7 @@ from keras_yt.layers.weighted_logistic_regression import WeightedLogisticRegress
 __all__ = [
     "EmbeddingBag",
     "ExampleAge",
+    "HistoryEncoder",
     "QuantileNormalization",
     "SampledSoftmax",
     "TokenBag",

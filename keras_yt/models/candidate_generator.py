@@ -11,6 +11,7 @@ from keras import ops
 from keras_yt import _checks, backend
 from keras_yt.layers.embedding_bag import EmbeddingBag
 from keras_yt.layers.example_age import ExampleAge
+from keras_yt.layers.history_encoder import HistoryEncoder
 from keras_yt.layers.sampled_softmax import SampledSoftmax
 from keras_yt.layers.token_bag import TokenBag
 from keras_yt.models._feature_model import FeatureModelMixin
@@ -26,6 +27,8 @@ DEFAULT_LEARNING_RATE = 1e-3
 # With num_sampled="auto", catalogues up to this many videos train on the full softmax.
 FULL_SOFTMAX_MAX_VIDEOS = 10_000
 AUTO_NUM_SAMPLED = 4096
+HISTORY_ENCODERS = ("bag", "attention")
+USER_VECTOR_ACTIVATIONS = ("relu", "linear")
 
 # The full logits of an evaluation batch, from `compute_loss` to `compute_metrics` (on JAX the
 # model's variables are not readable in `compute_metrics`). Per thread: under a tf.distribute
@@ -38,9 +41,11 @@ _evaluation_logits = threading.local()
 class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, keras.Model):
     """Candidate generator: user features → ReLU tower → user vector → softmax over all videos.
 
-    Each input feature is embedded and the embeddings are concatenated: the averaged watch history
-    (`EmbeddingBag`), the averaged search tokens (`TokenBag`, optional), the example age
-    (`ExampleAge`), optional categorical features (geography, gender, device, ...) embedded with
+    Each input feature is embedded and the embeddings are concatenated: the watch history (the
+    paper's average of its video embeddings, `EmbeddingBag`, or with `history_encoder="attention"`
+    the order-aware state of a causal self-attention `HistoryEncoder` after the last watch), the
+    averaged search tokens (`TokenBag`, optional), the example age (`ExampleAge`), optional
+    categorical features (geography, gender, device, ...) embedded with
     one `EmbeddingBag` each, and optional continuous features (e.g. user age, already scaled to
     about [0, 1]) with their squares and square roots. A tower of ReLU layers turns this into the
     **user vector** u (its width is the last of `hidden_units`, 256 in the paper).
@@ -54,6 +59,17 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
 
     The model's output (`predict`, `__call__`) is the user vector; the label `y` passed to `fit` is
     the id of the next watched video.
+
+    **All-position training** (`history_encoder="attention"`): `fit` also takes the sequence
+    windows of `keras_yt.data.sequence_examples`, with `y` of shape `(batch, max_history)` (the
+    next watch after each position, 0 = none) and `example_age` per position: the encoder reads
+    each window once, the tower turns the state at every position (joined with the user's other
+    features) into a user vector, and the loss is the (sampled) softmax averaged over the real
+    positions: every next watch of the window trains in one pass. With a sampled softmax the
+    negatives are drawn once per step and shared by all positions of the batch. Serving and
+    `evaluate` use the user vector after the last real watch, so validation examples are the
+    usual `candidate_examples` (for `y` of shape `(batch, max_history)` in `evaluate`, the last
+    column's label is the one predicted).
 
     Training cost does not grow with `num_videos` (with the default optimizer): the watch-history
     and search-token bags and the sampled softmax read only the rows of the ids in the batch and
@@ -92,6 +108,14 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             "unknown" and embeds to zeros.
         continuous_features: names of continuous features (float, about [0, 1]).
         hidden_units: widths of the ReLU tower; the last one is the user vector's width.
+        history_encoder: `"bag"` (the paper's averaged watch history) or `"attention"` (a
+            causal self-attention `HistoryEncoder` over the ordered history, sharing the
+            watch-history video table; `recent_history` must be None).
+        encoder_blocks: self-attention blocks of the `"attention"` encoder.
+        encoder_heads: attention heads per block.
+        encoder_dropout: dropout rate inside the `"attention"` encoder.
+        user_vector_activation: activation of the tower's last layer: `"relu"` (the paper's
+            user vector) or `"linear"` (u may point anywhere, which a tied softmax can need).
         dropout: dropout rate after each tower layer (training only).
         num_sampled: sampled negatives per training step; `None` trains on the full softmax
             (exact, O(`num_videos`) per example); `"auto"` (default) is `None` up to
@@ -137,6 +161,11 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         class_counts=None,
         tie_output_embeddings: bool = False,
         seed: int | None = None,
+        history_encoder: str = "bag",
+        encoder_blocks: int = 2,
+        encoder_heads: int = 1,
+        encoder_dropout: float = 0.2,
+        user_vector_activation: str = "relu",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -160,6 +189,28 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
                 f"user vector's width), got video_embedding_dim={video_embedding_dim} and "
                 f"hidden_units[-1]={hidden_units[-1]}"
             )
+        if history_encoder not in HISTORY_ENCODERS:
+            raise ValueError(
+                f"history_encoder must be one of {HISTORY_ENCODERS}, got {history_encoder!r}"
+            )
+        if history_encoder == "attention" and recent_history is not None:
+            raise ValueError(
+                "recent_history must be None with history_encoder='attention' (the encoder "
+                f"already sees the order of the watches), got {recent_history!r}"
+            )
+        encoder_blocks = _checks.positive_int("encoder_blocks", encoder_blocks, minimum=0)
+        encoder_heads = _checks.positive_int("encoder_heads", encoder_heads)
+        if video_embedding_dim % encoder_heads:
+            raise ValueError(
+                f"encoder_heads must divide video_embedding_dim ({video_embedding_dim}), got "
+                f"{encoder_heads}"
+            )
+        encoder_dropout = _checks.rate("encoder_dropout", encoder_dropout)
+        if user_vector_activation not in USER_VECTOR_ACTIVATIONS:
+            raise ValueError(
+                f"user_vector_activation must be one of {USER_VECTOR_ACTIVATIONS}, got "
+                f"{user_vector_activation!r}"
+            )
         if search_num_bins is not None:
             _checks.positive_int("search_num_bins", search_num_bins, minimum=2)
             _checks.positive_int("search_embedding_dim", search_embedding_dim)
@@ -182,11 +233,24 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         self.class_counts = class_counts
         self.tie_output_embeddings = tie_output_embeddings
         self.seed = seed
+        self.history_encoder = history_encoder
+        self.encoder_blocks = encoder_blocks
+        self.encoder_heads = encoder_heads
+        self.encoder_dropout = encoder_dropout
+        self.user_vector_activation = user_vector_activation
 
         policy = self.dtype_policy
         self.watch_embedding = EmbeddingBag(
             num_videos, video_embedding_dim, dtype=policy, name="watch_embedding"
         )
+        self.encoder = None
+        if history_encoder == "attention":
+            self.encoder = HistoryEncoder(
+                num_videos, video_embedding_dim, max_length=max_history,
+                num_blocks=encoder_blocks, num_heads=encoder_heads, dropout=encoder_dropout,
+                seed=seed, dtype=policy, name="history_encoder",
+            )
+            self.encoder.share_embeddings(self.watch_embedding)
         self.search_embedding = (
             TokenBag(search_num_bins, search_embedding_dim, dtype=policy, name="search_embedding")
             if search_num_bins is not None
@@ -203,7 +267,12 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             for name, spec in categorical_features.items()
         }
         self.tower = [
-            keras.layers.Dense(units, activation="relu", dtype=policy, name=f"relu_{i}")
+            keras.layers.Dense(
+                units,
+                activation="relu" if i < len(hidden_units) - 1 else user_vector_activation,
+                dtype=policy,
+                name=f"relu_{i}",
+            )
             for i, units in enumerate(hidden_units)
         ]
         self.dropout_layer = (
@@ -261,15 +330,22 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
 
     # ---------------------------------------------------------------- forward pass
 
-    def user_vector(self, features: dict, training: bool = False):
+    def user_vector(self, features: dict, training: bool = False, all_positions: bool = False):
         """The last ReLU layer's output u for a dict of features, shape `(batch, hidden_units[-1])`.
 
         At serving (`training=False`) the example age is its serving value whatever is passed, and
-        it may be left out of `features`.
+        it may be left out of `features`. With the `"attention"` encoder and `all_positions=True`
+        the result is the user vector after every watch, `(batch, max_history, hidden_units[-1])`
+        (the user's other features repeated at every position; `example_age` may be given per
+        position, `(batch, max_history)`).
         """
         _checks.has_features(features, [WATCH_HISTORY], "CandidateGenerator")
         history = features[WATCH_HISTORY]
-        parts = [self.watch_embedding(history)]
+        sequences = all_positions and self.encoder is not None
+        if self.encoder is not None:
+            parts = [self.encoder(history, training=training, return_sequences=sequences)]
+        else:
+            parts = [self.watch_embedding(history)]
         if self.recent_history is not None:  # newest last: the last columns are the most recent
             parts.append(self.watch_embedding(history[:, -self.recent_history :]))
         if self.search_embedding is not None:
@@ -284,7 +360,15 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
                         f"got features {sorted(features)}"
                     )
                 age = ops.zeros_like(ops.cast(history[:, 0], self.compute_dtype))
-            parts.append(self.example_age(age, training=training))
+            age = ops.convert_to_tensor(age)
+            if len(age.shape) == 2 and age.shape[1] != 1:  # one age per position
+                value = self.example_age(ops.reshape(age, (-1,)), training=training)
+                value = ops.reshape(value, (-1, ops.shape(age)[1], value.shape[-1]))
+                if not sequences:  # the age of the last position
+                    value = value[:, -1]
+                parts.append(value)
+            else:
+                parts.append(self.example_age(age, training=training))
         for name, layer in self.categorical_embeddings.items():
             _checks.has_features(features, [name], "CandidateGenerator")
             parts.append(layer(features[name]))
@@ -293,6 +377,13 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             value = ops.reshape(ops.cast(features[name], self.compute_dtype), (-1, 1))
             value = ops.maximum(value, 0.0)
             parts.extend([value, ops.square(value), ops.sqrt(value)])
+        if sequences:  # per-user features repeated at every position
+            steps = ops.shape(history)[1]
+            parts = [
+                p if len(p.shape) == 3
+                else ops.repeat(ops.expand_dims(p, 1), steps, axis=1)
+                for p in parts
+            ]
         x = ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
         for dense in self.tower:
             x = dense(x)
@@ -301,7 +392,9 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         return x
 
     def call(self, inputs, training=False):
-        return self.user_vector(inputs, training=training)
+        # In training the attention encoder gives the user vector after every watch, for
+        # all-position training (`compute_loss` picks the last one for one-label examples).
+        return self.user_vector(inputs, training=training, all_positions=bool(training))
 
     # ---------------------------------------------------------------- training and evaluation
 
@@ -340,11 +433,52 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
     _label_dtype = "int32"  # video ids
 
     def _check_targets(self, y) -> None:
+        if self.encoder is not None and np.ndim(y) == 2 and np.shape(y)[1] != 1:
+            _checks.int_array("y (the labels per position)", y, 0, self.num_videos,
+                              what="video ids or 0 (no label)")
+            return
         _checks.labels("y (the labels)", y, self.num_videos)
+
+    def _check_features(self, x) -> None:
+        if (self.encoder is not None and isinstance(x, dict) and EXAMPLE_AGE in x
+                and np.ndim(x[EXAMPLE_AGE]) == 2 and np.shape(x[EXAMPLE_AGE])[1] != 1):
+            age = x[EXAMPLE_AGE]  # one age per position
+            if _checks.is_numpy_like(age):
+                _checks.float_array(f"feature {EXAMPLE_AGE!r}", age)
+            x = {k: v for k, v in x.items() if k != EXAMPLE_AGE}
+        super()._check_features(x)
+
+    def _loss_inputs(self, x, y, y_pred, sample_weight):
+        """User vectors `(n, d)`, labels `(n,)` and weights `(n,)` (0 = no label) of a batch."""
+        labels = ops.cast(y, "int32")
+        if len(labels.shape) == 2 and labels.shape[1] == 1:
+            labels = ops.reshape(labels, (-1,))
+        per_position = len(labels.shape) == 2
+        if len(y_pred.shape) == 3 and not per_position:  # one label: the last real watch's u
+            history = ops.convert_to_tensor(x[WATCH_HISTORY])
+            real = ops.logical_and(history > 0, history < self.num_videos)
+            index = ops.expand_dims(ops.arange(ops.shape(history)[1]), 0)
+            last = ops.argmax(ops.where(real, index, -1), axis=1)
+            y_pred = ops.squeeze(
+                ops.take_along_axis(y_pred, ops.reshape(last, (-1, 1, 1)), axis=1), 1)
+        elif len(y_pred.shape) == 2 and per_position:  # the last position's label
+            labels = labels[:, -1]
+            per_position = False
+        weight = None
+        if per_position:
+            weight = ops.cast(labels > 0, y_pred.dtype)
+            if sample_weight is not None:
+                weight = weight * ops.reshape(ops.cast(sample_weight, y_pred.dtype), (-1, 1))
+            weight = ops.reshape(weight, (-1,))
+            labels = ops.reshape(ops.where(labels > 0, labels, 1), (-1,))  # 0: masked out
+            y_pred = ops.reshape(y_pred, (-1, y_pred.shape[-1]))
+        elif sample_weight is not None:
+            weight = ops.reshape(ops.cast(sample_weight, y_pred.dtype), (-1,))
+        return y_pred, labels, weight
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         self._loss_is_sampled = bool(training)
-        labels = ops.reshape(ops.cast(y, "int32"), (-1,))
+        y_pred, labels, weight = self._loss_inputs(x, y, y_pred, sample_weight)
         if training:
             per_example = self.softmax(y_pred, labels=labels, training=True)
         else:
@@ -354,8 +488,9 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         # each replica computes its share of the batch, and the replicas' gradients are summed
         # (`backend.replica_sum` is the count itself on one device).
         count = ops.cast(ops.shape(per_example)[0], per_example.dtype)
-        if sample_weight is not None:
-            weight = ops.reshape(ops.cast(sample_weight, per_example.dtype), (-1,))
+        if weight is not None:
+            weight = ops.cast(weight, per_example.dtype)
+            per_example = ops.where(weight > 0, per_example, ops.zeros_like(per_example))
             totals = backend.replica_sum(ops.stack([count, ops.sum(weight)]))
             total_count = totals[0]
             loss = ops.sum(per_example * weight) / ops.maximum(totals[1], 1e-12)
@@ -372,6 +507,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         _evaluation_logits.value = None
         if model is not self:
             logits = None
+        if y is not None and len(y.shape) == 2 and y.shape[1] != 1:
+            y = y[:, -1]  # sequence windows: the label of the last position
         if self._loss_is_sampled:
             # Retrieval metrics need the full logits: computed in evaluation only.
             return {"loss": self._loss_tracker.result()} if self._loss_tracker else {}
@@ -487,6 +624,11 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
                 "class_counts": _to_list(self.class_counts),
                 "tie_output_embeddings": self.tie_output_embeddings,
                 "seed": self.seed,
+                "history_encoder": self.history_encoder,
+                "encoder_blocks": self.encoder_blocks,
+                "encoder_heads": self.encoder_heads,
+                "encoder_dropout": self.encoder_dropout,
+                "user_vector_activation": self.user_vector_activation,
             }
         )
         return config
