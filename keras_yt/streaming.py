@@ -13,6 +13,9 @@ from keras_yt.training import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, default_batc
 
 __all__ = ["fit_candidate_generator_streaming"]
 
+STREAMED_FEATURES = ("watch_history", "example_age", "watch_time", "timestamp", "history_length",
+                     "user")
+
 
 def fit_candidate_generator_streaming(
     model: keras.Model,
@@ -82,6 +85,10 @@ def fit_candidate_generator_streaming(
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     names = tuple(model.feature_specs())
+    missing = [n for n in names if n not in STREAMED_FEATURES]
+    if missing:
+        raise ValueError(f"the prepared examples lack the feature(s) {missing} that the model "
+                         f"reads; they hold {list(STREAMED_FEATURES)}")
     if not getattr(model, "compiled", False):
         model.compile()
     fit_kwargs = {}

@@ -276,3 +276,65 @@ def split_and_write(reader, stage: str, max_history: int, rows_per_shard: int) -
         if name != "latest":
             sizes[name] = writer.total
     return sizes
+
+
+SEQUENCE_DIR = "sequences"
+
+
+def sequence_schema():
+    import pyarrow as pa
+
+    return pa.schema([("user", pa.int64()), ("watch_history", pa.list_(pa.int32())),
+                      ("label", pa.list_(pa.int32())), ("timestamp", pa.list_(pa.float64())),
+                      ("watch_time", pa.list_(pa.float32())),
+                      ("example_age", pa.list_(pa.float32())),
+                      ("sequence_length", pa.int32())])
+
+
+def write_sequences(reader, stage: str, rows_per_shard: int) -> dict:
+    """Writes sequence windows (unpadded lists, oldest first) as `sequences/part-*.parquet`."""
+    import pyarrow as pa
+
+    schema = sequence_schema()
+    writer = _ShardWriter(os.path.join(stage, SEQUENCE_DIR), schema, rows_per_shard)
+    try:
+        for batch in reader:
+            if batch.num_rows:
+                table = pa.Table.from_batches([batch])
+                writer.write(pa.table([table.column(f.name).cast(f.type) for f in schema],
+                                      schema=schema))
+    finally:
+        writer.close()
+    return {"windows": writer.total}
+
+
+def read_sequences(folder: str, max_history: int) -> dict:
+    """The windows of a `sequences/` folder as `keras_yt.data.sequence_examples` returns them
+    (left-padded `(n, max_history)` arrays, in file order)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(os.path.join(folder, SEQUENCE_DIR))
+    out = {"user": table.column("user").to_numpy().astype(np.int64),
+           "sequence_length": table.column("sequence_length").to_numpy().astype(np.int32)}
+    for name, dtype in (("watch_history", np.int64), ("label", np.int64),
+                        ("timestamp", np.float64), ("watch_time", np.float32),
+                        ("example_age", np.float32)):
+        out[name] = pad_histories(table.column(name), max_history).astype(dtype) \
+            if dtype == np.int64 else _pad_float(table.column(name), max_history, dtype)
+    return out
+
+
+def _pad_float(column, max_history: int, dtype) -> np.ndarray:
+    import pyarrow as pa
+
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(column)
+    out = np.zeros((n, max_history), dtype)
+    offsets = np.asarray(column.offsets, np.int64)
+    values = np.asarray(column.values.to_numpy(zero_copy_only=False), dtype)
+    lengths = np.diff(offsets)
+    rows = np.repeat(np.arange(n), lengths)
+    cols = max_history - np.repeat(lengths, lengths) + (
+        np.arange(offsets[0], offsets[-1]) - np.repeat(offsets[:-1], lengths))
+    out[rows, cols] = values[offsets[0]:offsets[-1]]
+    return out

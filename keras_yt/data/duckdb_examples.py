@@ -13,6 +13,7 @@ user's serving history and the distinct (user, video) pairs. The layout of the o
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -32,23 +33,36 @@ def run(
     rows_per_shard: int,
 ) -> dict:
     """Writes the prepared folder's files into `stage`; returns the manifest's engine part."""
+    with _connection(memory_limit, temp_directory, threads) as con:
+        kinds = _load(con, paths)
+        return _job(con, stage, max_history, max_examples_per_user, rows_per_shard, kinds)
+
+
+def run_sequences(paths: list[str], stage: str, max_history: int, max_windows: int | None,
+                  memory_limit: str | None, temp_directory: str, threads: int | None,
+                  rows_per_shard: int) -> dict:
+    """Writes the per-user sequence windows of `keras_yt.data.sequence_examples` into `stage`."""
+    with _connection(memory_limit, temp_directory, threads) as con:
+        kinds = _load(con, paths)
+        return _sequence_job(con, stage, max_history, max_windows, rows_per_shard, kinds)
+
+
+@contextlib.contextmanager
+def _connection(memory_limit: str | None, temp_directory: str, threads: int | None):
     import duckdb
 
     os.makedirs(temp_directory, exist_ok=True)
     con = duckdb.connect(os.path.join(temp_directory, "prepare.duckdb"))
     try:
-        settings = {"temp_directory": temp_directory, "preserve_insertion_order": True,
-                    "TimeZone": "UTC"}
-        if memory_limit:
-            settings["memory_limit"] = memory_limit
-        if threads:
-            settings["threads"] = int(threads)
-        for name, value in settings.items():
-            con.execute(f"SET {name} = ?", [value]) if not isinstance(value, bool) else \
-                con.execute(f"SET {name} = {str(value).lower()}")
+        con.execute(f"SET temp_directory = {_quote(temp_directory)}")
+        con.execute("SET preserve_insertion_order = true")
+        con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
-        kinds = _load(con, paths)
-        return _job(con, stage, max_history, max_examples_per_user, rows_per_shard, kinds)
+        if memory_limit:
+            con.execute(f"SET memory_limit = {_quote(str(memory_limit))}")
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        yield con
     finally:
         con.close()
 
@@ -173,9 +187,10 @@ def _check_rows(con, bad: str, name: str, expected: str, paths: list[str]) -> No
 # ---------------------------------------------------------------------- the job
 
 
-def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int,
-         kinds: dict) -> dict:
-    H = int(max_history)
+def _positions(con) -> int:
+    """Vocabularies (tables `videos`, `users`) and table `p0`: the log in model ids with each
+    watch's position in its user's (timestamp, input order), the user's count `n` and the
+    previous timestamp. Returns the number of watches."""
     n_rows = con.execute("SELECT count(*) FROM w").fetchone()[0]
     if n_rows == 0:
         raise ValueError("the watch log has no rows")
@@ -184,8 +199,6 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
             f"CREATE TABLE {table} AS SELECT {column} AS raw, count(*)::BIGINT AS n, "
             f"row_number() OVER (ORDER BY count(*) DESC, {column}) AS id FROM w GROUP BY {column}"
         )
-    # Positions within the user by (timestamp, input order); r: first position of the row's
-    # run of equal timestamps (rows [0, r) are strictly earlier); n: the user's watches.
     con.execute("""
         CREATE TABLE p0 AS
         SELECT uu.id AS "user", vv.id::INTEGER AS video, w.ts, w.wt,
@@ -196,6 +209,45 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
         WINDOW ws AS (PARTITION BY uu.id ORDER BY w.ts, w.rn)
     """)
     con.execute("DROP TABLE w")
+    return int(n_rows)
+
+
+def _vocabularies(con) -> dict:
+    vocab = {}
+    for table in ("videos", "users"):
+        ids, n = zip(*con.execute(f"SELECT raw, n FROM {table} ORDER BY id").fetchall())
+        vocab[table] = (list(ids), np.asarray(n, np.int64))
+    return vocab
+
+
+def _sequence_job(con, stage: str, H: int, max_windows: int | None, rows_per_shard: int,
+                  kinds: dict) -> dict:
+    n_rows = _positions(con)
+    vocab = _vocabularies(con)
+    common.write_vocabularies(stage, vocab, kinds, vocab["videos"][1])
+    reference = con.execute("SELECT max(ts) FROM p0").fetchall()[0][0]
+    keep = "" if max_windows is None else f"AND win < {int(max_windows)}"
+    query = f"""
+        SELECT "user", win,
+               list(input ORDER BY pos) AS watch_history, list(video ORDER BY pos) AS label,
+               list(ts ORDER BY pos) AS "timestamp", list(wt ORDER BY pos) AS watch_time,
+               list((({float(reference)!r} - ts) / 86400.0)::FLOAT ORDER BY pos) AS example_age,
+               count(*)::INTEGER AS sequence_length
+        FROM (SELECT "user", video, ts, wt, pos, (n - 1 - pos) // {H} AS win,
+                     lag(video) OVER (PARTITION BY "user" ORDER BY pos) AS input FROM p0)
+        WHERE pos >= 1 {keep}
+        GROUP BY "user", win
+    """
+    sizes = common.write_sequences(_arrow_reader(con.sql(query), common.BATCH_ROWS), stage,
+                                   rows_per_shard)
+    sizes["watches"] = n_rows
+    return {"counts": sizes, "example_age_reference": reference}
+
+
+def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int,
+         kinds: dict) -> dict:
+    H = int(max_history)
+    n_rows = _positions(con)
     con.execute("""
         CREATE TABLE p1 AS
         SELECT *, max(CASE WHEN ts_prev IS NULL OR ts_prev <> ts THEN pos END)
@@ -228,10 +280,7 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     reference = {2: refs[0], 1: refs[1], 0: refs[2]}
     counts = dict(con.execute(
         "SELECT video, count(*) FROM p2 WHERE role <> 2 GROUP BY video").fetchall())
-    vocab = {}
-    for table in ("videos", "users"):
-        ids, n = zip(*con.execute(f"SELECT raw, n FROM {table} ORDER BY id").fetchall())
-        vocab[table] = (list(ids), np.asarray(n, np.int64))
+    vocab = _vocabularies(con)
     video_counts = np.zeros(len(vocab["videos"][0]), np.int64)
     for video, count in counts.items():
         video_counts[video - 1] = count

@@ -193,3 +193,84 @@ def _staged(path: Path) -> Iterator[str]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare_sequences(
+    log: Any,
+    out: str | os.PathLike,
+    engine: str = "duckdb",
+    max_history: int = 200,
+    max_windows_per_user: int | None = 1,
+    memory_limit: str | None = "1GB",
+    temp_directory: str | os.PathLike | None = None,
+    threads: int | None = None,
+    rows_per_shard: int = 1_000_000,
+    spark: Any = None,
+) -> dict:
+    """Per-user sequence windows (all-position training) of a log of any size, out of core.
+
+    The windows of `keras_yt.data.sequence_examples` (same cut, newest window first, labels at
+    the position of the watch before them, example age from the largest timestamp), over the
+    whole log with the ids numbered as `prepare_examples` numbers them (video and user model
+    ids by decreasing count). Written as `out/sequences/part-NNNNN.parquet`, one row per window:
+    `user`, `sequence_length` and the lists `watch_history`, `label`, `timestamp`,
+    `watch_time`, `example_age` (unpadded, oldest first; pad them on the left to
+    `max_history`), plus `videos.h5`, `users.h5` and `manifest.json`. Staged, then renamed.
+
+    Args:
+        log: CSV or Parquet watch log, a folder of shards, a glob or a list of files.
+        out: the folder to write (new, empty, or an earlier prepared folder).
+        engine: `"duckdb"` or `"spark"`.
+        max_history: positions per window.
+        max_windows_per_user: the most recent windows kept per user; `None` keeps all.
+        memory_limit: DuckDB's memory limit (it spills beyond it).
+        temp_directory: spill folder (default: inside the staging folder).
+        threads: DuckDB threads (default: all cores).
+        rows_per_shard: windows per Parquet shard.
+        spark: a `SparkSession` for `engine="spark"` (default: a local one).
+
+    Returns:
+        The manifest.
+
+    Example:
+    >>> import os, tempfile
+    >>> from keras_yt.data._prepare_common import read_sequences
+    >>> folder = tempfile.mkdtemp()
+    >>> with open(os.path.join(folder, "log.csv"), "w") as f:
+    ...     _ = f.write("user,video,timestamp\\n1,4,0\\n1,5,1\\n1,6,2\\n1,7,3\\n")
+    >>> _ = prepare_sequences(os.path.join(folder, "log.csv"), os.path.join(folder, "seq"),
+    ...                       max_history=2, max_windows_per_user=None)
+    >>> windows = read_sequences(os.path.join(folder, "seq"), 2)
+    >>> sorted(map(tuple, windows["label"].tolist()))  # model ids: all counts tie, 4 -> 1
+    [(0, 2), (3, 4)]
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+    for name, value in (("max_history", max_history), ("rows_per_shard", rows_per_shard)):
+        _check_int(name, value)
+    if max_windows_per_user is not None:
+        _check_int("max_windows_per_user", max_windows_per_user)
+    paths = common.expand(log)
+    out = check_target(out)
+    with _staged(out) as stage:
+        spill = os.fspath(temp_directory) if temp_directory else os.path.join(stage, ".spill")
+        if engine == "duckdb":
+            from keras_yt.data import duckdb_examples
+
+            result = duckdb_examples.run_sequences(paths, stage, max_history,
+                                                   max_windows_per_user, memory_limit, spill,
+                                                   threads, rows_per_shard)
+        else:
+            from keras_yt.data import spark_examples
+
+            result = spark_examples.run_sequences(paths, stage, max_history,
+                                                  max_windows_per_user, spill, rows_per_shard,
+                                                  spark)
+        if not temp_directory:
+            shutil.rmtree(spill, ignore_errors=True)
+        manifest = {"kind": FORMAT_KIND, "format_version": FORMAT_VERSION, "engine": engine,
+                    "content": "sequences", "max_history": int(max_history),
+                    "max_windows_per_user": max_windows_per_user, **result}
+        with open(os.path.join(stage, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, sort_keys=True)
+    return manifest

@@ -61,6 +61,71 @@ def run(paths: list[str], stage: str, max_history: int, cap: int | None, spill: 
         spark.conf.set("spark.sql.session.timeZone", previous_zone)
 
 
+def run_sequences(paths: list[str], stage: str, max_history: int, max_windows: int | None,
+                  spill: str, rows_per_shard: int, spark: Any = None) -> dict:
+    """Writes the per-user sequence windows of `keras_yt.data.sequence_examples` into `stage`."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    spark = spark or session(spill)
+    previous_zone = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    try:
+        w, kinds = _load(spark, paths)
+        n_rows, vocab, s = _model_ids(spark, F, w, kinds)
+        common.write_vocabularies(stage, vocab, kinds, vocab["videos"][1])
+        H = int(max_history)
+        by_time = Window.partitionBy("user").orderBy("ts", "_fi", "_row")
+        p = (s.withColumn("pos", F.row_number().over(by_time) - 1)
+              .withColumn("n", F.count(F.lit(1)).over(Window.partitionBy("user")))
+              .withColumn("input", F.lag("video").over(by_time)))
+        reference = p.agg(F.max("ts")).collect()[0][0]
+        p = p.filter(F.col("pos") >= 1).withColumn(
+            "win", F.floor((F.col("n") - 1 - F.col("pos")) / H))
+        if max_windows is not None:
+            p = p.filter(F.col("win") < max_windows)
+        item = F.struct("pos", "input", "video", "ts", "wt")
+        windows = p.groupBy("user", "win").agg(F.array_sort(F.collect_list(item)).alias("s"),
+                                               F.count(F.lit(1)).alias("sequence_length"))
+        windows = windows.select(
+            F.col("user").cast("long").alias("user"),
+            F.col("s.input").cast("array<int>").alias("watch_history"),
+            F.col("s.video").cast("array<int>").alias("label"),
+            F.col("s.ts").cast("array<double>").alias("timestamp"),
+            F.col("s.wt").cast("array<float>").alias("watch_time"),
+            F.transform("s.ts", lambda t: ((F.lit(float(reference)) - t) / 86400.0)
+                        .cast("float")).alias("example_age"),
+            F.col("sequence_length").cast("int").alias("sequence_length"))
+        windows.write.option("maxRecordsPerFile", rows_per_shard).parquet(
+            os.path.join(stage, common.SEQUENCE_DIR))
+        count = spark.read.parquet(os.path.join(stage, common.SEQUENCE_DIR)).count()
+        return {"counts": {"windows": count, "watches": n_rows},
+                "example_age_reference": reference}
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", previous_zone)
+
+
+def _model_ids(spark, F, w, kinds: dict):
+    """(watches, vocabularies, the log in model ids with its input-order columns)."""
+    n_rows = w.count()
+    if n_rows == 0:
+        raise ValueError("the watch log has no rows")
+    vocab, tables = {}, {}
+    for table, column in (("videos", "v"), ("users", "u")):
+        counts = w.groupBy(column).count().withColumnRenamed(column, "raw")
+        rows = counts.orderBy(F.col("count").desc(), F.col("raw")).collect()
+        ids = [r["raw"] for r in rows]
+        vocab[table] = (ids, np.asarray([r["count"] for r in rows], np.int64))
+        tables[table] = spark.createDataFrame(
+            [(raw, i + 1) for i, raw in enumerate(ids)],
+            schema=f"raw {'string' if kinds[table[:-1]] == 'string' else 'bigint'}, id bigint")
+    s = (w.join(F.broadcast(tables["users"]).withColumnRenamed("id", "user"), w.u ==
+                F.col("raw")).drop("raw")
+          .join(F.broadcast(tables["videos"]).withColumnRenamed("id", "video"), w.v ==
+                F.col("raw")).drop("raw"))
+    return n_rows, vocab, s.withColumn("video", F.col("video").cast("int"))
+
+
 # ---------------------------------------------------------------------- reading and validation
 
 
@@ -188,23 +253,7 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
          rows_per_shard: int) -> dict:
     from pyspark.sql import Window
 
-    n_rows = w.count()
-    if n_rows == 0:
-        raise ValueError("the watch log has no rows")
-    vocab, tables = {}, {}
-    for table, column in (("videos", "v"), ("users", "u")):
-        counts = w.groupBy(column).count().withColumnRenamed(column, "raw")
-        rows = counts.orderBy(F.col("count").desc(), F.col("raw")).collect()
-        ids = [r["raw"] for r in rows]
-        vocab[table] = (ids, np.asarray([r["count"] for r in rows], np.int64))
-        tables[table] = spark.createDataFrame(
-            [(raw, i + 1) for i, raw in enumerate(ids)],
-            schema=f"raw {'string' if kinds[table[:-1]] == 'string' else 'bigint'}, id bigint")
-    s = (w.join(F.broadcast(tables["users"]).withColumnRenamed("id", "user"), w.u ==
-                F.col("raw")).drop("raw")
-          .join(F.broadcast(tables["videos"]).withColumnRenamed("id", "video"), w.v ==
-                F.col("raw")).drop("raw"))
-    s = s.withColumn("video", F.col("video").cast("int"))
+    n_rows, vocab, s = _model_ids(spark, F, w, kinds)
     by_time = Window.partitionBy("user").orderBy("ts", "_fi", "_row")
     by_pos = Window.partitionBy("user").orderBy("pos")
     whole = Window.partitionBy("user")
