@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,24 @@ def run(
 ) -> dict:
     """Writes the prepared folder's files into `stage`; returns the manifest's engine part."""
     with _connection(memory_limit, temp_directory, threads) as con:
+        _STEPS.clear()
+        _mark()
         kinds = _load(con, paths)
-        return _job(con, stage, max_history, max_examples_per_user, rows_per_shard, kinds)
+        result = _job(con, stage, max_history, max_examples_per_user, rows_per_shard, kinds)
+        result["step_seconds"] = dict(_STEPS)
+        return result
+
+
+_STEPS: dict = {}
+_LAST: list = [0.0]
+
+
+def _mark(name: str | None = None) -> None:
+    """Records the seconds since the previous mark under `name` (the manifest's step times)."""
+    now = time.perf_counter()
+    if name is not None:
+        _STEPS[name] = round(now - _LAST[0], 3)
+    _LAST[0] = now
 
 
 def run_sequences(paths: list[str], stage: str, max_history: int, max_windows: int | None,
@@ -115,6 +132,7 @@ def _load(con, paths: list[str]) -> dict:
     except Exception as error:
         raise ValueError(f"watch log {paths[0] if len(paths) == 1 else paths}: "
                          f"{common.duckdb_csv_error(error)}") from None
+    _mark("read")
     kinds = {}
     for name in ("user", "video"):
         kinds[name] = _id_kind(con, name, columns[name], paths)
@@ -132,6 +150,7 @@ def _load(con, paths: list[str]) -> dict:
         f"{kinds['video'][1]} AS v, {time_expr} AS ts, ({wt_expr})::FLOAT AS wt FROM raw"
     )
     con.execute("DROP TABLE raw")
+    _mark("validate and type")
     return {name: kind for name, (kind, _) in kinds.items()}
 
 
@@ -248,6 +267,7 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
          kinds: dict) -> dict:
     H = int(max_history)
     n_rows = _positions(con)
+    _mark("number ids and order watches")
     con.execute("""
         CREATE TABLE p1 AS
         SELECT *, max(CASE WHEN ts_prev IS NULL OR ts_prev <> ts THEN pos END)
@@ -285,9 +305,11 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     for video, count in counts.items():
         video_counts[video - 1] = count
     common.write_vocabularies(stage, vocab, kinds, video_counts)
+    _mark("split and vocabularies")
 
     watched = con.sql('SELECT DISTINCT "user", video FROM p2 ORDER BY "user", video')
     common.write_batches(_arrow_reader(watched, 1 << 20), common.watched_path(stage))
+    _mark("watched pairs")
 
     age = "((CASE role WHEN 2 THEN {2} WHEN 1 THEN {1} ELSE {0} END) - ts) / 86400.0"
     age = age.format(*(repr(float(v if v is not None else 0.0)) for v in
@@ -303,6 +325,7 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     """
     reader = _arrow_reader(con.sql(query), common.BATCH_ROWS)
     sizes = common.split_and_write(reader, stage, H, rows_per_shard)
+    _mark("histories and Parquet writing")
     sizes["watches"] = int(n_rows)
     return {"counts": sizes, "example_age_reference": {
         "train": reference[0], "validation": reference[1], "test": reference[2]}}
