@@ -14,7 +14,7 @@ from keras_yt.data.io import (
     to_unix_seconds,
     to_watch_log,
 )
-from keras_yt.data.prepare import prepare_examples
+from keras_yt.data.prepare import prepare_examples, prepare_sequences
 from keras_yt.data.ranking import ranking_examples, to_impressions
 from keras_yt.data.sequence import sequence_examples
 from keras_yt.data.vocabulary import Vocabulary
@@ -27,6 +27,7 @@ __all__ = [
     "iter_watch_log",
     "leave_last_out_split",
     "prepare_examples",
+    "prepare_sequences",
     "ranking_examples",
     "read_raw_watch_log",
     "read_watch_log",
