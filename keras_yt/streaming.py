@@ -110,8 +110,13 @@ def fit_candidate_generator_streaming(
             data = data.repeat() if not tf.distribute.has_strategy() else data
             fit_kwargs["steps_per_epoch"] = steps_per_epoch
     else:
-        data = shards.batches(batch_size, names, shuffle_buffer, seed, repeat=True)
-        fit_kwargs["steps_per_epoch"] = steps_per_epoch or shards.steps_per_epoch(batch_size)
+        # Under a keras.distribution every batch must split evenly over the batch axis.
+        even = _batch_multiple() > 1
+        data = shards.batches(batch_size, names, shuffle_buffer, seed, repeat=True,
+                              drop_remainder=even)
+        steps = max(1, shards.num_examples // batch_size) if even else \
+            shards.steps_per_epoch(batch_size)
+        fit_kwargs["steps_per_epoch"] = steps_per_epoch or steps
     history = model.fit(data, epochs=epochs, verbose=verbose, shuffle=False, **fit_kwargs)
     out = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     monitored = out.get("val_loss", out["loss"])

@@ -147,6 +147,7 @@ class ExampleShards:
         seed: int = 0,
         repeat: bool = True,
         shard: tuple[int, int] = (0, 1),
+        drop_remainder: bool = False,
     ) -> Iterator[tuple[dict, np.ndarray]]:
         """Shuffled training batches `(features, labels)` as numpy, read shard by shard.
 
@@ -163,6 +164,8 @@ class ExampleShards:
             repeat: loop over epochs forever (for `model.fit(..., steps_per_epoch=...)`).
             shard: `(index, count)`: read only the files `index::count` (one input pipeline of
                 several, e.g. one per process).
+            drop_remainder: leave out each epoch's last, smaller batch (for inputs split evenly
+                over devices); an epoch then has `num_examples // batch_size` batches.
         """
         import pyarrow.parquet as pq
 
@@ -183,6 +186,8 @@ class ExampleShards:
                     yield from _emit(block, keep, batch_size, features)
                     buffer = [{k: v[keep:] for k, v in block.items()}]
                     held -= keep
+            if drop_remainder:
+                held = held // batch_size * batch_size
             if held:
                 block = _shuffled(buffer, rng)
                 yield from _emit(block, held, batch_size, features)
@@ -253,7 +258,7 @@ class ExampleShards:
                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         ds = ds.unbatch().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size)
-        if input_context is None or input_context.num_input_pipelines == 1:
+        if input_context is None:
             # Known length: Keras shows progress and expects the end of each epoch.
             ds = ds.apply(tf.data.experimental.assert_cardinality(
                 self.steps_per_epoch(batch_size)))

@@ -97,3 +97,23 @@ def test_streamed_fit_follows_the_recipe(shards):
     assert history["best_epoch"] == int(np.argmin(history["val_loss"])) + 1
     with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         fit_candidate_generator_streaming(model, shards, epochs=0)
+
+
+@pytest.mark.slow
+@pytest.mark.tf_only
+def test_streamed_fit_under_mirrored_strategy(shards):
+    import tensorflow as tf
+
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.streaming import fit_candidate_generator_streaming
+
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("needs 2 logical CPU devices (tests/conftest.py)")
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    with strategy.scope():
+        model = CandidateGenerator(num_videos=shards.videos.size, video_embedding_dim=8,
+                                   max_history=shards.max_history, hidden_units=(16,))
+        history = fit_candidate_generator_streaming(
+            model, shards, shards.held_out("validation"), epochs=2, batch_size=64, verbose=0)
+    assert len(history["loss"]) == 2 and np.isfinite(history["val_loss"]).all()
