@@ -133,18 +133,30 @@ def _load(con, paths: list[str]) -> dict:
         raise ValueError(f"watch log {paths[0] if len(paths) == 1 else paths}: "
                          f"{common.duckdb_csv_error(error)}") from None
     _mark("read")
-    kinds = {}
+    # Every check in one scan; the message (file and line of the first bad row) only on failure.
+    checks, kind_tests, exprs = [], {}, {}
     for name in ("user", "video"):
-        kinds[name] = _id_kind(con, name, columns[name], paths)
+        exprs[name], checks_of, kind_tests[name] = _id_column(name, columns[name], paths)
+        checks.extend(checks_of)
     time_expr = _time_expr(columns["timestamp"])
-    _check_rows(con, f"({time_expr}) IS NULL OR NOT isfinite({time_expr})", "timestamp",
-                "numbers (Unix seconds) or ISO-8601 date-times", paths)
+    checks.append(("timestamp", f"({time_expr}) IS NULL OR NOT isfinite({time_expr})",
+                   "numbers (Unix seconds) or ISO-8601 date-times"))
     if "watch_time" in columns:
         wt_expr = 'TRY_CAST("watch_time" AS DOUBLE)'
-        _check_rows(con, f"{wt_expr} IS NULL OR NOT isfinite({wt_expr})", "watch_time",
-                    "numbers", paths)
+        checks.append(("watch_time", f"{wt_expr} IS NULL OR NOT isfinite({wt_expr})",
+                       "numbers"))
     else:
         wt_expr = "1.0"
+    flags = [f"coalesce(bool_or({bad}), false)" for _, bad, _ in checks] + [
+        f"coalesce({test}, true)" for test in kind_tests.values()]
+    values = con.execute(f"SELECT {', '.join(flags)} FROM raw").fetchall()[0]
+    for (name, bad, expected), failed in zip(checks, values):
+        if failed:
+            _check_rows(con, bad, name, expected, paths)
+    kinds = {}
+    for (name, test), is_int in zip(kind_tests.items(), values[len(checks):]):
+        kinds[name] = ("int" if is_int else "string",
+                       exprs[name][0] if is_int else exprs[name][1])
     con.execute(
         f"CREATE TABLE w AS SELECT rowid AS rn, {kinds['user'][1]} AS u, "
         f"{kinds['video'][1]} AS v, {time_expr} AS ts, ({wt_expr})::FLOAT AS wt FROM raw"
@@ -154,29 +166,24 @@ def _load(con, paths: list[str]) -> dict:
     return {name: kind for name, (kind, _) in kinds.items()}
 
 
-def _id_kind(con, name: str, dtype: str, paths: list[str]) -> tuple[str, str]:
-    """('int' | 'string', SQL expression of the id) for an id column, checked."""
+def _id_column(name: str, dtype: str, paths: list[str]):
+    """(int expression, string expression), checks, and the SQL aggregate that is true when
+    every id is an integer (then the column is read as integers, else as strings)."""
     column = f'"{name}"'
     if dtype in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UINTEGER", "USMALLINT", "UTINYINT",
                  "UBIGINT", "HUGEINT"):
-        _check_rows(con, f"{column} IS NULL", name, "ids (integers or strings)", paths)
-        _check_rows(con, f"{column} < 0", name, "integers >= 0", paths)
-        too_big = con.execute(f"SELECT bool_or({column} > 9223372036854775807) FROM raw")
-        if too_big.fetchone()[0]:
-            return "string", f"CAST({column} AS VARCHAR)"
-        return "int", f"CAST({column} AS BIGINT)"
+        checks = [(name, f"{column} IS NULL", "ids (integers or strings)"),
+                  (name, f"{column} < 0", "integers >= 0")]
+        return ((f"CAST({column} AS BIGINT)", f"CAST({column} AS VARCHAR)"), checks,
+                f"NOT bool_or({column} > 9223372036854775807)")
     if dtype != "VARCHAR":
         raise ValueError(f"Column '{name}' of watch log {paths[0]!r} must hold integer or "
                          f"string ids, got Parquet type {dtype}")
     text = f"ltrim({column})"
-    _check_rows(con, f"{column} IS NULL OR {text} = ''", name, "non-empty ids", paths)
-    is_int = con.execute(
-        f"SELECT coalesce(bool_and(regexp_full_match({text}, '[0-9]+\\s*') AND "
-        f"TRY_CAST(trim({column}) AS BIGINT) IS NOT NULL), true) FROM raw"
-    ).fetchone()[0]
-    if is_int:
-        return "int", f"CAST(trim({column}) AS BIGINT)"
-    return "string", text
+    checks = [(name, f"{column} IS NULL OR {text} = ''", "non-empty ids")]
+    test = (f"bool_and(regexp_full_match({text}, '[0-9]+\\s*') AND "
+            f"TRY_CAST(trim({column}) AS BIGINT) IS NOT NULL)")
+    return (f"CAST(trim({column}) AS BIGINT)", text), checks, test
 
 
 def _time_expr(dtype: str) -> str:
