@@ -69,7 +69,9 @@ def _connection(memory_limit: str | None, temp_directory: str, threads: int | No
     import duckdb
 
     os.makedirs(temp_directory, exist_ok=True)
-    con = duckdb.connect(os.path.join(temp_directory, "prepare.duckdb"))
+    # In memory up to memory_limit, spilling to temp_directory beyond it (a database file
+    # would write every table to disk: slower, no less memory).
+    con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET temp_directory = {_quote(temp_directory)}")
         con.execute("SET preserve_insertion_order = true")
