@@ -1,6 +1,23 @@
-"""What the row-wise optimizers share: clipping row-sparse gradients without densifying them."""
+"""What the row-wise optimizers share: clipping row-sparse gradients without densifying them, and
+which variables are embedding tables (whose slots may be kept compact)."""
 
 from keras_yt import backend
+
+_TABLE_MARK = "_keras_yt_embedding_table"
+
+
+def mark_embedding_table(variable) -> None:
+    """Marks `variable` as an embedding table: rows looked up by id, updated row-wise.
+
+    Set by the layers that own such tables (`EmbeddingBag`, `SampledSoftmax`); `SparseAdam` keeps
+    compact moments for marked tables (see its `compact_table_moments`).
+    """
+    setattr(variable, _TABLE_MARK, True)
+
+
+def is_embedding_table(variable) -> bool:
+    """Whether `variable` is a rank-2 variable marked by `mark_embedding_table`."""
+    return bool(getattr(variable, _TABLE_MARK, False)) and len(variable.shape) == 2
 
 
 class RowSparseClippingMixin:
