@@ -287,6 +287,8 @@ class SampledSoftmax(keras.layers.Layer):
             self.output_biases = self.add_weight(
                 name="output_biases", shape=(self.num_classes,), initializer="zeros"
             )
+            if self.num_sampled is not None or self.sampler == "in_batch":
+                mark_embedding_table(self.output_biases)
         if self._probs is not None and self.sampler in ("unigram", "in_batch"):
             self.sampling_probs = self.add_weight(
                 name="sampling_probs",
