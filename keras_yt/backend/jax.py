@@ -20,7 +20,6 @@ import threading
 import keras
 from keras import ops
 
-from keras_yt.backend import generic
 from keras_yt.backend.generic import (
     is_ragged,
     ragged_to_dense,
