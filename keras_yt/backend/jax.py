@@ -20,19 +20,16 @@ import threading
 import keras
 from keras import ops
 
-from keras_yt.backend import generic
 from keras_yt.backend.generic import (
     is_ragged,
     ragged_to_dense,
     replica_sum,
-    row_sparse_parts,
     strings_to_tensors,
     tokenize_queries,
-    unique_rows,
-    with_row_values,
 )
 
 __all__ = [
+    "RowGradient",
     "RowSparseAdagrad",
     "bag_sum_rows",
     "capture_rows",
@@ -45,6 +42,7 @@ __all__ = [
     "scatter_sub_rows",
     "strings_to_tensors",
     "tokenize_queries",
+    "train_step",
     "unique_rows",
     "with_row_values",
 ]
@@ -55,15 +53,72 @@ def _rows(indices):
 
 
 def scatter_assign_rows(variable, indices, rows) -> None:
-    """Writes `rows` into `variable[indices]` (`.at[].set`; in place under a donating `jit`)."""
+    """Writes `rows` into `variable[indices]` (`.at[].set`; in place under a donating `jit`).
+
+    Indices out of range (the padding of a `RowGradient`) are dropped.
+    """
     rows = ops.cast(rows, variable.dtype)
-    variable.assign(variable.value.at[_rows(indices)].set(rows))
+    variable.assign(variable.value.at[_rows(indices)].set(rows, mode="drop"))
 
 
 def scatter_sub_rows(variable, indices, rows) -> None:
-    """Subtracts `rows` from `variable[indices]` (`.at[].add`: repeated indices add up)."""
+    """Subtracts `rows` from `variable[indices]` (`.at[].add`: repeated indices add up; indices
+    out of range are dropped)."""
     rows = ops.cast(rows, variable.dtype)
-    variable.assign(variable.value.at[_rows(indices)].add(-rows))
+    variable.assign(variable.value.at[_rows(indices)].add(-rows, mode="drop"))
+
+
+class RowGradient:
+    """A row-sparse gradient on JAX: `values[i]` is the gradient of row `indices[i]`.
+
+    Made by `train_step` for the tables that keras_yt's layers read row by row; indices are
+    distinct, padded (static shapes under `jit`) with `num_rows`, an out-of-range id whose row
+    is zero, reads as zeros and whose writes are dropped. `SparseAdam` and `SparseAdagrad` take
+    it through `row_sparse_parts`, as a `tf.IndexedSlices` on TensorFlow.
+    """
+
+    def __init__(self, indices, values, num_rows: int):
+        self.indices, self.values, self.num_rows = indices, values, num_rows
+
+    @property
+    def shape(self):
+        return (self.num_rows, *self.values.shape[1:])
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+
+def _register_row_gradient() -> None:
+    import jax
+
+    jax.tree_util.register_pytree_node(
+        RowGradient,
+        lambda g: ((g.indices, g.values), g.num_rows),
+        lambda num_rows, children: RowGradient(*children, num_rows),
+    )
+
+
+_register_row_gradient()
+
+
+def row_sparse_parts(gradient):
+    """`(indices, values)` of a `RowGradient` (distinct indices), else `None` (dense)."""
+    if isinstance(gradient, RowGradient):
+        return gradient.indices, gradient.values
+    return None
+
+
+def with_row_values(gradient, values):
+    """The `RowGradient` with its row values replaced by `values`; `values` for a dense one."""
+    if isinstance(gradient, RowGradient):
+        return RowGradient(gradient.indices, values, gradient.num_rows)
+    return values
+
+
+def unique_rows(gradient):
+    """Gradients unchanged: a `RowGradient`'s rows are already distinct."""
+    return gradient
 
 
 # --- Row-sparse gradients on JAX: differentiate with respect to the gathered rows ---------------
@@ -149,7 +204,10 @@ def gather_rows(table, indices):
     capture = getattr(_capture, "active", None)
     if capture is not None and isinstance(table, keras.Variable) and capture.captures(table):
         return capture.gather(table, indices)
-    return generic.gather_rows(table, indices)
+    import jax.numpy as jnp
+
+    # Out-of-range ids (a RowGradient's padding) read zeros.
+    return jnp.take(ops.convert_to_tensor(table), indices, axis=0, mode="fill", fill_value=0)
 
 
 def bag_sum_rows(table, ids, valid):
@@ -298,3 +356,95 @@ class RowSparseAdagrad:
                 -lr * summed / jnp.sqrt(acc_rows + eps), mode="drop"
             )
         return loss, (dense_values, dense_acc, table_values, table_acc, other_values)
+
+
+def _row_read_variables(model) -> list[int]:
+    """Positions in `model.trainable_variables` of the variables read only row by row."""
+    from keras_yt.optimizers._row_sparse import is_row_read
+
+    return [i for i, v in enumerate(model.trainable_variables) if is_row_read(v)]
+
+
+def train_step(model, state, data):
+    """Keras' JAX `train_step` with row-sparse gradients for the tables read row by row.
+
+    Used by `CandidateGenerator` / `Ranker` (`fit`, `train_on_batch`) when their optimizer
+    takes row-sparse gradients (`SparseAdam`, `SparseAdagrad`). The forward pass runs under
+    `capture_rows` for the variables that keras_yt's layers read only through `gather_rows`
+    (embedding tables, output embeddings and biases); the gradient is taken with respect to the
+    rows read and to the other trainable variables; the rows of each table are summed per id
+    (`jnp.unique` with a static size, padded with an out-of-range id) into a `RowGradient`, and
+    the optimizer updates only those rows (`.at[rows]` scatters, in place in the donated state).
+    Returns `None` when there is nothing to capture (the caller then runs Keras' own step).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    positions = _row_read_variables(model)
+    if not positions:
+        return None
+    trainable, non_trainable, optimizer_values, metrics_values = state
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    variables = model.trainable_variables
+    tables = [variables[i] for i in positions]
+    dense_positions = [i for i in range(len(variables)) if i not in positions]
+    lookup_tables: list[int] = []
+
+    def merged(dense_values, table_values):
+        values = list(trainable)
+        for i, value in zip(dense_positions, dense_values):
+            values[i] = value
+        for i, value in zip(positions, table_values):
+            values[i] = value
+        return values
+
+    def loss_fn(dense_values, deltas, table_values):
+        with capture_rows(tables, deltas) as capture:
+            loss, aux = model.compute_loss_and_updates(
+                merged(dense_values, table_values), non_trainable, metrics_values, x, y,
+                sample_weight, training=True, optimizer_variables=optimizer_values,
+            )
+        lookup_tables[:] = [
+            next(k for k, t in enumerate(tables) if t is v) for v, _ in capture.lookups
+        ]
+        return loss, (aux, [ids for _, ids in capture.lookups])
+
+    dense_values = [trainable[i] for i in dense_positions]
+    table_values = [trainable[i] for i in positions]
+    # A shape-only pass records the lookups; then one zero delta per lookup.
+    shapes = jax.eval_shape(lambda: loss_fn(dense_values, None, table_values)[1][1])
+    deltas = [
+        jnp.zeros((ids.shape[0], *tables[k].shape[1:]), tables[k].dtype)
+        for ids, k in zip(shapes, lookup_tables)
+    ]
+    (_, (aux, lookup_ids)), (dense_grads, row_grads) = jax.value_and_grad(
+        loss_fn, argnums=(0, 1), has_aux=True
+    )(dense_values, deltas, table_values)
+    unscaled_loss, y_pred, non_trainable, metrics_values = aux
+
+    grads = [None] * len(variables)
+    for i, g in zip(dense_positions, dense_grads):
+        grads[i] = g
+    for k, i in enumerate(positions):
+        table = tables[k]
+        picked = [j for j, t in enumerate(lookup_tables) if t == k]
+        if not picked:
+            grads[i] = RowGradient(
+                jnp.zeros((0,), "int32"), jnp.zeros((0, *table.shape[1:]), table.dtype),
+                table.shape[0],
+            )
+            continue
+        ids = jnp.concatenate([lookup_ids[j] for j in picked])
+        rows = jnp.concatenate([row_grads[j] for j in picked]).astype(table.dtype)
+        n = ids.shape[0]
+        unique, inverse = jnp.unique(ids, size=n, fill_value=table.shape[0], return_inverse=True)
+        summed = jax.ops.segment_sum(rows, inverse.reshape(-1), num_segments=n)
+        grads[i] = RowGradient(unique.astype("int32"), summed, table.shape[0])
+
+    trainable, optimizer_values = model.optimizer.stateless_apply(
+        optimizer_values, grads, trainable
+    )
+    logs, metrics_values = model._update_metrics_variables(
+        metrics_values, unscaled_loss, x, y, y_pred, sample_weight
+    )
+    return logs, (trainable, non_trainable, optimizer_values, metrics_values)

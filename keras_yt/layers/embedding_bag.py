@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_yt import _checks
 from keras_yt import backend as yt_backend
+from keras_yt.optimizers._row_sparse import mark_embedding_table
 
 _COMBINERS = ("mean", "sum", "sqrtn")
 
@@ -105,6 +106,8 @@ class EmbeddingBag(keras.layers.Layer):
             regularizer=self.embeddings_regularizer,
             name="embeddings",
         )
+        if self.embeddings_regularizer is None:  # else read whole in training
+            mark_embedding_table(self.embeddings)
         self.built = True
 
     def __call__(self, ids, weights=None, **kwargs):

@@ -11,6 +11,7 @@ from keras import ops
 
 from keras_yt import _checks
 from keras_yt import backend as yt_backend
+from keras_yt.optimizers._row_sparse import mark_embedding_table
 
 _SAMPLERS = ("log_uniform", "unigram", "uniform", "in_batch")
 # Accidental hits get this logit, like `tf.nn.sampled_softmax_loss` (which adds -FLOAT_MAX).
@@ -279,10 +280,15 @@ class SampledSoftmax(keras.layers.Layer):
                 shape=(self.num_classes, d),
                 initializer=self.embeddings_initializer,
             )
+            if self.num_sampled is not None or self.sampler == "in_batch":
+                # Read row by row in training (a full softmax reads the whole table).
+                mark_embedding_table(self._output_embeddings)
         if self.use_bias:
             self.output_biases = self.add_weight(
                 name="output_biases", shape=(self.num_classes,), initializer="zeros"
             )
+            if self.num_sampled is not None or self.sampler == "in_batch":
+                mark_embedding_table(self.output_biases)
         if self._probs is not None and self.sampler in ("unigram", "in_batch"):
             self.sampling_probs = self.add_weight(
                 name="sampling_probs",

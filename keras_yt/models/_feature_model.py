@@ -214,6 +214,18 @@ class FeatureModelMixin:
                 lambda a: a[:rows], outputs)
         return super().predict(x, *args, **kwargs)
 
+    def train_step(self, *args, **kwargs):
+        # JAX: row-sparse gradients for the tables read row by row (keras_yt.backend.jax).
+        if keras.backend.backend() == "jax" and getattr(
+            self.optimizer, "takes_row_gradients", False
+        ):
+            from keras_yt.backend import jax as jax_backend
+
+            result = jax_backend.train_step(self, *args, **kwargs)
+            if result is not None:
+                return result
+        return super().train_step(*args, **kwargs)
+
     def train_on_batch(self, x, y=None, sample_weight=None, *args, **kwargs):
         self._check_inputs(x, y, sample_weight)
         if isinstance(x, dict):

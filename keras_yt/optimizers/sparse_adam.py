@@ -1,10 +1,12 @@
 """Lazy Adam: Adam that updates only the rows of an embedding table that a batch touched."""
 
+import contextlib
+
 import keras
 from keras import ops
 
 from keras_yt import backend
-from keras_yt.optimizers._row_sparse import RowSparseClippingMixin
+from keras_yt.optimizers._row_sparse import RowSparseClippingMixin, is_embedding_table
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")
@@ -26,8 +28,21 @@ class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
     Adam's usual path. Clipping (`clipnorm`, `global_clipnorm`, `clipvalue`) acts on the summed
     rows, exactly as on the dense gradient.
 
-    This is the default optimizer of `CandidateGenerator.compile()`. On backends without
-    row-sparse gradients it behaves exactly like `keras.optimizers.Adam`.
+    Compact moments of embedding tables (`compact_table_moments=True`, the default): for the
+    tables of keras_yt's layers (`EmbeddingBag`, `SampledSoftmax`'s output embeddings) the first
+    moment is kept in bfloat16 and the second moment is one value per row, the mean of `g_r²` over
+    the row ("partial row-wise Adam", as in FBGEMM's embedding optimizers):
+
+        m_r ← β₁ m_r + (1 − β₁) g_r,   v_r ← β₂ v_r + (1 − β₂) mean(g_r²),
+        θ_r ← θ_r − lr · √(1 − β₂ᵗ) / (1 − β₁ᵗ) · m_r / (√v_r + ε).
+
+    A table then needs half a table of optimizer state instead of two, and a step reads and
+    writes half as many bytes of it (see `docs/performance.md`). Other variables (the tower,
+    the biases, tables of other layers) keep Adam's element-wise moments in float32.
+
+    This is the default optimizer of `CandidateGenerator.compile()`. For dense gradients it
+    applies the same rules to the whole variable (exactly `keras.optimizers.Adam` for variables
+    without compact moments).
 
     Under `tf.distribute.MirroredStrategy` (optimizer created in `strategy.scope()`), Keras sums
     the replicas' row-sparse gradients and runs `update_step` once per replica, on that replica's
@@ -39,6 +54,9 @@ class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
         beta_1: decay of the first moment.
         beta_2: decay of the second moment.
         epsilon: small constant for numerical stability.
+        compact_table_moments: keep bfloat16 first moments and row-wise second moments for
+            the embedding tables of keras_yt's layers (`False`: element-wise float32 moments for
+            every variable, exactly lazy Adam).
         **kwargs: the usual `keras.optimizers.Optimizer` arguments (`clipnorm`, `name`, ...);
             `amsgrad` is not supported.
 
@@ -57,6 +75,7 @@ class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
+        compact_table_moments: bool = True,
         name: str = "sparse_adam",
         **kwargs,
     ):
@@ -68,6 +87,10 @@ class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
                 raise ValueError(f"{arg} must be a number in [0, 1), got {value!r}")
         if not isinstance(epsilon, (int, float)) or not epsilon > 0:
             raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
+        if not isinstance(compact_table_moments, bool):
+            raise ValueError(
+                f"compact_table_moments must be True or False, got {compact_table_moments!r}"
+            )
         super().__init__(
             learning_rate=learning_rate,
             beta_1=beta_1,
@@ -77,23 +100,98 @@ class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
             name=name,
             **kwargs,
         )
+        self.compact_table_moments = compact_table_moments
 
-    def update_step(self, gradient, variable, learning_rate):
-        rows = backend.row_sparse_parts(gradient)
-        if rows is None:
-            return super().update_step(gradient, variable, learning_rate)
-        indices, values = rows
+    def _is_compact(self, variable) -> bool:
+        """Whether `variable`'s moments were built compact (checked by slot: in a TensorFlow
+        update step `variable` may be the `tf.Variable` behind the marked `keras.Variable`)."""
         index = self._get_variable_index(variable)
-        momentum, velocity = self._momentums[index], self._velocities[index]
-        dtype = variable.dtype
-        values = ops.cast(values, dtype)
+        return index in getattr(self, "_compact_indices", ())
+
+    def build(self, var_list):
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, var_list)
+        self._momentums, self._velocities = [], []
+        self._compact_indices = set()
+        for variable in var_list:
+            if self._overwrite_variable_with_gradient(variable):
+                self._momentums.append(None)
+                self._velocities.append(None)
+            elif self.compact_table_moments and is_embedding_table(variable):
+                self._compact_indices.add(len(self._momentums))
+                self._momentums.append(self._slot(variable, "momentum", variable.shape, "bfloat16"))
+                self._velocities.append(
+                    self._slot(variable, "velocity", (variable.shape[0], 1), variable.dtype)
+                )
+            else:
+                self._momentums.append(self.add_variable_from_reference(variable, "momentum"))
+                self._velocities.append(self.add_variable_from_reference(variable, "velocity"))
+
+    def _slot(self, variable, name, shape, dtype):
+        """A zeros slot of its own shape and dtype, placed like `variable` (its rows)."""
+        name = f"{variable.path.replace('/', '_')}_{name}"
+        strategy = getattr(self, "_distribution_strategy", None)
+        context = (
+            strategy.extended.colocate_vars_with(variable.value)
+            if strategy is not None else contextlib.nullcontext()
+        )
+        with context:
+            return self.add_variable(
+                shape=tuple(shape), initializer="zeros", dtype=dtype, name=name,
+                layout=getattr(variable, "_layout", None),
+            )
+
+    def _alpha(self, learning_rate, dtype):
         lr = ops.cast(learning_rate, dtype)
         step = ops.cast(self.iterations + 1, dtype)
         beta_1 = ops.cast(self.beta_1, dtype)
         beta_2 = ops.cast(self.beta_2, dtype)
-        alpha = lr * ops.sqrt(1 - ops.power(beta_2, step)) / (1 - ops.power(beta_1, step))
-        m = beta_1 * backend.gather_rows(momentum, indices) + (1 - beta_1) * values
-        v = beta_2 * backend.gather_rows(velocity, indices) + (1 - beta_2) * ops.square(values)
+        return lr * ops.sqrt(1 - ops.power(beta_2, step)) / (1 - ops.power(beta_1, step))
+
+    def _compact_update(self, m, v, g, alpha):
+        """New `(m, v, step)` of the compact rule: `m` float32 rows, `v` one value per row."""
+        m = self.beta_1 * ops.cast(m, g.dtype) + (1 - self.beta_1) * g
+        v = self.beta_2 * v + (1 - self.beta_2) * ops.mean(ops.square(g), axis=-1, keepdims=True)
+        return m, v, m * (alpha / (ops.sqrt(v) + self.epsilon))
+
+    def update_step(self, gradient, variable, learning_rate):
+        rows = backend.row_sparse_parts(gradient)
+        index = self._get_variable_index(variable)
+        momentum, velocity = self._momentums[index], self._velocities[index]
+        dtype = variable.dtype
+        if rows is None:
+            if not self._is_compact(variable):
+                return super().update_step(gradient, variable, learning_rate)
+            m, v, step = self._compact_update(
+                momentum.value, velocity.value, ops.cast(gradient, dtype),
+                self._alpha(learning_rate, dtype),
+            )
+            momentum.assign(ops.cast(m, momentum.dtype))
+            velocity.assign(v)
+            variable.assign_sub(step)
+            return
+        indices, values = rows
+        values = ops.cast(values, dtype)
+        alpha = self._alpha(learning_rate, dtype)
+        if self._is_compact(variable):
+            m, v, step = self._compact_update(
+                backend.gather_rows(momentum, indices), backend.gather_rows(velocity, indices),
+                values, alpha,
+            )
+            backend.scatter_assign_rows(momentum, indices, ops.cast(m, momentum.dtype))
+            backend.scatter_assign_rows(velocity, indices, v)
+            # A gather and an assignment of the (distinct) rows: cheaper than a scatter-sub.
+            backend.scatter_assign_rows(
+                variable, indices, backend.gather_rows(variable, indices) - step
+            )
+            return
+        m = self.beta_1 * backend.gather_rows(momentum, indices) + (1 - self.beta_1) * values
+        v = self.beta_2 * backend.gather_rows(velocity, indices) + (
+            1 - self.beta_2) * ops.square(values)
         backend.scatter_assign_rows(momentum, indices, m)
         backend.scatter_assign_rows(velocity, indices, v)
         backend.scatter_sub_rows(variable, indices, alpha * m / (ops.sqrt(v) + self.epsilon))
+
+    def get_config(self):
+        return {**super().get_config(), "compact_table_moments": self.compact_table_moments}

@@ -92,13 +92,12 @@ def test_candidate_generator_default_optimizer_updates_tables_row_wise(monkeypat
     from keras_yt.models import CandidateGenerator
 
     updated = []
-    scatter_sub_rows = backend.scatter_sub_rows
+    for function in ("scatter_sub_rows", "scatter_assign_rows"):
+        def spy(variable, indices, rows, _original=getattr(backend, function)):
+            updated.append(tuple(variable.shape))
+            return _original(variable, indices, rows)
 
-    def spy(variable, indices, rows):
-        updated.append(tuple(variable.shape))
-        return scatter_sub_rows(variable, indices, rows)
-
-    monkeypatch.setattr(backend, "scatter_sub_rows", spy)
+        monkeypatch.setattr(backend, function, spy)
     model = CandidateGenerator(num_videos=997, video_embedding_dim=8, max_history=4,
                                hidden_units=(16, 8), num_sampled=16, seed=0)
     model.compile()
@@ -107,7 +106,9 @@ def test_candidate_generator_default_optimizer_updates_tables_row_wise(monkeypat
     x = {"watch_history": rng.integers(1, 997, (8, 4)).astype("int32"),
          "example_age": np.zeros(8, "float32")}
     model.fit(x, rng.integers(1, 997, 8), verbose=0)
-    assert set(updated) == {(997, 8), (997,)}  # watch table and W: (997, 8); biases b: (997,)
+    # watch table and W: (997, 8), their compact moments (997, 8) and (997, 1); biases b: (997,)
+    assert set(updated) == {(997, 8), (997, 1), (997,)}
+    assert model.optimizer._momentums[0].dtype == "bfloat16"
 
 
 def test_config_round_trip_and_validation():
