@@ -15,6 +15,7 @@ DEFAULT_MAX_EPOCHS = 50
 DEFAULT_PATIENCE = 3
 # All-position training on sequence windows: fewer, noisier epochs (docs/sequential.md).
 DEFAULT_SEQUENCE_PATIENCE = 5
+DEFAULT_SEQUENCE_LEARNING_RATE = 2e-3
 
 
 def default_batch_size(num_examples: int) -> int:
@@ -61,8 +62,9 @@ def fit_candidate_generator(
 
     Sequence windows (`keras_yt.data.sequence_examples`, `label` of shape `(n, max_history)`)
     train a `history_encoder="attention"` model on every position at once; the batch size is
-    then scaled to the number of windows and `validation` stays one example per user (the
-    last-but-one watch, as `LeaveLastOut` builds it).
+    then scaled to the number of windows, an uncompiled model is compiled with
+    `SparseAdam(2e-3)` (few steps per epoch: one per batch of users), and `validation` stays one
+    example per user (the last-but-one watch, as `LeaveLastOut` builds it).
 
     Args:
         model: a `CandidateGenerator` (compiled here with its defaults if it is not compiled).
@@ -116,7 +118,12 @@ def fit_candidate_generator(
     if missing:
         raise ValueError(f"examples lack the feature(s) {missing} that the model reads")
     if not getattr(model, "compiled", False):
-        model.compile()
+        if np.ndim(examples["label"]) == 2:
+            from keras_yt.optimizers import SparseAdam
+
+            model.compile(optimizer=SparseAdam(DEFAULT_SEQUENCE_LEARNING_RATE))
+        else:
+            model.compile()
     fit_kwargs = {}
     if validation is not None:
         fit_kwargs["validation_data"] = (
