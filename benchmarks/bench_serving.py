@@ -20,7 +20,10 @@ Measured, in one process unless said (timings are medians of --repeats windows):
     of the index against brute force;
   * end to end, one user per request: user tower (the exported SavedModel's `user_vector`
     signature, as served) + index query excluding the user's watch history: p50 / p99 latency;
-    the same with the Keras tower (`UserTower.predict_on_batch`). With synthetic corpora the
+    the same with the Keras tower (`UserTower.predict_on_batch`). With `--run`, also
+    `keras_yt.serving.Recommender.recommend(watch_history=...)` for one user at a time with the
+    longest histories the model reads (raw ids in and out: lookup, user tower, exact or index
+    search excluding the history, raw ids back): p50 / p99 latency. With synthetic corpora the
     tower is the paper's (`youtube_paper_candidate`, 1024-512-256 ReLU at d=256) holding W and
     b as its output embeddings, fed random histories, queries and demographics.
 
@@ -284,6 +287,28 @@ def _end_to_end(model, features: dict, index, k: int, requests: int, epsilon: fl
     return result
 
 
+def _recommender_latency(run: Path, k: int, requests: int) -> dict:
+    """`Recommender.recommend` for one raw watch history per request (the longest ones)."""
+    from keras_yt.run_folder import RunFolder
+    from keras_yt.serving import Recommender
+
+    folder = RunFolder(run)
+    histories = folder.latest_features(np.arange(1, folder.users.size))["watch_history"]
+    lengths = (histories > 0).sum(axis=1)
+    longest = histories[np.argsort(-lengths, kind="stable")[:100]]
+    raw = [folder.videos.raw_ids(h[h > 0]) for h in longest]
+    recommender = Recommender(run)
+    for h in raw[:20]:  # warm up
+        recommender.recommend(watch_history=h, k=k)
+    times = []
+    for i in range(requests):
+        t0 = time.perf_counter()
+        recommender.recommend(watch_history=raw[i % len(raw)], k=k)
+        times.append(time.perf_counter() - t0)
+    return {"history_length": int(np.median([len(h) for h in raw])),
+            "search": recommender.search, **_percentiles_ms(times)}
+
+
 # ---------------------------------------------------------------------------------- main
 
 
@@ -403,6 +428,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"end to end: {requests} single-user requests ...", flush=True)
         end_to_end = _end_to_end(model, features, ann, args.k, requests,
                                  rows[0]["epsilon"])
+        if args.run:
+            end_to_end["recommender"] = _recommender_latency(args.run, args.k, requests)
 
     result = {
         "num_items": int(W.shape[0]), "dim": int(W.shape[1]), "num_queries": len(U),
@@ -453,7 +480,9 @@ def _print(r: dict, k: int) -> None:
         for label, part in (("SavedModel tower + index", e2e["saved_model"]["end_to_end"]),
                             ("  SavedModel tower alone", e2e["saved_model"]["tower"]),
                             ("  index alone", e2e["index_only"]),
-                            ("Keras tower + index", e2e["keras"]["end_to_end"])):
+                            ("Keras tower + index", e2e["keras"]["end_to_end"]),
+                            *((("Recommender.recommend", e2e["recommender"]),)
+                              if "recommender" in e2e else ())):
             print(f"  {label:<27} {part['p50_ms']:7.2f} {part['p90_ms']:7.2f} "
                   f"{part['p99_ms']:7.2f} {part['max_ms']:7.2f}")
     best = max((row for row in r["runs"] if row[f"recall@{k}"] >= TARGETS["recall@100"]),

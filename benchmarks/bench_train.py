@@ -14,6 +14,10 @@ a softmax over all videos), each configuration in its own subprocess so that its
   `tf.function` per step.
 * `full_softmax`: `CandidateGenerator` with the full softmax cross-entropy over all N logits in
   training (same optimizer; the output embeddings then get dense gradients).
+* `sequential`: `CandidateGenerator(history_encoder="attention")` trained on sequence windows
+  (all-position training: every position of a batch of `seq_batch` sequences of `seq_length`
+  watches is a next-watch example, the sampled negatives are shared by all positions), same
+  optimizer; its rate is compared with `ours` in next-watch examples trained per second.
 * `ours_jax` (`--backend jax`): `ours` with `KERAS_BACKEND=jax`: the same `model.fit`; JAX
   gradients of the embedding tables are dense, so `SparseAdagrad` takes Adagrad's dense path.
 * `jax_row_sparse` (`--backend jax`): the same model on JAX, trained by
@@ -28,10 +32,11 @@ ids that the default sampler assumes (`--ids uniform` for uniform ids, the worst
 row-sparse updates: more distinct rows per batch).
 
 Default (a smoke run for CI, well under a minute): N = 1k and 10k, d = 32, batch 128, 256
-sampled negatives, 2 + 5 steps; the timings mean little. `--full`: N = 10k, 100k, 1M, d = 256,
-tower (1024, 512, 256), batch 1024, 50 watches, 4096 sampled negatives; full softmax at 100k
-(batch 1024) and 1M (batch `--full-softmax-batch-1m`, default 256, since a 1024 x 1M float32
-logits matrix and its gradient alone need more than 8 GiB).
+sampled negatives, 2 + 5 steps (sequential: 8 sequences of 50); the timings mean little.
+`--full`: N = 10k, 100k, 1M, d = 256, tower (1024, 512, 256), batch 1024, 50 watches, 4096
+sampled negatives (sequential: N = 10k and 1M, batches of `--seq-batch` sequences of 200);
+full softmax at 100k (batch 1024) and 1M (batch `--full-softmax-batch-1m`, default 256, since
+a 1024 x 1M float32 logits matrix and its gradient alone need more than 8 GiB).
 
 Prints a table and the ratios against the targets, writes JSON (`--out`, default
 benchmarks/results/train.json).
@@ -55,7 +60,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMPLS = ("ours", "ours_adagrad", "tf_peer", "full_softmax")
+IMPLS = ("ours", "ours_adagrad", "tf_peer", "full_softmax", "sequential")
 JAX_IMPLS = ("ours_jax", "jax_row_sparse")
 
 TARGETS = {
@@ -64,6 +69,7 @@ TARGETS = {
     "full_vs_sampled_per_example_at_largest_n": (">=", 50.0),
     "ours_peak_rss_gib_at_largest_n": ("<=", 8.0),
     "jax_vs_tf_at_largest_n": ("<=", 2.0),
+    "sequential_vs_ours_examples_per_s_at_largest_n": (">=", 1.0),
 }
 
 
@@ -93,9 +99,19 @@ def _batches(cfg: dict):
     k = 4  # distinct batches, cycled
     n, b, length = cfg["num_videos"], cfg["batch"], cfg["history"]
     history = _draw_ids(rng, n, (k, b, length), cfg["ids"])
+    if cfg["impl"] == "sequential":  # one label and one age per position: the next watch
+        age = (rng.random((k, b, length)) * 60.0).astype("float32")
+        labels = np.concatenate([history[:, :, 1:], _draw_ids(rng, n, (k, b, 1), cfg["ids"])],
+                                axis=2)
+        return history, age, labels
     age = (rng.random((k, b)) * 60.0).astype("float32")
     labels = _draw_ids(rng, n, (k, b), cfg["ids"])
     return history, age, labels
+
+
+def _examples_per_step(cfg: dict) -> int:
+    """Next-watch examples trained per step (every position of a sequence is one)."""
+    return cfg["batch"] * (cfg["history"] if cfg["impl"] == "sequential" else 1)
 
 
 def _model(cfg: dict, cls):
@@ -107,6 +123,7 @@ def _model(cfg: dict, cls):
         hidden_units=tuple(cfg["hidden"]),
         num_sampled=cfg["num_sampled"],
         seed=0,
+        **({"history_encoder": "attention"} if cfg["impl"] == "sequential" else {}),
     )
 
 
@@ -299,8 +316,14 @@ def _configs(args) -> list[dict]:
             impls += [i for i in args.impls if i == "tf_peer"]  # the TF peer, for reference
     configs = []
     for impl in impls:
-        for n in full_sizes if impl == "full_softmax" else sizes:
+        impl_sizes = full_sizes if impl == "full_softmax" else sizes
+        if impl == "sequential" and args.full and not args.num_videos:
+            impl_sizes = [10_000, 1_000_000]  # the 1M run is heavy: once
+        for n in impl_sizes:
             cfg = dict(base, impl=impl, num_videos=n)
+            if impl == "sequential":
+                cfg["batch"] = args.seq_batch or (16 if args.full else 8)
+                cfg["history"] = 200 if args.full else 50
             if impl == "full_softmax":
                 cfg["warmup"], cfg["steps"] = (1, 3) if args.full else (1, 3)
                 if args.full and n >= 1_000_000:
@@ -344,7 +367,8 @@ def _summarise(runs: list[dict]) -> dict:
         "num_videos": cfg["num_videos"],
         "batch": cfg["batch"],
         "step_ms": step,
-        "ms_per_1024_examples": step * 1024 / cfg["batch"],
+        "ms_per_1024_examples": step * 1024 / _examples_per_step(cfg),
+        "examples_per_s": _examples_per_step(cfg) / (step / 1000.0),
         "step_ms_per_repeat": medians,
         "peak_rss_gib": max(r["peak_rss_gib"] for r in ok),
         "row_wise_variables": ok[0]["row_wise_variables"],
@@ -356,6 +380,7 @@ def _summarise(runs: list[dict]) -> dict:
 def _ratios(rows: dict) -> dict:
     """Ratios behind the targets, at the largest and smallest N measured."""
     ours = {n: r for (impl, n), r in rows.items() if impl == "ours" and "step_ms" in r}
+    sequential = {n: r for (impl, n), r in rows.items() if impl == "sequential" and "step_ms" in r}
     peer = {n: r for (impl, n), r in rows.items() if impl == "tf_peer" and "step_ms" in r}
     full = {n: r for (impl, n), r in rows.items() if impl == "full_softmax" and "step_ms" in r}
     out = {}
@@ -374,6 +399,10 @@ def _ratios(rows: dict) -> dict:
         # Lower bound that does not scale the full softmax's (smaller) batch up.
         out["full_vs_sampled_per_step_at_largest_n"] = full[big]["step_ms"] / ours[big]["step_ms"]
     out["ours_peak_rss_gib_at_largest_n"] = ours[big]["peak_rss_gib"]
+    if big in sequential:
+        out["sequential_vs_ours_examples_per_s_at_largest_n"] = (
+            sequential[big]["examples_per_s"] / ours[big]["examples_per_s"])
+        out["sequential_peak_rss_gib_at_largest_n"] = sequential[big]["peak_rss_gib"]
     jax_best = {}
     for (impl, n), r in rows.items():
         if impl in JAX_IMPLS and "step_ms" in r:
@@ -413,6 +442,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, help="timed steps per run")
     p.add_argument("--ids", choices=("zipf", "uniform"), default="zipf")
     p.add_argument("--full-softmax-batch-1m", type=int, default=256)
+    p.add_argument("--seq-batch", type=int,
+                   help="sequences per step of `sequential` (default: 16 full, 8 smoke)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
     p.add_argument("--separate-processes", action="store_true",
                    help="one subprocess per configuration also without --full")
@@ -449,8 +480,8 @@ def main(argv: list[str] | None = None) -> dict:
             met = value <= bound if op == "<=" else value >= bound
             targets[name] = {"value": value, "target": f"{op} {bound}", "met": bool(met)}
 
-    print(f"\n{'impl':<15}{'N':>11}{'batch':>7}{'ms/step':>10}{'ms/1024 ex':>12}{'peak RSS':>10}"
-          f"  per-repeat medians (ms)")
+    print(f"\n{'impl':<15}{'N':>11}{'batch':>7}{'ms/step':>10}{'ms/1024 ex':>12}{'ex/s':>9}"
+          f"{'peak RSS':>10}  per-repeat medians (ms)")
     for row in rows.values():
         if "error" in row:
             cfg = row["config"]
@@ -458,7 +489,8 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         reps = ", ".join(f"{m:.0f}" for m in row["step_ms_per_repeat"])
         print(f"{row['impl']:<15}{row['num_videos']:>11,}{row['batch']:>7}{row['step_ms']:>10.1f}"
-              f"{row['ms_per_1024_examples']:>12.1f}{row['peak_rss_gib']:>8.2f} G  {reps}")
+              f"{row['ms_per_1024_examples']:>12.1f}{row['examples_per_s']:>9.0f}"
+              f"{row['peak_rss_gib']:>8.2f} G  {reps}")
     if ratios:
         note = "" if args.full else "; smoke sizes: the targets are meant for --full"
         print(f"\ntargets (largest N = {ratios['largest_n']:,}, "

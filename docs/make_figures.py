@@ -3,6 +3,7 @@
     python docs/make_figures.py            # both figures (the benchmark takes a minute or two)
     python docs/make_figures.py --diagram  # only the training-vs-serving diagram (seconds)
     python docs/make_figures.py --replot   # redraw the plot from serving_benchmark.json
+    python docs/make_figures.py --quality A.json B.json  # HR@k of every model (docs/quality.md)
 
 1. `training_vs_serving.png`: the training path (features → tower → u → sampled softmax over W, b)
    next to the serving path (u → maximum-inner-product index over [W, b] → top-k).
@@ -12,6 +13,10 @@
    `keras_yt.serving.CandidateIndex` (PyNNDescent) at several search `epsilon`: recall@k against
    batched queries per second. The numbers are also written to `serving_benchmark.json`, with the
    machine and library versions.
+
+3. `quality_hr_at_k.png` (`--quality`): the HR@k curves (k = 1..100) that
+   `benchmarks/bench_quality.py` wrote into its JSON reports, every model of every report given
+   (a later report's model replaces an earlier one's of the same name).
 
 The data and the index are seeded, so the recall values repeat exactly; the queries per second
 depend on the machine and its load.
@@ -255,6 +260,39 @@ def _version(name: str) -> str:
     return version(name)
 
 
+QUALITY_LABELS = {
+    "sequential": "CandidateGenerator, movielens_sequential (attention)",
+    "model": "CandidateGenerator, movielens_candidate (bag)",
+    "ease": "EASE (λ = 200)", "implicit_als": "implicit ALS (32 factors)",
+    "item_knn": "item-kNN (cosine)", "popularity": "popularity",
+}
+
+
+def plot_quality(reports: list[Path], path: Path) -> None:
+    """HR@k curves of every model in the `bench_quality.py` JSON reports."""
+    curves, seeds = {}, {}
+    for report in reports:
+        data = json.loads(Path(report).read_text())
+        for name, curve in data["hr_at_k_curves"].items():
+            curves[name] = curve
+            seeds[name] = len(data["seeds"])
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    order = [n for n in QUALITY_LABELS if n in curves] + [n for n in curves
+                                                          if n not in QUALITY_LABELS]
+    for name in order:
+        label = f"{QUALITY_LABELS.get(name, name)} ({seeds[name]} seed{'s' * (seeds[name] > 1)})"
+        ax.plot(range(1, len(curves[name]) + 1), curves[name], label=label,
+                lw=2.2 if name in ("sequential", "model") else 1.2)
+    ax.set_xlabel("k")
+    ax.set_ylabel("HR@k (watched movies removed)")
+    ax.set_title("MovieLens-100K, leave-last-out, all 1,682 movies ranked")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--diagram", action="store_true", help="only draw the diagram")
@@ -262,8 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-items", type=int, default=30_000)
     parser.add_argument("--replot", action="store_true",
                         help="redraw recall_vs_qps.png from serving_benchmark.json, no measuring")
+    parser.add_argument("--quality", type=Path, nargs="+", metavar="REPORT",
+                        help="draw quality_hr_at_k.png from bench_quality.py JSON reports")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.quality:
+        plot_quality(args.quality, args.out / "quality_hr_at_k.png")
+        print(f"wrote {args.out / 'quality_hr_at_k.png'}")
+        return 0
     if args.replot:
         result = json.loads((args.out / "serving_benchmark.json").read_text())
         plot_measurement(result, args.out / "recall_vs_qps.png")

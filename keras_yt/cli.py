@@ -128,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                             "last-but-one watch stops improving (default: %(default)s)")
     train.add_argument("--batch-size", type=_positive_int,
                        help="default: scaled to the number of examples (32 to 256)")
-    train.add_argument("--max-history", type=_positive_int, default=50)
+    train.add_argument("--max-history", type=_positive_int,
+                       help="watches per history (default: the preset's max_history)")
     train.add_argument("--max-examples-per-user", type=_positive_int,
                        help="cap on training examples per user (default: every next watch)")
     train.add_argument("--seed", type=int, default=0)
@@ -288,13 +289,21 @@ def _train(args) -> None:
     _done(start)
 
     start = _step("building training examples (next watch from the watches before it)")
+    preset_config = load_preset(args.preset)["config"]
+    args.max_history = args.max_history or preset_config.get("max_history", 50)
     # Each user's last watch is held out for `evaluate`, the last but one for early stopping.
     split = LeaveLastOut(watches, max_history=args.max_history, num_items=videos.size)
     test = split.test
-    examples = yt_data.candidate_examples(
-        split.fit_watches, max_history=args.max_history,
-        max_examples_per_user=args.max_examples_per_user, verbose=True,
-    )
+    if preset_config.get("history_encoder") == "attention":  # every position of a sequence
+        examples = yt_data.sequence_examples(
+            split.fit_watches, max_history=args.max_history, max_windows_per_user=None,
+            verbose=True,
+        )
+    else:
+        examples = yt_data.candidate_examples(
+            split.fit_watches, max_history=args.max_history,
+            max_examples_per_user=args.max_examples_per_user, verbose=True,
+        )
     if len(examples["label"]) == 0:
         raise ValueError("no training examples: every user needs at least 3 watches")
     counts = np.bincount(split.train_watches["video"], minlength=videos.size)
@@ -306,7 +315,7 @@ def _train(args) -> None:
     keras.utils.set_random_seed(args.seed)
     overrides = {"categorical_features": None, "continuous_features": None,
                  "search_num_bins": None, "seed": args.seed}
-    recent = load_preset(args.preset)["config"].get("recent_history")
+    recent = preset_config.get("recent_history")
     if recent is not None and recent > args.max_history:
         overrides["recent_history"] = args.max_history
 

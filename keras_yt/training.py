@@ -13,6 +13,9 @@ __all__ = ["default_batch_size", "fit_candidate_generator"]
 
 DEFAULT_MAX_EPOCHS = 50
 DEFAULT_PATIENCE = 3
+# All-position training on sequence windows: fewer, noisier epochs (docs/sequential.md).
+DEFAULT_SEQUENCE_PATIENCE = 5
+DEFAULT_SEQUENCE_LEARNING_RATE = 2e-3
 
 
 def default_batch_size(num_examples: int) -> int:
@@ -45,7 +48,7 @@ def fit_candidate_generator(
     validation: dict | None = None,
     epochs: int = DEFAULT_MAX_EPOCHS,
     batch_size: int | None = None,
-    patience: int = DEFAULT_PATIENCE,
+    patience: int | None = None,
     verbose: int | str = "auto",
 ) -> dict:
     """Trains a `CandidateGenerator` the way it trains well: early stopping on held-out watches.
@@ -57,17 +60,25 @@ def fit_candidate_generator(
     `validation` (e.g. each user's last-but-one watch, `keras_yt.evaluation.LeaveLastOut`) has
     not improved for `patience` epochs, restoring the best weights.
 
+    Sequence windows (`keras_yt.data.sequence_examples`, `label` of shape `(n, max_history)`)
+    train a `history_encoder="attention"` model on every position at once; the batch size is
+    then scaled to the number of windows, an uncompiled model is compiled with
+    `SparseAdam(2e-3)` (few steps per epoch: one per batch of users), and `validation` stays one
+    example per user (the last-but-one watch, as `LeaveLastOut` builds it).
+
     Args:
         model: a `CandidateGenerator` (compiled here with its defaults if it is not compiled).
-        examples: training examples (`keras_yt.data.candidate_examples`) with every feature
-            the model reads and `label`.
+        examples: training examples (`keras_yt.data.candidate_examples`, or
+            `keras_yt.data.sequence_examples` for an attention model) with every feature the
+            model reads and `label`.
         validation: held-out examples of the same form; `None` trains for `epochs` epochs.
         epochs: the most epochs to train (> 0).
         batch_size: examples per step; `None` for `default_batch_size` (rounded up to a
             multiple of the devices that split each batch under a `keras.distribution`; a
             given `batch_size` must be such a multiple). Under a distribution, each process
             passes its own examples and `batch_size` is per process.
-        patience: epochs without improvement before stopping.
+        patience: epochs without improvement before stopping; `None` for 3 (5 for sequence
+            windows).
         verbose: Keras `fit` verbosity; `"auto"` is a progress bar on a terminal and one line
             per epoch otherwise.
 
@@ -86,6 +97,9 @@ def fit_candidate_generator(
     >>> history["best_epoch"] in (1, 2)
     True
     """
+    if patience is None:
+        sequences = "label" in examples and np.ndim(examples["label"]) == 2
+        patience = DEFAULT_SEQUENCE_PATIENCE if sequences else DEFAULT_PATIENCE
     for name, value, minimum in (("epochs", epochs, 1), ("patience", patience, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -104,7 +118,12 @@ def fit_candidate_generator(
     if missing:
         raise ValueError(f"examples lack the feature(s) {missing} that the model reads")
     if not getattr(model, "compiled", False):
-        model.compile()
+        if np.ndim(examples["label"]) == 2:
+            from keras_yt.optimizers import SparseAdam
+
+            model.compile(optimizer=SparseAdam(DEFAULT_SEQUENCE_LEARNING_RATE))
+        else:
+            model.compile()
     fit_kwargs = {}
     if validation is not None:
         fit_kwargs["validation_data"] = (

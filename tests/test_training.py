@@ -59,3 +59,24 @@ def test_bad_arguments():
                                         "label": np.zeros(0, "int32")})
     with pytest.raises(ValueError, match=r"lack the feature\(s\) \['watch_history'\]"):
         fit_candidate_generator(model, {"label": np.ones(4, "int32")})
+
+
+def test_sequence_windows_train_an_attention_model_on_every_position():
+    from keras_yt.data import sequence_examples
+    from keras_yt.evaluation import LeaveLastOut
+    from keras_yt.training import DEFAULT_SEQUENCE_LEARNING_RATE
+
+    rng = np.random.default_rng(0)
+    log = {"user": np.repeat(np.arange(1, 41), 8), "video": rng.integers(1, 12, 320),
+           "timestamp": np.tile(np.arange(8.0), 40)}
+    split = LeaveLastOut(log, max_history=6, num_items=12)
+    examples = sequence_examples(split.fit_watches, max_history=6)
+    assert examples["label"].shape == (40, 6)
+    model = CandidateGenerator(num_videos=12, video_embedding_dim=8, max_history=6,
+                               history_encoder="attention", hidden_units=(8,),
+                               tie_output_embeddings=True, user_vector_activation="linear")
+    history = fit_candidate_generator(model, examples, validation=split.validation, epochs=3,
+                                      verbose=0)
+    assert len(history["val_loss"]) == 3 and history["batch_size"] == 32
+    assert float(model.optimizer.learning_rate) == pytest.approx(DEFAULT_SEQUENCE_LEARNING_RATE)
+    assert history["loss"][-1] < history["loss"][0]
