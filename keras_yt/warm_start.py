@@ -26,7 +26,9 @@ new users, new watches. `warm_start` starts the new run from the old one instead
   which moves the trained rows as far as a first epoch from scratch would; carried moments keep
   each row's step size where training left it.
 * **Training is on what is new**: the next-watch examples whose label is after the old run's
-  last timestamp, with the user's whole history (old watches included) as their input, for at
+  last timestamp, and the two watches per user that the old run held out (its test and
+  validation items: it never trained on them) unless they are held out again, with the user's
+  whole history (old watches included) as their input, for at
   most `epochs` epochs with the same early stopping as a full run
   (`keras_yt.training.fit_candidate_generator`, on each user's last-but-one watch). Example age
   is measured from the end of the grown log.
@@ -401,6 +403,30 @@ def _check_contains(period: dict, raw: dict, old, videos, users, log: str) -> No
         )
 
 
+def _held_out_by_old_run(watches: np.ndarray, last: float, examples: dict) -> np.ndarray:
+    """Which examples are the watches the old run held out (each user's last two in its log).
+
+    `keras-yt train` held out each user's last watch (test) and last but one (validation), so
+    it never trained on them; they are trained on now unless they are held out again.
+    """
+    from keras_yt.data.candidate import leave_last_out_split
+
+    old_log = watches[watches["timestamp"] <= last]
+    rest, test = leave_last_out_split(old_log, max_history=1)
+    validation = leave_last_out_split(rest, max_history=1)[1]
+
+    def keys(part: dict) -> np.ndarray:
+        return np.stack([part["user"], part["label"], part["timestamp"].view(np.int64)], 1)
+
+    held = np.concatenate([keys(test), keys(validation)])
+    if not len(held) or not len(examples["label"]):
+        return np.zeros(len(examples["label"]), bool)
+    mine = keys({k: np.asarray(examples[k]) for k in ("user", "label", "timestamp")})
+    both = np.concatenate([held, mine])
+    _, inverse = np.unique(both, axis=0, return_inverse=True)
+    return np.isin(inverse.reshape(-1)[len(held):], inverse.reshape(-1)[: len(held)])
+
+
 def _when(seconds: float) -> str:
     import datetime
 
@@ -465,8 +491,8 @@ def warm_start(
     ...     status = main(["train", "--log", str(tmp / "old.csv"), "--out", str(tmp / "old"),
     ...                    "--preset", "tiny_candidate", "--epochs", "1"])
     ...     info = warm_start(tmp / "new.csv", tmp / "new", init_from=tmp / "old", epochs=1)
-    >>> info["new_videos"], info["examples"]  # 3 new watches: 1 to train, 1 validation, 1 test
-    (3, 12)
+    >>> info["new_videos"], info["examples"]  # 12 users: 1 new example + 2 held out before
+    (3, 36)
     """
     from keras_yt.run_folder import RunFolder
 
@@ -524,6 +550,7 @@ def warm_start(
         example_age_reference=end,
     )
     fresh = examples["timestamp"] > period["last_timestamp"]
+    fresh |= _held_out_by_old_run(watches, period["last_timestamp"], examples)
     examples = {k: v[fresh] for k, v in examples.items()}
     if len(examples["label"]) == 0:
         raise ValueError(f"{name!r} has no training example after the --init-from run's last "

@@ -157,16 +157,22 @@ def test_example_age_is_measured_from_the_grown_log_and_training_is_on_new_label
     finally:
         pipeline.train_candidate_generator = original
     examples = seen["examples"]
-    assert (examples["timestamp"] > 1_000_000 + 1000 * (N_USERS - 1) + STEPS - 1).all()
+    old_end = 1_000_000 + 1000 * (N_USERS - 1) + STEPS - 1
+    # Before the old log's end: only the old run's held-out watches (each user's last two) of
+    # the users who came back (the others' are held out again).
+    before = examples["timestamp"] <= old_end
+    assert before.sum() == 2 * (N_USERS // 2)
+    steps = (examples["timestamp"][before] - 1_000_000) % 1000
+    assert set(steps.tolist()) == {STEPS - 2, STEPS - 1}
     end = raw["timestamp"].max()
     np.testing.assert_allclose(examples["example_age"],
                                (end - examples["timestamp"]) / 86400.0, rtol=1e-6)
     # Old users' examples see their old watches as history (full context).
     assert (examples["watch_history"] > 0).sum(axis=1).min() >= 1
     assert (examples["watch_history"] > 0).sum(axis=1).max() == STEPS  # all 8 old watches
-    # 20 old users with 3 new watches (1 trains), 6 new users with 5 (the first has no
-    # history, the last two are held out: 2 train).
-    assert len(examples["label"]) == 20 * 1 + 6 * 2
+    # 20 old users with 3 new watches (1 trains, with the 2 the old run held out), 6 new users
+    # with 5 (the first has no history, the last two are held out: 2 train).
+    assert len(examples["label"]) == 20 * 3 + 6 * 2
 
 
 @pytest.mark.parametrize("case", ["int_ids", "not_contained", "shifted", "same_folder",
