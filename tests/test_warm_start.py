@@ -123,9 +123,8 @@ def test_new_videos_are_recommendable_and_new_users_are_served(runs):
     assert info["examples"] > 0 and info["optimizer"] == "carried"
     recommender = Recommender(new, warm=False)
     fresh = {f"v{N_VIDEOS + i}" for i in range(5)}
-    # A history of the new videos' neighbours ranks new videos; a new user is known.
-    items = recommender.recommend(user=f"u{N_USERS}", k=34, keep_watched=True)
-    assert fresh & {item["id"] for item in items}
+    items = recommender.recommend(user=f"u{N_USERS}", k=34, keep_watched=True)  # a new user
+    assert len(items) == 34 and fresh <= {item["id"] for item in items}
     assert len(recommender.recommend(watch_history=["v30", "v31"], k=5)) == 5
     period = json.loads((runs["new"] / "log.json").read_text())
     assert period["last_timestamp"] == 2_500_000 + 1000 * (N_USERS + 5) + 4
@@ -314,3 +313,45 @@ def test_vocabulary_grow_keeps_model_ids_and_refuses_the_other_id_kind():
     assert grown.counts.tolist() == [1, 1, 0, 2, 1]
     with pytest.raises(ValueError, match="the video ids are strings"):
         old.grow(["a"])
+
+
+def test_a_new_video_everyone_watches_next_is_recommended_to_new_users(tmp_path):
+    """Every old user's first watch after the old run is the new video v30: warm-started, the
+    model recommends it to the new users (who never watched it); the SavedModel export takes its
+    raw id."""
+    from keras_yt.run_folder import RunFolder
+    from keras_yt.serving.recommender import Recommender
+
+    old_log, _ = write_logs(tmp_path)
+    starts = np.random.default_rng(0).integers(0, N_VIDEOS, N_USERS + 6)
+    rows = old_log.read_text().splitlines()
+    for u in range(N_USERS):
+        videos = [N_VIDEOS] + [(starts[u] + STEPS + s) % N_VIDEOS for s in range(3)]
+        rows += [f"u{u},v{v},{2_000_000 + 1000 * u + s}" for s, v in enumerate(videos)]
+    for u in range(N_USERS, N_USERS + 6):
+        rows += [f"u{u},v{(starts[u] + s) % N_VIDEOS},{2_500_000 + 1000 * u + s}"
+                 for s in range(5)]
+    grown = tmp_path / "grown.csv"
+    grown.write_text("\n".join(rows) + "\n")
+    old = train(old_log, tmp_path / "old")
+    assert main(["train", "--log", str(grown), "--out", str(tmp_path / "new"),
+                 "--init-from", str(old), "--epochs", "10"]) == 0
+    recommender = Recommender(tmp_path / "new", warm=False)
+    lists = recommender.recommend_users([f"u{u}" for u in range(N_USERS, N_USERS + 6)], k=5)
+    assert sum("v30" in [item["id"] for item in items] for items in lists) >= 4, lists
+
+    # The SavedModel of the new run takes the new video's raw id.
+    import tensorflow as tf
+
+    assert main(["export", "--run", str(tmp_path / "new")]) == 0
+    run = RunFolder(tmp_path / "new")
+    model = run.load_model()
+    raw = np.full((2, model.max_history), "", dtype=object)
+    raw[0, -2:] = ["v3", "v30"]
+    raw[1, -1:] = ["v30"]
+    served = tf.saved_model.load(str(run.user_tower_path)).signatures["user_vector"]
+    out = served(watch_history=tf.constant(raw.astype(str)))["user_vector"].numpy()
+    ids = run.videos.lookup(raw.astype(str)).astype("int32")
+    assert ids[1, -1] == run.videos.size - 1  # v30: the one new video, appended last
+    expected = model.user_model().predict({"watch_history": ids}, verbose=0)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
