@@ -345,9 +345,13 @@ def _old_model_class(path: Path) -> str:
 def _check_old_run(old, out: Path) -> dict:
     """The old run's recorded log period, after the checks that need no data."""
     old.check()
-    if out.resolve() == old.path.resolve():
+    target, source = out.resolve(), old.path.resolve()
+    if target == source:
         raise ValueError(f"--out {str(out)!r} is the --init-from run: write the warm-started "
                          "run to a new folder (the old run is never modified)")
+    if source in target.parents or target in source.parents:
+        raise ValueError(f"--out {str(out)!r} and --init-from {str(old.path)!r} are inside one "
+                         "another: write the warm-started run next to the old one")
     kind = _old_model_class(old.model_path)
     if "CandidateGenerator" not in kind:
         raise ValueError(f"--init-from {str(old.path)!r} holds a {kind}, not a candidate "

@@ -175,7 +175,7 @@ def test_example_age_is_measured_from_the_grown_log_and_training_is_on_new_label
 
 
 @pytest.mark.parametrize("case", ["int_ids", "not_contained", "shifted", "same_folder",
-                                  "demo_run", "nothing_new"])
+                                  "inside_old", "demo_run", "nothing_new"])
 def test_bad_input_is_one_clear_line_and_the_old_run_is_untouched(runs, tmp_path, case,
                                                                    capsys):
     old, grown_log = runs["old"], runs["grown_log"]
@@ -197,6 +197,9 @@ def test_bad_input_is_one_clear_line_and_the_old_run_is_untouched(runs, tmp_path
     elif case == "same_folder":
         out = old
         expected = "is the --init-from run"
+    elif case == "inside_old":
+        out = old / "new"
+        expected = "are inside one another"
     elif case == "demo_run":
         grown_log = runs["old_log"]
         old = tmp_path / "demo"
