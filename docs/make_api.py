@@ -4,8 +4,8 @@
     python docs/make_api.py --check    # exits 1 if docs/api.md differs from what it would write
 
 The public API is each subpackage's `__all__` (keras_yt.layers, losses, models, metrics,
-optimizers, serving, data, datasets, evaluation, training, distribution); a subpackage without
-`__all__` contributes its public classes and functions. A module listed in `__all__` (e.g.
+optimizers, serving, data, datasets, evaluation, training, distribution, warm_start); a subpackage
+without `__all__` contributes its public classes and functions. A module listed in `__all__` (e.g.
 `keras_yt.datasets.movielens`) contributes its own public classes and functions. For each class
 the public methods and properties that have a docstring are listed too.
 
@@ -30,7 +30,7 @@ import importlib  # noqa: E402
 
 SUBPACKAGES = ("layers", "losses", "models", "metrics", "optimizers", "serving", "data",
                "evaluation", "training",
-               "datasets", "distribution")
+               "datasets", "distribution", "warm_start")
 LIST_SECTIONS = ("Args", "Arguments", "Call arguments", "Attributes", "Raises")
 TEXT_SECTIONS = ("Returns", "Yields", "Note", "Notes")
 EXAMPLE_SECTIONS = ("Example", "Examples")

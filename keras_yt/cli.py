@@ -145,6 +145,17 @@ def _parser() -> argparse.ArgumentParser:
         help="with --distribute model: devices that share each video table (default: all); "
         "the other axis of the device mesh splits the batch",
     )
+    train.add_argument(
+        "--init-from", metavar="OLD_RUN",
+        help="warm start from an earlier run on a grown log: its videos and users keep their "
+        "ids, new ones are appended, its weights and optimizer state are carried over, and "
+        "training is on the watches after its last one (its preset and --max-history are "
+        "used; OLD_RUN is only read). See docs/freshness.md",
+    )
+    train.add_argument("--new-rows", choices=("cowatched", "mean", "random"),
+                       default="cowatched",
+                       help="with --init-from: how new videos' rows start (default: "
+                            "%(default)s, the mean of the known videos watched next to them)")
     train.set_defaults(run_command=_train)
 
     prepare = commands.add_parser(
@@ -263,8 +274,12 @@ def _train(args) -> None:
     if (args.log is None) == (args.examples is None):
         raise ValueError("give exactly one of --log LOG and --examples EXAMPLES")
     RunFolder.check_target(args.out)  # fail before training, not after
+    if args.examples is not None and args.init_from is not None:
+        raise ValueError("--init-from warm-starts on a watch log (--log), not on --examples")
     if args.examples is not None:
         return _train_examples(args)
+    if args.init_from is not None:
+        return _warm_start(args)
     _check_preset(args.preset)
     _check_distribute(args)
     load_tensorflow()
@@ -350,6 +365,9 @@ def _train(args) -> None:
             model=model,
         )
         run.write_json("history.json", history)
+        from keras_yt.warm_start import LOG_FILE, log_period
+
+        run.write_json(LOG_FILE, log_period(raw))  # what --init-from checks a grown log against
     print(f"\nwrote {args.out}/")
 
 
@@ -423,6 +441,20 @@ def _train_examples(args) -> None:
         )
         run.write_json("history.json", history)
     print(f"\nwrote {args.out}/")
+def _warm_start(args) -> None:
+    """`train --init-from OLD_RUN`: `keras_yt.warm_start.warm_start` (checks before reading)."""
+    if args.distribute != "none":
+        raise ValueError("--init-from trains on one device: leave out --distribute")
+    from keras_yt.warm_start import warm_start
+
+    start = _step(f"warm start from {args.init_from} on {args.log}")
+    info = warm_start(args.log, args.out, args.init_from, epochs=args.epochs,
+                      batch_size=args.batch_size,
+                      max_examples_per_user=args.max_examples_per_user,
+                      new_rows=args.new_rows, seed=args.seed)
+    _done(start)
+    print(f"\nwrote {args.out}/ ({info['new_videos']:,} new videos, {info['new_users']:,} new "
+          f"users, {info['examples']:,} new examples, {info['seconds']['total']:.1f} s)")
 
 
 def _check_distribute(args) -> None:

@@ -98,6 +98,50 @@ class Vocabulary:
             title_array = np.array([str(titles.get(key(i), "")) for i in ids.tolist()], dtype=str)
         return cls(ids, counts[order], title_array, name=name)
 
+    def grow(self, raw_ids: Any, titles: Mapping | None = None) -> Vocabulary:
+        """This vocabulary with the raw ids it lacks appended: known raw ids keep their model ids.
+
+        For a log that has grown (new videos or users): model ids `1..N` stay those of this
+        vocabulary, the new raw ids get `N+1..` in order of decreasing count in `raw_ids` (ties:
+        by raw id). Counts become the counts in `raw_ids` (0 for an id that no longer occurs);
+        titles are kept, and those of new ids come from `titles`.
+
+        Args:
+            raw_ids: every occurrence in the grown log (e.g. its `video` column), raw ids of the
+                same kind as this vocabulary's (integers or strings).
+            titles: optional `{raw id: title}` for the new ids.
+
+        Returns:
+            A new `Vocabulary` of size `self.size + number of new raw ids`.
+
+        Raises:
+            ValueError: `raw_ids` are integers and this vocabulary holds strings, or the reverse.
+
+        Example:
+        >>> old = Vocabulary.from_ids(["b", "a", "b"])
+        >>> new = old.grow(["a", "c", "d", "d", "a"])
+        >>> new.ids.tolist(), new.counts.tolist(), new.lookup(["b", "a", "d"]).tolist()
+        (['b', 'a', 'd', 'c'], [0, 2, 2, 1], [1, 2, 3])
+        """
+        grown = Vocabulary.from_ids(raw_ids, titles, name=self.name)
+        if len(grown) and len(self) and grown.is_string != self.is_string:
+            have, got = ("string", "integer") if self.is_string else ("integer", "string")
+            raise ValueError(f"the {self.name} ids are {got}s but the vocabulary holds {have} "
+                             f"ids: the raw ids of a grown log must be of the same kind")
+        known = self.lookup(grown.ids)
+        counts = np.zeros(len(self), np.int64)
+        counts[known[known > 0] - 1] = grown.counts[known > 0]
+        fresh = known == 0  # grown is ordered by decreasing count: so are the new ids
+        ids = np.concatenate([self.ids, grown.ids[fresh]]) if len(self) else grown.ids
+        all_titles = None
+        if self.titles is not None or grown.titles is not None:
+            old_titles = self.titles if self.titles is not None else np.full(len(self), "")
+            new_titles = grown.titles[fresh] if grown.titles is not None else \
+                np.full(int(fresh.sum()), "")
+            all_titles = np.concatenate([old_titles.astype(str), new_titles.astype(str)])
+        return Vocabulary(ids, np.concatenate([counts, grown.counts[fresh]]), all_titles,
+                          name=self.name)
+
     # ------------------------------------------------------------------ lookups
 
     def __len__(self) -> int:

@@ -8,6 +8,7 @@
   with a vocabulary) / the ranker.
 * `Recommender` — top-k for a user of a run folder, raw ids in and out, watched videos left out;
   `keras_yt.serving.service` serves it over HTTP (`keras-yt serve`).
+* `SwappableRecommender` — a `Recommender` that another run replaces atomically (`POST /reload`).
 * `warm_up()` — fills the persistent numba cache once per installation.
 
 Importing this package loads neither Keras nor pynndescent / numba: each name loads its module on
@@ -21,11 +22,13 @@ _EXPORTS = {
     "CandidateIndex": "keras_yt.serving.candidate_index",
     "ExactIndex": "keras_yt.serving.exact_index",
     "Recommender": "keras_yt.serving.recommender",
+    "SwappableRecommender": "keras_yt.serving.swappable",
     "export_saved_model": "keras_yt.serving.export",
     "warm_up": "keras_yt.serving.numba_cache",
 }
 
-__all__ = ["CandidateIndex", "ExactIndex", "Recommender", "export_saved_model", "warm_up"]
+__all__ = ["CandidateIndex", "ExactIndex", "Recommender", "SwappableRecommender",
+           "export_saved_model", "warm_up"]
 
 
 def __getattr__(name: str):

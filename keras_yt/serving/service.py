@@ -6,7 +6,12 @@ httptools, which uvicorn picks when installed; its pure-Python fallback is about
 * `POST /recommend` with `{"user": <raw user id>, "k": 10}` or
   `{"watch_history": [<raw video ids>], "k": 10, "exclude": [<raw video ids>]}` (optional
   `"keep_watched": true`) → `{"items": [{"id", "score", "title"}], "model": <fingerprint>}`;
-* `GET /health` → `{"status": "ok", "model", "videos", "users", "search"}`.
+* `GET /health` → `{"status": "ok", "model", "videos", "users", "search"}`;
+* `POST /reload` with `{}` or `{"run": "<run folder>"}` → `{"model", "previous", "run",
+  "seconds"}`: loads the run (default: the served path again) and swaps it in without downtime
+  (`SwappableRecommender`; requests in flight are answered by the old run); 422 if the run cannot
+  be loaded (the old one stays served), 409 while another reload runs. `serve` also reloads the
+  `--run` path on SIGHUP.
 
 Errors are JSON `{"error": <message>, "field": <request field or null>}` with status 400
 (malformed JSON), 422 (unknown field, wrong type, k <= 0, both or neither of user and
@@ -34,7 +39,8 @@ def create_app(recommender: Any):
     """The FastAPI application serving a `Recommender`.
 
     Args:
-        recommender: a loaded `keras_yt.serving.recommender.Recommender`.
+        recommender: a loaded `keras_yt.serving.recommender.Recommender`, or a
+            `keras_yt.serving.swappable.SwappableRecommender` (`POST /reload` swaps its run).
 
     Returns:
         A `fastapi.FastAPI` app (run it with uvicorn, or use `serve`).
@@ -59,8 +65,17 @@ def create_app(recommender: Any):
         exclude: list[RawId] | None = Field(default=None, max_length=100_000)
         keep_watched: StrictBool = False
 
+    from keras_yt.serving.swappable import SwappableRecommender
+
+    served = recommender if isinstance(recommender, SwappableRecommender) else \
+        SwappableRecommender(recommender)
+
+    class ReloadRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        run: StrictStr | None = None
+
     app = fastapi.FastAPI(title="keras-yt recommendations", docs_url=None, redoc_url=None)
-    model = recommender.fingerprint
 
     def error(status: int, message: str, field: str | None) -> JSONResponse:
         return JSONResponse({"error": message, "field": field}, status_code=status)
@@ -88,15 +103,16 @@ def create_app(recommender: Any):
     # in numpy / numba / TensorFlow). The Recommender is thread-safe and shared by the threads.
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", **recommender.describe()}
+        return {"status": "ok", **served.describe()}
 
     @app.post("/recommend")
     def recommend(request: RecommendRequest):
         if (request.user is None) == (request.watch_history is None):
             return error(422, "give exactly one of 'user' and 'watch_history'",
                          "user" if request.user is not None else "watch_history")
+        current = served.current  # one run answers the whole request, even during a reload
         try:
-            items = recommender.recommend(
+            items = current.recommend(
                 user=request.user, watch_history=request.watch_history, k=request.k,
                 exclude=request.exclude, keep_watched=request.keep_watched,
             )
@@ -105,7 +121,20 @@ def create_app(recommender: Any):
             if text.startswith("unknown user"):
                 return error(404, text, "user")
             return error(422, text, None)
-        return JSONResponse({"items": items, "model": model})
+        return JSONResponse({"items": items, "model": current.fingerprint})
+
+    @app.post("/reload")
+    async def reload(request: ReloadRequest | None = None):
+        import asyncio
+
+        run = request.run if request is not None else None
+        try:  # loaded in a worker thread: the event loop keeps answering with the old run
+            info = await asyncio.to_thread(served.reload, run)
+        except RuntimeError as exc:
+            return error(409, str(exc), None)
+        except Exception as exc:  # the old run stays served
+            return error(422, f"cannot load the run: {' '.join(str(exc).split())}", "run")
+        return JSONResponse(info)
 
     return app
 
@@ -130,10 +159,11 @@ def serve(run: Any, host: str = "127.0.0.1", port: int = 8000, search: str = "au
                           "'keras-yt[serve]' (fastapi and uvicorn)") from None
     import socket
 
-    from keras_yt.serving.recommender import Recommender
+    from keras_yt.serving.swappable import SwappableRecommender
 
-    recommender = Recommender(run, search=search, warm=True)
+    recommender = SwappableRecommender(run, search=search, warm=True)
     app = create_app(recommender)
+    _reload_on_sighup(recommender)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -148,3 +178,22 @@ def serve(run: Any, host: str = "127.0.0.1", port: int = 8000, search: str = "au
           f"loaded in {recommender.load_seconds:.1f} s)", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _reload_on_sighup(served: Any) -> None:
+    """SIGHUP reloads the served path (e.g. a symlink pointed at a new run) in a thread."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return
+
+    def reload() -> None:
+        try:
+            info = served.reload()
+            print(f"reloaded {info['run']} (model {info['model'][:12]}, was "
+                  f"{info['previous'][:12]}; {info['seconds']:.1f} s)", flush=True)
+        except Exception as exc:  # the old run stays served
+            print(f"reload failed, still serving the previous run: {exc}", flush=True)
+
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, daemon=True).start())

@@ -1,0 +1,631 @@
+"""Warm-start training: a new run from an old one on a grown watch log (the paper's §3.3).
+
+A production recommender is retrained on a log that has grown since the last run: new videos,
+new users, new watches. `warm_start` starts the new run from the old one instead of from nothing:
+
+* **Vocabularies grow** (`keras_yt.data.Vocabulary.grow`): every raw id of the old run keeps its
+  model id; the videos and users first seen in the grown log are appended after them (model ids
+  `N+1..`, by decreasing count).
+* **Weights are carried over** (`carry_over_weights`), generically: each variable of the new
+  model is matched by its path to the old model's; an axis whose size changed from the old to
+  the new vocabulary size is a video (or user) axis, and along it rows `0..N` are copied
+  bit-identically while the appended rows are initialised. Everything else (the ReLU tower, the
+  categorical tables, an attention tower's weights) is copied as it is. So the same code grows
+  the bag model, a sequential history encoder, or a table of any variable with a video axis.
+* **New rows** (`new_rows`): `"cowatched"` (default) sets a new video's row of every video-axis
+  variable (watch embedding, output embedding W_j, output bias b_j) to the mean of the rows of
+  the known videos watched next to it (up to `COWATCH_WINDOW` watches before and after each of
+  its watches, in every user's time order), and to the mean of all known rows when it has no
+  known neighbour; `"mean"` uses the mean of all known rows; `"random"` small Gaussian rows
+  (0.1 x the known rows' standard deviation) and a zero bias. docs/freshness.md has what each
+  measured on MovieLens-100K.
+* **Optimizer state is carried** (`optimizer_state="carry"`, default): Adam's moments of known
+  rows and its step count are copied (rows of new videos start at zero, as for any row never
+  touched). A fresh Adam (`"reset"`) takes full learning-rate steps on every weight at its first
+  updates (its bias correction normalises the first gradients to about lr per coordinate),
+  which moves the trained rows as far as a first epoch from scratch would; carried moments keep
+  each row's step size where training left it.
+* **Training is on what is new**: the next-watch examples whose label is after the old run's
+  last timestamp, and the two watches per user that the old run held out (its test and
+  validation items: it never trained on them) unless they are held out again, with the user's
+  whole history (old watches included) as their input, for at
+  most `epochs` epochs with the same early stopping as a full run
+  (`keras_yt.training.fit_candidate_generator`, on each user's last-but-one watch). Example age
+  is measured from the end of the grown log.
+
+The old run is only read, never written: the new run is staged and swapped in by
+`keras_yt.run_folder.RunFolder.create`, and `out` must not be the old run's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["AxisGrowth", "carry_over_weights", "cowatched_rows", "grow_candidate_generator",
+           "log_period", "warm_start"]
+
+LOG_FILE = "log.json"
+"""Run-folder file holding the period of the run's watch log (`log_period`)."""
+WARM_START_FILE = "warm_start.json"
+COWATCH_WINDOW = 5
+NEW_ROWS = ("cowatched", "mean", "random")
+OPTIMIZER_STATES = ("carry", "reset")
+# Features a watch log provides to a model of `keras-yt train`.
+LOG_FEATURES = ("watch_history", "example_age")
+
+
+def log_period(raw: dict) -> dict:
+    """The period and id kinds of a raw watch log, as a run folder records it (`log.json`).
+
+    Args:
+        raw: a log with raw ids (`keras_yt.data.read_raw_watch_log`): columns `user`, `video`,
+            `timestamp` (seconds).
+
+    Returns:
+        `{"first_timestamp", "last_timestamp", "num_watches", "video_ids", "user_ids"}`, the
+        id kinds being `"integer"` or `"string"`.
+
+    Example:
+    >>> log_period({"user": [1, 2], "video": ["a", "b"], "timestamp": [5.0, 9.0]})["video_ids"]
+    'string'
+    """
+    times = np.asarray(raw["timestamp"], np.float64)
+    if times.size == 0:
+        raise ValueError("the watch log has no rows")
+
+    def kind(values) -> str:
+        return "string" if np.asarray(values).dtype.kind in "UO" else "integer"
+
+    return {"first_timestamp": float(times.min()), "last_timestamp": float(times.max()),
+            "num_watches": int(times.size), "video_ids": kind(raw["video"]),
+            "user_ids": kind(raw["user"])}
+
+
+# ---------------------------------------------------------------------- weight carry-over
+
+
+@dataclass
+class AxisGrowth:
+    """How one vocabulary axis (videos or users) grows from `old_size` to `new_size` rows.
+
+    Growth appends: rows `0..old_size-1` keep their meaning. `mixing`, when given, is a
+    `(new_size - old_size, old_size)` float array: new row `j` = `mixing[j] @ old rows`
+    (a row-normalised `mixing` averages known rows, see `cowatched_rows`); `None` leaves
+    the initialisation to `new_rows` of `carry_over_weights`.
+
+    Example:
+    >>> AxisGrowth("video", 4, 6).added
+    2
+    """
+
+    name: str
+    old_size: int
+    new_size: int
+    mixing: np.ndarray | None = None
+
+    @property
+    def added(self) -> int:
+        return self.new_size - self.old_size
+
+
+def cowatched_rows(watches: np.ndarray, old_size: int, new_size: int,
+                   window: int = COWATCH_WINDOW) -> np.ndarray:
+    """Row-normalised weights of the known videos watched next to each new video.
+
+    Args:
+        watches: the grown log in model ids (`user`, `video`, `timestamp`); videos
+            `>= old_size` are new.
+        old_size: size of the old video vocabulary (padding included).
+        new_size: size of the grown one.
+        window: neighbours counted on each side of each watch, in the user's time order.
+
+    Returns:
+        float64 array `(new_size - old_size, old_size)`; a new video without a known neighbour
+        gets the uniform mean of the known videos `1..old_size-1`.
+
+    Example:
+    >>> log = {"user": [1, 1, 1], "video": [1, 3, 2], "timestamp": [0, 1, 2]}
+    >>> cowatched_rows(log, old_size=3, new_size=4, window=1).tolist()
+    [[0.0, 0.5, 0.5]]
+    """
+    from keras_yt.data.io import to_watch_log
+
+    log = to_watch_log(watches)
+    log = log[np.lexsort((log["timestamp"], log["user"]))]
+    users, videos = log["user"], log["video"].astype(np.int64)
+    added = new_size - old_size
+    weights = np.zeros((added, old_size))
+    for offset in [d for d in range(-window, window + 1) if d]:
+        a = slice(max(0, -offset), len(log) - max(0, offset))
+        b = slice(max(0, offset), len(log) - max(0, -offset) if offset < 0 else len(log))
+        here, there = videos[a], videos[b]
+        keep = (users[a] == users[b]) & (here >= old_size) & (there >= 1) & (there < old_size)
+        np.add.at(weights, (here[keep] - old_size, there[keep]), 1.0)
+    totals = weights.sum(axis=1, keepdims=True)
+    uniform = np.zeros(old_size)
+    uniform[1:] = 1.0 / max(old_size - 1, 1)
+    return np.where(totals > 0, weights / np.maximum(totals, 1e-300), uniform)
+
+
+def _grow_array(old: np.ndarray, new_shape: tuple, growths: list[AxisGrowth], path: str,
+                new_rows: str, rng: np.random.Generator, zero_new: bool) -> np.ndarray:
+    """`old` grown to `new_shape` along its vocabulary axes (see `carry_over_weights`)."""
+    if old.shape == tuple(new_shape):
+        return old.copy()
+    if old.ndim != len(new_shape):
+        raise ValueError(f"variable {path!r} has shape {old.shape} in the old model and "
+                         f"{tuple(new_shape)} in the new one")
+    out = old
+    for axis, (before, after) in enumerate(zip(old.shape, new_shape)):
+        if before == after:
+            continue
+        matches = [g for g in growths if (g.old_size, g.new_size) == (before, after)]
+        if len(matches) != 1:
+            raise ValueError(
+                f"variable {path!r} has shape {old.shape} in the old model and "
+                f"{tuple(new_shape)} in the new one: axis {axis} is "
+                + ("no vocabulary axis" if not matches else
+                   f"ambiguous ({', '.join(g.name for g in matches)} grow alike)")
+            )
+        growth = matches[0]
+        moved = np.moveaxis(out, axis, 0)
+        known = moved[1:growth.old_size].astype(np.float64)
+        if zero_new:  # optimizer moments: a new row has never been updated
+            added = np.zeros((growth.added, *moved.shape[1:]))
+        elif growth.mixing is not None and new_rows == "cowatched":
+            added = np.tensordot(growth.mixing, moved.astype(np.float64), axes=(1, 0))
+        elif new_rows in ("cowatched", "mean"):
+            added = np.broadcast_to(known.mean(axis=0) if len(known) else 0.0,
+                                    (growth.added, *moved.shape[1:]))
+        elif moved.ndim == 1:  # "random": a zero bias
+            added = np.zeros(growth.added)
+        else:
+            scale = 0.1 * (known.std() if known.size else 0.01)
+            added = rng.normal(0.0, scale, (growth.added, *moved.shape[1:]))
+        out = np.moveaxis(np.concatenate([moved, added.astype(old.dtype)]), 0, axis)
+    return out
+
+
+def _relative(path: str) -> str:
+    """A variable path without its first component (the model's or optimizer's name)."""
+    return path.split("/", 1)[1] if "/" in path else path
+
+
+def carry_over_weights(old_model: Any, new_model: Any, growths: list[AxisGrowth],
+                       new_rows: str = "cowatched", optimizer_state: str = "carry",
+                       seed: int = 0) -> dict:
+    """Copies every weight of `old_model` into `new_model`, growing the vocabulary axes.
+
+    Variables are matched by path (without the model's name). Equal shapes are copied as they
+    are; an axis whose size went from `g.old_size` to `g.new_size` for one of `growths` is a
+    vocabulary axis: its first `g.old_size` rows are copied bit-identically and the appended
+    rows are initialised (`new_rows`, see the module docstring). The same is done for the
+    optimizer's variables (matched by path without the optimizer's name; new rows of its
+    moments are zero) when `optimizer_state="carry"` and both models are compiled.
+
+    Args:
+        old_model: the trained model (built).
+        new_model: the same architecture with grown vocabularies (built; compiled to carry
+            the optimizer state).
+        growths: the vocabulary axes that grew.
+        new_rows: `"cowatched"`, `"mean"` or `"random"`.
+        optimizer_state: `"carry"` or `"reset"` (the new model's optimizer is left fresh).
+        seed: seed of `"random"`.
+
+    Returns:
+        `{"copied": [paths], "grown": {path: axis...}, "optimizer": "carried" | "reset"}`.
+
+    Raises:
+        ValueError: a trainable variable of the new model has no counterpart in the old one,
+            or a shape changed along an axis that is no vocabulary axis.
+
+    Example:
+    >>> import keras
+    >>> old = keras.Sequential([keras.Input((1,)), keras.layers.Embedding(3, 2, name="e")])
+    >>> new = keras.Sequential([keras.Input((1,)), keras.layers.Embedding(5, 2, name="e")])
+    >>> report = carry_over_weights(old, new, [AxisGrowth("video", 3, 5)], new_rows="mean")
+    >>> bool((new.get_layer("e").embeddings.numpy()[:3] == old.get_layer("e").embeddings.numpy()
+    ...       ).all())
+    True
+    """
+    if new_rows not in NEW_ROWS:
+        raise ValueError(f"new_rows must be one of {NEW_ROWS}, got {new_rows!r}")
+    if optimizer_state not in OPTIMIZER_STATES:
+        raise ValueError(f"optimizer_state must be one of {OPTIMIZER_STATES}, got "
+                         f"{optimizer_state!r}")
+    rng = np.random.default_rng(seed)
+    report = {"copied": [], "grown": {}, "optimizer": "reset"}
+
+    def transfer(old_vars, new_vars, zero_new: bool, what: str) -> None:
+        by_path = {}
+        for var in old_vars:
+            by_path.setdefault(_relative(var.path), var)
+        for var in new_vars:
+            key = _relative(var.path)
+            source = by_path.get(key)
+            if source is None:
+                if getattr(var, "trainable", False):
+                    raise ValueError(f"{what} variable {var.path!r} of the new model has no "
+                                     "counterpart in the old one: not the same architecture")
+                continue  # e.g. a seed generator's state
+            old_value = np.asarray(source.numpy())
+            value = _grow_array(old_value, tuple(var.shape), growths, var.path, new_rows, rng,
+                                zero_new)
+            var.assign(value)
+            if value.shape != old_value.shape:
+                report["grown"][var.path] = [i for i, (a, b) in
+                                             enumerate(zip(old_value.shape, value.shape)) if a != b]
+            else:
+                report["copied"].append(var.path)
+
+    transfer(old_model.variables, new_model.variables, False, "model")
+    old_opt = getattr(old_model, "optimizer", None)
+    new_opt = getattr(new_model, "optimizer", None)
+    if optimizer_state == "carry" and old_opt is not None and new_opt is not None \
+            and old_opt.variables:
+        if not new_opt.built:
+            new_opt.build(new_model.trainable_variables)
+        transfer(old_opt.variables, new_opt.variables, True, "optimizer")
+        report["optimizer"] = "carried"
+    return report
+
+
+def grow_candidate_generator(old_model: Any, num_videos: int, mixing: np.ndarray | None = None,
+                             new_rows: str = "cowatched", optimizer_state: str = "carry",
+                             seed: int = 0) -> tuple[Any, dict]:
+    """A compiled copy of a trained candidate generator with `num_videos` videos.
+
+    The architecture is the old model's (`get_config()` with `num_videos` changed: any
+    candidate generator class, whatever its history encoder), its weights are carried over by
+    `carry_over_weights`, and it is compiled with the old model's optimizer configuration.
+
+    Args:
+        old_model: a trained `CandidateGenerator` (or a subclass / sibling with a `num_videos`
+            config entry).
+        num_videos: the grown vocabulary size (>= the old one; padding included).
+        mixing: `cowatched_rows` weights for the new videos, or None.
+        new_rows: `"cowatched"`, `"mean"` or `"random"`.
+        optimizer_state: `"carry"` or `"reset"`.
+        seed: seed of `"random"` rows.
+
+    Returns:
+        `(new_model, report)`, the report of `carry_over_weights`.
+
+    Example:
+    >>> from keras_yt.models import CandidateGenerator
+    >>> old = CandidateGenerator(num_videos=10, video_embedding_dim=4, max_history=3,
+    ...                          hidden_units=(8,), use_example_age=False)
+    >>> old.build()
+    >>> new, report = grow_candidate_generator(old, 12, new_rows="mean")
+    >>> new.get_output_embeddings()[0].shape
+    (12, 8)
+    """
+    old_size = int(old_model.num_videos)
+    if num_videos < old_size:
+        raise ValueError(f"num_videos must be >= the old model's ({old_size}), got {num_videos}")
+    config = old_model.get_config()
+    config["num_videos"] = int(num_videos)
+    if config.get("class_counts") is not None:  # the unigram sampler: new videos count 1
+        counts = list(config["class_counts"])
+        config["class_counts"] = counts + [1] * (num_videos - len(counts))
+    new_model = type(old_model).from_config(config)
+    new_model.build()
+    old_opt = getattr(old_model, "optimizer", None)
+    if old_opt is not None:
+        new_model.compile(optimizer=type(old_opt).from_config(old_opt.get_config()))
+    else:
+        new_model.compile()
+    growth = AxisGrowth("video", old_size, int(num_videos), mixing)
+    report = carry_over_weights(old_model, new_model, [growth], new_rows=new_rows,
+                                optimizer_state=optimizer_state, seed=seed)
+    return new_model, report
+
+
+# ---------------------------------------------------------------------- checks
+
+
+def _old_model_class(path: Path) -> str:
+    """The class name in a `.keras` archive's config, without loading Keras."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+        raise ValueError(f"{str(path)!r} is not a readable .keras model ({error})") from None
+    return str(config.get("class_name", "?"))
+
+
+def _check_old_run(old, out: Path) -> dict:
+    """The old run's recorded log period, after the checks that need no data."""
+    old.check()
+    target, source = out.resolve(), old.path.resolve()
+    if target == source:
+        raise ValueError(f"--out {str(out)!r} is the --init-from run: write the warm-started "
+                         "run to a new folder (the old run is never modified)")
+    if source in target.parents or target in source.parents:
+        raise ValueError(f"--out {str(out)!r} and --init-from {str(old.path)!r} are inside one "
+                         "another: write the warm-started run next to the old one")
+    kind = _old_model_class(old.model_path)
+    if "CandidateGenerator" not in kind:
+        raise ValueError(f"--init-from {str(old.path)!r} holds a {kind}, not a candidate "
+                         "generator: warm start needs a run of `keras-yt train`")
+    if not (old.path / LOG_FILE).is_file():
+        raise ValueError(f"--init-from {str(old.path)!r} has no {LOG_FILE} (the period of its "
+                         "watch log): it was not written by `keras-yt train`, or by an older "
+                         "keras_yt; train it again")
+    period = old.read_json(LOG_FILE)
+    for key in ("first_timestamp", "last_timestamp", "video_ids", "user_ids"):
+        if key not in period:
+            raise ValueError(f"{str(old.path / LOG_FILE)!r} lacks {key!r}")
+    return period
+
+
+def _check_ids(period: dict, raw: dict, log: str, init_from: str) -> None:
+    new = log_period(raw)
+    for what in ("video", "user"):
+        if new[f"{what}_ids"] != period[f"{what}_ids"]:
+            raise ValueError(
+                f"the {what} ids of {log!r} are {new[f'{what}_ids']}s but --init-from "
+                f"{init_from!r} was trained on {period[f'{what}_ids']} {what} ids: not the "
+                "same log"
+            )
+
+
+def _check_contains(period: dict, raw: dict, old, videos, users, log: str) -> None:
+    """The grown log covers the old run's period and holds every (user, video) it trained on."""
+    times = np.asarray(raw["timestamp"], np.float64)
+    first, last = period["first_timestamp"], period["last_timestamp"]
+    if times.min() > first or times.max() < last:
+        raise ValueError(
+            f"{log!r} spans {_when(times.min())} to {_when(times.max())} and does not contain "
+            f"the --init-from run's period ({_when(first)} to {_when(last)})"
+        )
+    before = times <= last
+    user_rows = users.lookup(np.asarray(raw["user"])[before])
+    video_rows = videos.lookup(np.asarray(raw["video"])[before])
+    have = np.unique(user_rows * np.int64(videos.size) + video_rows)
+    indptr = old._load_data()["indptr"]
+    indices = old._load_data()["indices"].astype(np.int64)
+    owners = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    wanted = owners * np.int64(videos.size) + indices
+    missing = ~np.isin(wanted, have)
+    if missing.any():
+        k = int(np.flatnonzero(missing)[0])
+        user = users.raw_ids([owners[k]])[0]
+        video = videos.raw_ids([indices[k]])[0]
+        raise ValueError(
+            f"{log!r} does not contain the --init-from run's period: {int(missing.sum()):,} of "
+            f"its {len(wanted):,} (user, video) watches up to {_when(last)} are missing (e.g. "
+            f"user {user!r}, video {video!r})"
+        )
+
+
+def _held_out_by_old_run(watches: np.ndarray, last: float, examples: dict) -> np.ndarray:
+    """Which examples are the watches the old run held out (each user's last two in its log).
+
+    `keras-yt train` held out each user's last watch (test) and last but one (validation), so
+    it never trained on them; they are trained on now unless they are held out again.
+    """
+    from keras_yt.data.candidate import leave_last_out_split
+
+    old_log = watches[watches["timestamp"] <= last]
+    rest, test = leave_last_out_split(old_log, max_history=1)
+    validation = leave_last_out_split(rest, max_history=1)[1]
+
+    def keys(part: dict) -> np.ndarray:
+        return np.stack([part["user"], part["label"], part["timestamp"].view(np.int64)], 1)
+
+    held = np.concatenate([keys(test), keys(validation)])
+    if not len(held) or not len(examples["label"]):
+        return np.zeros(len(examples["label"]), bool)
+    mine = keys({k: np.asarray(examples[k]) for k in ("user", "label", "timestamp")})
+    both = np.concatenate([held, mine])
+    _, inverse = np.unique(both, axis=0, return_inverse=True)
+    return np.isin(inverse.reshape(-1)[len(held):], inverse.reshape(-1)[: len(held)])
+
+
+def _when(seconds: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(float(seconds), datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------- the run
+
+
+def warm_start(
+    log: str | os.PathLike | dict,
+    out: str | os.PathLike,
+    init_from: str | os.PathLike,
+    epochs: int = 50,
+    batch_size: int | None = None,
+    max_examples_per_user: int | None = None,
+    new_rows: str = "cowatched",
+    optimizer_state: str = "carry",
+    seed: int = 0,
+    verbose: bool = True,
+) -> dict:
+    """Trains a new run folder from an old one on a grown watch log (`keras-yt train --init-from`).
+
+    See the module docstring for what is carried over and what is trained. The model's
+    architecture and `max_history` are the old run's. The new run folder has the layout of
+    `keras-yt train` (so `evaluate`, `export`, `index`, `recommend` and `serve` work on it) plus
+    `warm_start.json` (where it came from, what grew, how long each step took).
+
+    Args:
+        log: the grown watch log: a CSV / Parquet path or a raw-id dict
+            (`keras_yt.data.read_raw_watch_log`). It must contain the old run's log.
+        out: the new run folder (staged, swapped in at the end; not the old run's folder).
+        init_from: the old run folder (only read).
+        epochs: most epochs; early stopping on each user's last-but-one watch decides.
+        batch_size: examples per step; None scales it to the new examples.
+        max_examples_per_user: cap on each user's examples (the most recent), or None.
+        new_rows: initialisation of new videos' rows: `"cowatched"`, `"mean"` or `"random"`.
+        optimizer_state: `"carry"` (Adam's moments and step) or `"reset"`.
+        seed: Keras seed of the training.
+        verbose: print the steps.
+
+    Returns:
+        The contents of `warm_start.json`: `new_videos`, `new_users`, `examples`,
+        `history` (the fit history), `seconds`, ...
+
+    Raises:
+        ValueError: the old run is not a candidate generator run of `keras-yt train`, its ids
+            are of another kind, the log does not contain its period, or `out` is the old
+            run. The old run is never modified.
+
+    Example:
+    >>> import tempfile, contextlib, io
+    >>> from pathlib import Path
+    >>> from keras_yt.cli import main
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> rows = [f"u{u},v{(u + s) % 20},{100 * s + u}" for u in range(20) for s in range(6)]
+    >>> _ = (tmp / "old.csv").write_text("user,video,timestamp\\n" + "\\n".join(rows) + "\\n")
+    >>> new = rows + [f"u{u},v{20 + s},{1000 + 10 * s + u}" for u in range(12) for s in range(3)]
+    >>> _ = (tmp / "new.csv").write_text("user,video,timestamp\\n" + "\\n".join(new) + "\\n")
+    >>> with contextlib.redirect_stdout(io.StringIO()):
+    ...     status = main(["train", "--log", str(tmp / "old.csv"), "--out", str(tmp / "old"),
+    ...                    "--preset", "tiny_candidate", "--epochs", "1"])
+    ...     info = warm_start(tmp / "new.csv", tmp / "new", init_from=tmp / "old", epochs=1)
+    >>> info["new_videos"], info["examples"]  # 12 users: 1 new example + 2 held out before
+    (3, 36)
+    """
+    from keras_yt.run_folder import RunFolder
+
+    started = time.perf_counter()
+    out, old = Path(out), RunFolder(init_from)
+    RunFolder.check_target(out)
+    period = _check_old_run(old, out)
+    if new_rows not in NEW_ROWS:
+        raise ValueError(f"new_rows must be one of {NEW_ROWS}, got {new_rows!r}")
+    if optimizer_state not in OPTIMIZER_STATES:
+        raise ValueError(f"optimizer_state must be one of {OPTIMIZER_STATES}, got "
+                         f"{optimizer_state!r}")
+
+    def say(text: str) -> None:
+        if verbose:
+            print(text, flush=True)
+
+    from keras_yt import data as yt_data
+
+    raw = dict(log) if isinstance(log, dict) else yt_data.read_raw_watch_log(log)
+    name = str(log) if not isinstance(log, dict) else "the watch log"
+    for column in ("user", "video", "timestamp"):
+        if column not in raw:
+            raise ValueError(f"the watch log has no {column!r} column")
+    raw = {k: np.asarray(v) for k, v in raw.items()}
+    if "watch_time" not in raw:
+        raw["watch_time"] = np.ones(len(raw["user"]), np.float32)
+    if len(raw["user"]) == 0:
+        raise ValueError(f"the watch log {name!r} has no rows")
+    _check_ids(period, raw, name, str(init_from))
+    videos = old.videos.grow(raw["video"])
+    users = old.users.grow(raw["user"])
+    _check_contains(period, raw, old, videos, users, name)
+    max_history = old.max_history if old.max_history > 0 else \
+        int(old.latest_features([0])["watch_history"].shape[1])
+    end = float(np.max(raw["timestamp"]))
+    timings = {"read": time.perf_counter() - started}
+    say(f"    {len(raw['user']):,} watches; {videos.size - old.videos.size:,} new videos "
+        f"({videos.size - 1:,} in all), {users.size - old.users.size:,} new users")
+
+    step = time.perf_counter()
+    from keras_yt import pipeline
+    from keras_yt.data.io import WATCH_DTYPE
+    from keras_yt.evaluation import LeaveLastOut
+
+    watches = np.empty(len(raw["user"]), dtype=WATCH_DTYPE)
+    watches["user"] = users.lookup(raw["user"])
+    watches["video"] = videos.lookup(raw["video"])
+    watches["timestamp"] = raw["timestamp"]
+    watches["watch_time"] = raw["watch_time"]
+    split = LeaveLastOut(watches, max_history=max_history, num_items=videos.size,
+                         example_age_reference=end)
+    examples = yt_data.candidate_examples(
+        split.fit_watches, max_history=max_history, max_examples_per_user=max_examples_per_user,
+        example_age_reference=end,
+    )
+    fresh = examples["timestamp"] > period["last_timestamp"]
+    fresh |= _held_out_by_old_run(watches, period["last_timestamp"], examples)
+    examples = {k: v[fresh] for k, v in examples.items()}
+    if len(examples["label"]) == 0:
+        raise ValueError(f"{name!r} has no training example after the --init-from run's last "
+                         f"watch ({_when(period['last_timestamp'])}): nothing new to train on")
+    timings["examples"] = time.perf_counter() - step
+    say(f"    {len(examples['label']):,} training examples after {_when(period['last_timestamp'])}"
+        f", {len(split.validation['label']):,} validation users")
+
+    step = time.perf_counter()
+    from keras_yt._quiet import load_tensorflow
+
+    load_tensorflow()
+    import keras
+
+    old_model = old.load_model()
+    missing = [n for n in old_model.feature_specs() if n not in LOG_FEATURES]
+    if missing:
+        raise ValueError(f"--init-from {str(old.path)!r} is a model of another kind: it reads "
+                         f"the feature(s) {missing} that a watch log does not provide")
+    keras.utils.set_random_seed(seed)
+    mixing = None
+    if new_rows == "cowatched" and videos.size > old.videos.size:
+        mixing = cowatched_rows(watches[watches["timestamp"] <= end], old.videos.size,
+                                videos.size)
+    model, report = grow_candidate_generator(old_model, videos.size, mixing, new_rows,
+                                             optimizer_state, seed)
+    timings["carry_over"] = time.perf_counter() - step
+
+    step = time.perf_counter()
+    history = pipeline.train_candidate_generator(model, examples, split.validation, epochs,
+                                                 batch_size)
+    timings["train"] = time.perf_counter() - step
+    say(f"    best epoch {history['best_epoch']} of {len(history['loss'])} "
+        f"(batch size {history['batch_size']})")
+
+    step = time.perf_counter()
+    counts = np.bincount(split.train_watches["video"], minlength=videos.size)
+    info = {
+        "init_from": str(Path(init_from).resolve()),
+        "old_last_timestamp": period["last_timestamp"],
+        "new_videos": int(videos.size - old.videos.size),
+        "new_users": int(users.size - old.users.size),
+        "examples": int(len(examples["label"])),
+        "new_rows": new_rows,
+        "optimizer": report["optimizer"],
+        "grown_variables": report["grown"],
+        "history": history,
+    }
+    test = split.test
+    with RunFolder.create(out) as run:
+        model.save(run.model_path)
+        run.save_data(
+            videos=_with_counts(videos, counts),
+            users=users,
+            watched=(raw["user"], raw["video"]),
+            latest=pipeline.latest_features(watches, users.size, max_history),
+            test={k: test[k] for k in ("watch_history", "label", "user")},
+            max_history=max_history,
+            model=model,
+        )
+        run.write_json("history.json", history)
+        run.write_json(LOG_FILE, log_period(raw))
+        timings["save"] = time.perf_counter() - step
+        timings["total"] = time.perf_counter() - started
+        info["seconds"] = timings
+        run.write_json(WARM_START_FILE, info)
+    return info
+
+
+def _with_counts(videos, counts: np.ndarray):
+    """The video vocabulary with its training counts (as `keras-yt train` stores it)."""
+    from keras_yt.data.vocabulary import Vocabulary
+
+    return Vocabulary(videos.ids, counts[1:], videos.titles, name="video")
