@@ -376,11 +376,9 @@ def _user_key(value: Any, is_string: bool):
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value) if 0 <= int(value) < 2**63 else None
     if isinstance(value, str):
-        try:
-            number = int(value)
-        except ValueError:
-            return None
-        return number if 0 <= number < 2**63 else None
+        from keras_yt.data.vocabulary import canonical_int
+
+        return canonical_int(value)  # exact: "010", "+5", "1_0", " 1 " are no integer ids
     return None
 
 

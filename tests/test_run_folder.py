@@ -109,3 +109,17 @@ def test_unloadable_model_file_is_a_clear_error(tmp_path, content):
     with pytest.raises(ValueError, match="candidate_generator.keras.*(not a .keras model|could "
                                          "not be loaded)"):
         RunFolder(tmp_path / "run").load_model()
+
+
+@pytest.mark.parametrize("text", ["1_0", "+5", " 1 ", "\u0663", "010", "1.0", "3\n", "\u00b2"])
+def test_user_ids_given_as_text_must_be_exact(tmp_path, text):
+    """Integer user ids given as text (command line, JSON) are canonical decimals only."""
+    with RunFolder.create(tmp_path / "run") as run:
+        run.save_data(
+            videos=Vocabulary(["a"]), users=Vocabulary([10, 5, 1, 3], name="user"),
+            watched=([10], ["a"]), latest={"watch_history": np.ones((5, 2), "int32")},
+        )
+    run = RunFolder(tmp_path / "run")
+    assert run.user_rows(["10", 5, "1", "3"]).tolist() == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="unknown user"):
+        run.user_rows([text])

@@ -421,8 +421,10 @@ def read_raw_watch_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a watch-log file with the log's own (raw) user and video ids.
 
     Unlike `read_watch_log` (model ids >= 1), ids may be any non-negative integers (0 and values
-    >= 2**31 included) or strings (``v248``): a column whose values are all integers is read as
-    int64, any other as strings. Timestamps are Unix seconds or ISO-8601 date-times (see
+    >= 2**31 included) or strings (``v248``): a column whose values are all canonical decimals
+    (ASCII digits, no sign, no leading zeros: ``7`` but not ``007``, ``+7`` or ``7_0``) is read
+    as int64, any other as strings, exactly as written (``007``, ``7`` and ``0007`` are three
+    ids). Timestamps are Unix seconds or ISO-8601 date-times (see
     `to_unix_seconds`). Map the ids to model ids with `keras_yt.data.Vocabulary`.
 
     Args:
@@ -508,12 +510,12 @@ def _raw_ids(values: Any) -> np.ndarray:
             return array.astype(np.int64)
         return array.astype(str)
     array = array.astype(str)
-    stripped = np.char.strip(array)
-    if array.size and np.all(np.char.isdigit(stripped)):
-        try:
-            return stripped.astype(np.int64)
-        except (ValueError, OverflowError):
-            return array
+    if array.size:  # exact ids: integers only when every text is a canonical decimal
+        from keras_yt.data.vocabulary import canonical_int_column
+
+        values = canonical_int_column(array)
+        if values is not None:
+            return values
     return array
 
 

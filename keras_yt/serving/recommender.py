@@ -292,6 +292,8 @@ def _check_k(k: Any) -> None:
 
 def _id_array(values: Any, is_string: bool) -> np.ndarray:
     """Raw ids as given (lists from JSON / the command line) to a lookup-able array."""
+    from keras_yt.data.vocabulary import canonical_int
+
     values = list(values) if not isinstance(values, np.ndarray) else values.tolist()
     if is_string:
         return np.asarray([str(v) for v in values], dtype=str).reshape(-1)
@@ -299,8 +301,8 @@ def _id_array(values: Any, is_string: bool) -> np.ndarray:
     for v in values:
         if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 2**63:
             out.append(int(v))
-        elif isinstance(v, str) and v.strip().isdigit() and int(v) < 2**63:
-            out.append(int(v))
+        elif isinstance(v, str) and canonical_int(v) is not None:  # exact: no "+5", "1_0"
+            out.append(canonical_int(v))
         else:
             out.append(-1)  # not an id of this vocabulary: looked up as unknown
     return np.asarray(out, dtype=np.int64).reshape(-1)

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keras_yt.data import iter_watch_log, read_watch_log, to_watch_log
 
@@ -139,3 +141,38 @@ def test_parquet_with_raw_ids_and_datetimes(tmp_path):
     log = read_raw_watch_log(path)
     assert log["video"].tolist() == [2**40, 0] and log["user"].tolist() == ["a", "b"]
     assert log["timestamp"].tolist() == [1473933600.0, 0.0]
+
+
+def test_raw_ids_are_exact_no_coercion_of_free_text(tmp_path):
+    """`007`, `7`, `0007` are three ids; `+5`, `1_0`, Arabic-Indic digits are strings."""
+    from keras_yt.data import read_raw_watch_log
+
+    path = write(tmp_path / "z.csv", "user,video,timestamp\n007,1,1\n7,1,2\n0007,1,3\n")
+    assert read_raw_watch_log(path)["user"].tolist() == ["007", "7", "0007"]
+    path = write(tmp_path / "p.csv",
+                 "user,video,timestamp\n+5,1_0,1\n5,10,2\n\u0663,\u00b2,3\n3 ,2,4\n")
+    log = read_raw_watch_log(path)
+    assert log["user"].tolist() == ["+5", "5", "\u0663", "3 "]
+    assert log["video"].tolist() == ["1_0", "10", "\u00b2", "2"]
+    path = write(tmp_path / "i.csv", f"user,video,timestamp\n0,10,1\n{2**63 - 1},7,2\n")
+    log = read_raw_watch_log(path)
+    assert log["user"].dtype == np.int64 and log["user"].tolist() == [0, 2**63 - 1]
+
+
+_ID_TEXT = st.one_of(
+    st.integers(0, 2**64).map(str),
+    st.text(alphabet="0123456789+-_ .e\u0663\u00b2x", min_size=1, max_size=6),
+)
+
+
+@given(st.lists(_ID_TEXT, min_size=1, max_size=6))
+def test_raw_id_column_round_trips_exactly(texts):
+    """A column of text ids reads back as the same ids: int64 only when every one is canonical."""
+    from keras_yt.data.io import _raw_ids
+
+    out = _raw_ids(np.asarray(texts, dtype=str))
+    canonical = all(t == str(int(t)) and 0 <= int(t) < 2**63 for t in texts
+                    if t.isascii() and t.isdigit()) and all(t.isascii() and t.isdigit()
+                                                             for t in texts)
+    assert (out.dtype == np.int64) == canonical
+    assert [str(v) for v in out.tolist()] == texts
