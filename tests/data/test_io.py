@@ -176,3 +176,51 @@ def test_raw_id_column_round_trips_exactly(texts):
                                                              for t in texts)
     assert (out.dtype == np.int64) == canonical
     assert [str(v) for v in out.tolist()] == texts
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("timestamp", "1473933600000", r"milliseconds.*got '1473933600000' on line 3"),
+    ("timestamp", "1e300", r"got '1e300' on line 3"),
+    ("timestamp", "-1e12", r"got '-1e12' on line 3"),
+    ("timestamp", "1_000", r"got '1_000' on line 3"),
+    ("timestamp", "nan", r"got 'nan' on line 3"),
+    ("timestamp", "\u0663", r"line 3"),
+    ("watch_time", "-5", r"Column 'watch_time'.*>= 0.*line 3"),
+    ("watch_time", "nan", r"Column 'watch_time'.*line 3"),
+    ("watch_time", "inf", r"Column 'watch_time'.*line 3"),
+    ("watch_time", "1_0", r"Column 'watch_time'.*line 3"),
+    ("video", "\u0663", r"Column 'video'.*line 3"),
+    ("video", "1_0", r"Column 'video'.*line 3"),
+])
+def test_implausible_timestamps_and_watch_times_are_rejected_with_the_line(
+        tmp_path, column, value, message):
+    from keras_yt.data import read_raw_watch_log
+
+    row = {"user": "1", "video": "2", "timestamp": "1473933601", "watch_time": "3.5"}
+    row[column] = value
+    path = write(tmp_path / "bad.csv", "user,video,timestamp,watch_time\n"
+                 "1,2,1473933600,3\n" + ",".join(row.values()) + "\n")
+    readers = [read_watch_log] + ([read_raw_watch_log] if column != "video" else [])
+    for reader in readers:
+        with pytest.raises(ValueError, match=message):
+            reader(path)
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("timestamp", [1473933600, 1473933600 * 1000], r"milliseconds.*position 1"),
+    ("timestamp", [1e300, 0], r"position 0"),
+    ("watch_time", [1.0, -5.0], r"Column 'watch_time'.*>= 0.*position 1"),
+    ("watch_time", [np.inf, 1.0], r"Column 'watch_time'"),
+])
+def test_implausible_values_in_memory_are_rejected_with_the_position(column, values, message):
+    data = {"user": [1, 1], "video": [2, 3], "timestamp": [1, 2], "watch_time": [1.0, 1.0]}
+    data[column] = values
+    with pytest.raises(ValueError, match=message):
+        to_watch_log(data)
+
+
+@given(st.floats(-1e10, 1e10, allow_nan=False), st.floats(0, 1e6, allow_nan=False))
+def test_plausible_seconds_and_watch_times_read_back(timestamp, watch_time):
+    log = to_watch_log({"user": [1], "video": [2], "timestamp": [timestamp],
+                        "watch_time": [watch_time]})
+    assert log["timestamp"][0] == timestamp
