@@ -38,6 +38,11 @@ MODEL_FILE = "candidate_generator.keras"
 DATA_FILE = "run.h5"
 FORMAT_KIND = "keras_yt.RunFolder"
 FORMAT_VERSION = 1
+# run.h5 starts with a 512-byte HDF5 user block holding the sha256 of the rest of the file (as
+# index.h5 does): a damaged file is rejected before HDF5 parses it or a value is served.
+_USERBLOCK = 512
+_SEAL_MAGIC = b"keras_yt run.h5 sha256 "
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 class RunFolder:
@@ -195,7 +200,7 @@ class RunFolder:
             if len(value) != users.size:
                 raise ValueError(f"latest[{name!r}] must have {users.size} rows (one per user "
                                  f"model id, row 0 unknown), got {len(value)}")
-        with h5py.File(self.data_path, "w") as f:
+        with h5py.File(self.data_path, "w", userblock_size=_USERBLOCK) as f:
             f.attrs["kind"] = FORMAT_KIND
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["max_history"] = -1 if max_history is None else int(max_history)
@@ -216,6 +221,7 @@ class RunFolder:
                 group.create_dataset("W", data=np.asarray(W, np.float32))
                 group.create_dataset("b", data=np.asarray(b, np.float32))
                 group.create_dataset("user_vectors", data=np.asarray(user_vectors, np.float32))
+        _seal(self.data_path)
         self._data = None
 
     def write_json(self, name: str, value: Any) -> Path:
@@ -284,6 +290,7 @@ class RunFolder:
         if not self.data_path.is_file():
             self.check()
         source = repr(str(self.data_path))
+        _check_seal(self.data_path, source)
         try:
             f = h5py.File(self.data_path, "r")
         except OSError as error:
@@ -385,6 +392,33 @@ def _user_key(value: Any, is_string: bool):
 # ---------------------------------------------------------------------- helpers
 
 
+def _seal(path: str | os.PathLike) -> None:
+    """Writes the sha256 of everything after the user block into run.h5's user block."""
+    from keras_yt.serving._common import _raw_digest
+
+    digest = _raw_digest(os.fspath(path)).encode()
+    with open(path, "r+b") as fh:
+        fh.write((_SEAL_MAGIC + digest).ljust(_USERBLOCK, b"\0"))
+
+
+def _check_seal(path: Path, source: str) -> None:
+    """Raises a ValueError naming run.h5 unless its user block holds the sha256 of the rest."""
+    from keras_yt.serving._common import _raw_digest
+
+    with open(path, "rb") as fh:
+        head = fh.read(_USERBLOCK)
+    if not head.startswith(_SEAL_MAGIC):
+        if head.startswith(_HDF5_SIGNATURE):
+            raise ValueError(f"{source} has no checksum (written by an older keras_yt, or not by "
+                             "keras_yt): re-run keras-yt train to write this run again")
+        raise ValueError(f"{source} is not a readable HDF5 file (not a keras_yt run data file: "
+                         "truncated or damaged); re-run keras-yt train")
+    stored = head[len(_SEAL_MAGIC):len(_SEAL_MAGIC) + 64].decode("ascii", "replace")
+    if len(head) < _USERBLOCK or stored != _raw_digest(os.fspath(path)):
+        raise ValueError(f"{source} is corrupt: its checksum does not match its contents "
+                         "(damaged or truncated); re-run keras-yt train")
+
+
 def _remove_stale(path: Path) -> None:
     """Removes staging folders of dead writers; restores a run moved aside by a killed swap."""
     for kind in ("staging", "old"):
@@ -449,7 +483,7 @@ def _check_data(data: dict, source: str) -> None:
         raise ValueError(f"{source}: 'watched/indices' must hold video model ids in "
                          f"1..{num_videos - 1}")
     for name, value in data["latest"].items():
-        if len(value) != num_users:
+        if value.ndim < 1 or len(value) != num_users:
             raise ValueError(f"{source}: 'latest/{name}' has {len(value)} rows, expected "
                              f"{num_users} (one per user model id)")
     serving = data["serving"]
@@ -463,6 +497,19 @@ def _check_data(data: dict, source: str) -> None:
     history = data["latest"].get("watch_history")
     if history is None:
         raise ValueError(f"{source}: 'latest/watch_history' is missing")
+    if history.ndim != 2 or history.shape[1] < 1:
+        raise ValueError(f"{source}: 'latest/watch_history' must be a 2-D array (users, "
+                         f"max_history), got shape {history.shape}")
+    if data["max_history"] not in (-1, history.shape[1]):
+        raise ValueError(f"{source}: attribute max_history must be {history.shape[1]} (the width "
+                         f"of 'latest/watch_history'), got {data['max_history']}")
+    test = data["test"]
+    if test is not None:
+        test_history = test.get("watch_history")
+        if test_history is not None and (
+                test_history.ndim != 2 or test_history.shape[1] != history.shape[1]):
+            raise ValueError(f"{source}: 'test/watch_history' must be a 2-D array of width "
+                             f"{history.shape[1]}, got shape {test_history.shape}")
     if history.dtype.kind not in "iu" or (history.size and (
             history.min() < 0 or history.max() >= num_videos)):
         raise ValueError(f"{source}: 'latest/watch_history' must hold video model ids in "

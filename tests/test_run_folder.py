@@ -11,6 +11,12 @@ from keras_yt.data import Vocabulary
 from keras_yt.run_folder import RunFolder
 
 
+def _reseal(path):
+    from keras_yt.run_folder import _seal
+
+    _seal(path)
+
+
 def _write(path, videos=("a", "b", "c"), fail=False):
     with RunFolder.create(path) as run:
         run.save_data(
@@ -82,8 +88,12 @@ def test_refuses_to_replace_a_file_or_a_folder_that_is_not_a_run(tmp_path):
     ("indptr", "not a valid CSR row pointer"),
     ("history", "'latest/watch_history' must hold video model ids"),
     ("group", "has no 'latest' group"),
+    ("history_3d", r"'latest/watch_history' must be a 2-D array"),
+    ("max_history", r"max_history must be .*got 1000000000000"),
+    ("max_history_mismatch", r"max_history must be .*got 7"),
 ])
 def test_damaged_data_file_raises_a_clear_error(tmp_path, damage, message):
+    """Crafted files (the checksum rewritten to match) are caught by the structural checks."""
     _write(tmp_path / "run")
     path = tmp_path / "run" / "run.h5"
     if damage == "random":
@@ -96,8 +106,16 @@ def test_damaged_data_file_raises_a_clear_error(tmp_path, damage, message):
                 f["watched/indptr"][1] = 99
             elif damage == "history":
                 f["latest/watch_history"][1, 0] = -4
+            elif damage == "history_3d":
+                del f["latest/watch_history"]
+                f["latest/watch_history"] = np.ones((3, 2, 2), "int32")
+            elif damage == "max_history":
+                f.attrs["max_history"] = 10**12
+            elif damage == "max_history_mismatch":
+                f.attrs["max_history"] = 7
             else:
                 del f["latest"]
+        _reseal(path)
     with pytest.raises(ValueError, match=message):
         RunFolder(tmp_path / "run").watched([1])
 
@@ -123,3 +141,31 @@ def test_user_ids_given_as_text_must_be_exact(tmp_path, text):
     assert run.user_rows(["10", 5, "1", "3"]).tolist() == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="unknown user"):
         run.user_rows([text])
+
+
+def test_a_flipped_byte_in_run_h5_is_caught_by_its_checksum(tmp_path):
+    """A bit flip that leaves every value plausible is still an error, never served."""
+    _write(tmp_path / "run")
+    path = tmp_path / "run" / "run.h5"
+    with h5py.File(path, "r") as f:
+        offset = f["latest/watch_history"].id.get_offset()
+        assert offset is not None  # contiguous: the values sit at this byte offset
+    data = bytearray(path.read_bytes())
+    assert data[offset + 8] == 1  # row 1 = [1, 2]: its first value, int32 little-endian
+    data[offset + 8] = 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"run.h5.*corrupt.*checksum.*re-run keras-yt train"):
+        RunFolder(tmp_path / "run").latest_features([1])
+
+
+def test_a_run_h5_without_checksum_asks_to_train_again(tmp_path):
+    _write(tmp_path / "run")
+    path = tmp_path / "run" / "run.h5"
+    with h5py.File(path, "r") as f, h5py.File(tmp_path / "plain.h5", "w") as g:
+        for key, value in f.attrs.items():
+            g.attrs[key] = value
+        for name in f:
+            f.copy(f[name], g, name)
+    os.replace(tmp_path / "plain.h5", path)  # an older run.h5: no user block, no checksum
+    with pytest.raises(ValueError, match=r"run.h5.*no checksum.*re-run keras-yt train"):
+        RunFolder(tmp_path / "run").videos
