@@ -224,6 +224,13 @@ def _train(args) -> None:
     from keras_yt.run_folder import RunFolder
 
     RunFolder.check_target(args.out)  # fail before training, not after
+    with RunFolder.lock(args.out):  # a second train into the same --out fails at once
+        _train_locked(args)
+
+
+def _train_locked(args) -> None:
+    from keras_yt.run_folder import RunFolder
+
     _check_preset(args.preset)
     _check_distribute(args)
     load_tensorflow()

@@ -124,24 +124,64 @@ class RunFolder:
         {'recall@10': 0.5}
         """
         path = cls.check_target(path)
+        with cls.lock(path):
+            _remove_stale(path)
+            stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-",
+                                          dir=path.parent))
+            os.chmod(stage, 0o777 & ~_umask())
+            try:
+                yield cls(stage)
+                old = None
+                if path.exists():
+                    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-",
+                                                dir=path.parent))
+                    os.replace(path, old / "run")
+                os.replace(stage, path)
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    @contextlib.contextmanager
+    def lock(cls, path: str | os.PathLike) -> Iterator[Path]:
+        """Holds the write lock of the run folder `path` (re-entrant within this process).
+
+        The lock is an exclusive `fcntl.flock` on the file `.NAME.lock` beside the folder
+        (removed on release; the system releases the lock when its process ends, even killed). `--out` given
+        as a symbolic link locks and writes the run it points to. `keras-yt train` takes it
+        before reading the log, so that a second `train` into the same folder fails at once.
+
+        Raises:
+            ValueError: another process holds the lock.
+
+        Example:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/run"
+        >>> with RunFolder.lock(path):
+        ...     pass
+        """
+        path = _real(path)
+        key = str(path)
+        if key in _HELD_LOCKS:
+            _HELD_LOCKS[key] += 1
+            try:
+                yield path
+            finally:
+                _HELD_LOCKS[key] -= 1
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(path)
-        stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-",
-                                      dir=path.parent))
-        os.chmod(stage, 0o777 & ~_umask())
+        lock_path = path.parent / f".{path.name}.lock"
+        fd = _acquire(lock_path, key)
+        _HELD_LOCKS[key] = 1
         try:
-            yield cls(stage)
-            old = None
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-",
-                                            dir=path.parent))
-                os.replace(path, old / "run")
-            os.replace(stage, path)
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            yield path
+        finally:
+            del _HELD_LOCKS[key]
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)  # still held: no other process has it open and locked
+            os.close(fd)  # releases the lock
 
     @classmethod
     def check_target(cls, path: str | os.PathLike) -> Path:
@@ -156,7 +196,7 @@ class RunFolder:
         ...
         ValueError: ... is an existing file, not a run folder: choose another output folder
         """
-        path = Path(path)
+        path = _real(path)
         if path.exists() and not path.is_dir():
             raise ValueError(f"{str(path)!r} is an existing file, not a run folder: choose "
                              "another output folder")
@@ -390,6 +430,40 @@ def _user_key(value: Any, is_string: bool):
 
 
 # ---------------------------------------------------------------------- helpers
+
+_HELD_LOCKS: dict[str, int] = {}  # run folders this process holds the write lock of
+
+
+def _acquire(lock_path: Path, key: str) -> int:
+    """An open descriptor of `lock_path` holding its exclusive flock (ValueError if taken)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    for _ in range(10):
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(
+                f"another keras-yt process is writing the run folder {key!r} (it holds "
+                f"{str(lock_path)!r}); wait for it to finish or choose another --out"
+            ) from None
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed this file as it released it: lock the new one
+    raise ValueError(f"could not take the write lock {str(lock_path)!r} of {key!r}")
+
+
+def _real(path: str | os.PathLike) -> Path:
+    """The folder a run path names, symbolic links followed (a link to a run writes that run)."""
+    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
+
 
 
 def _seal(path: str | os.PathLike) -> None:

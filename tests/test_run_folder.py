@@ -1,7 +1,10 @@
 """RunFolder: staged, all-or-nothing writes; the stored data checked on load."""
 
+import contextlib
 import os
 import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -169,3 +172,48 @@ def test_a_run_h5_without_checksum_asks_to_train_again(tmp_path):
     os.replace(tmp_path / "plain.h5", path)  # an older run.h5: no user block, no checksum
     with pytest.raises(ValueError, match=r"run.h5.*no checksum.*re-run keras-yt train"):
         RunFolder(tmp_path / "run").videos
+
+
+_HOLD_LOCK = """
+import sys
+from keras_yt.run_folder import RunFolder
+with RunFolder.lock(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def _lock_held_by_another_process(path):
+    process = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        process.stdin.close()
+        process.wait(timeout=60)
+
+
+def test_a_second_writer_of_the_same_run_fails_clearly(tmp_path):
+    _write(tmp_path / "run", videos=("a", "b", "c"))
+    with _lock_held_by_another_process(tmp_path / "run"):
+        with pytest.raises(ValueError, match=r"another keras-yt process is writing .*run"):
+            _write(tmp_path / "run", videos=("x", "y", "z"))
+        with pytest.raises(ValueError, match=r"another keras-yt process is writing"):
+            _write(tmp_path / "link-free-alias" / ".." / "run", videos=("x", "y", "z"))
+    assert RunFolder(tmp_path / "run").videos.ids.tolist() == ["a", "b", "c"]
+    _write(tmp_path / "run", videos=("x", "y", "z"))  # the lock is released with the process
+    assert RunFolder(tmp_path / "run").videos.ids.tolist() == ["x", "y", "z"]
+
+
+def test_out_given_as_a_symlink_to_a_run_writes_the_run_it_points_to(tmp_path):
+    _write(tmp_path / "real", videos=("a", "b", "c"))
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    _write(tmp_path / "link", videos=("x", "y", "z"))
+    assert (tmp_path / "link").is_symlink()
+    assert RunFolder(tmp_path / "real").videos.ids.tolist() == ["x", "y", "z"]
+    with _lock_held_by_another_process(tmp_path / "real"):  # one lock for the link and its run
+        with pytest.raises(ValueError, match="another keras-yt process is writing"):
+            _write(tmp_path / "link")
