@@ -149,9 +149,10 @@ class RunFolder:
         """Holds the write lock of the run folder `path` (re-entrant within this process).
 
         The lock is an exclusive `fcntl.flock` on the file `.NAME.lock` beside the folder
-        (removed on release; the system releases the lock when its process ends, even killed). `--out` given
-        as a symbolic link locks and writes the run it points to. `keras-yt train` takes it
-        before reading the log, so that a second `train` into the same folder fails at once.
+        (removed on release; the system releases the lock when its process ends, even killed).
+        `--out` given as a symbolic link locks and writes the run it points to. `keras-yt
+        train` takes it before reading the log, so that a second `train` into the same folder
+        fails at once.
 
         Raises:
             ValueError: another process holds the lock.
