@@ -448,6 +448,8 @@ def _recommend(args) -> None:
     print(f"search: {recommender.search}")
     for user, items in zip(args.user, results):
         note = "" if len(items) == args.k else f" (only {len(items)} eligible)"
+        if recommender.fallback(user=user) is not None:
+            note += " (no known watch: popular videos, not a personal answer)"
         print(f"\nuser {user}: top {len(items)}{note}")
         for rank, item in enumerate(items, start=1):
             title = f"  {item['title']}" if item["title"] else ""

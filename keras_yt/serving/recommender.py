@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+FALLBACK_POPULAR = "popular"
+"""`Recommender.fallback` (the service's `"fallback"` field) when no watch is known."""
+
 EXACT_MAX_VIDEOS = 200_000
 """`search="auto"` ranks corpora up to this size exactly (faster than loading a graph index)."""
 
@@ -205,6 +208,37 @@ class Recommender:
         if exclude is not None:
             excluded.append(self.videos.lookup(_id_array(exclude, self.videos.is_string)))
         return self._top_k(u, k, [_merge(excluded)])[0]
+
+    def fallback(self, user: Any = None, watch_history: Any = None) -> str | None:
+        """Says whether `recommend(user=..., watch_history=...)` answers for want of any watch.
+
+        A watch history that is empty, or whose videos are all unknown to the run, gives the
+        user vector of a user with no watches: the videos everybody watches (popular videos),
+        not a personal answer. The service returns this as the response field `"fallback"`.
+
+        Args:
+            user: a raw user id of the run, or None.
+            watch_history: raw video ids, when `user` is None.
+
+        Returns:
+            `"popular"` when no watch of the history is a known video, else None.
+
+        Raises:
+            ValueError: both or neither of `user` / `watch_history`, or an unknown user.
+
+        Example:
+        >>> recommender = Recommender("runs/demo")  # doctest: +SKIP
+        >>> recommender.fallback(watch_history=[]), recommender.fallback(user=1)  # doctest: +SKIP
+        ('popular', None)
+        """
+        if (user is None) == (watch_history is None):
+            raise ValueError("give exactly one of user and watch_history")
+        if user is not None:
+            rows = self.run.user_rows([user])
+            history = self.run.latest_features(rows)["watch_history"][0]
+        else:
+            history = self._model_history(watch_history)[0]
+        return None if (np.asarray(history) > 0).any() else FALLBACK_POPULAR
 
     def recommend_users(
         self, users: Any, k: int = 10, exclude: list | None = None, keep_watched: bool = False

@@ -5,7 +5,9 @@ httptools, which uvicorn picks when installed; its pure-Python fallback is about
 
 * `POST /recommend` with `{"user": <raw user id>, "k": 10}` or
   `{"watch_history": [<raw video ids>], "k": 10, "exclude": [<raw video ids>]}` (optional
-  `"keep_watched": true`) → `{"items": [{"id", "score", "title"}], "model": <fingerprint>}`;
+  `"keep_watched": true`) → `{"items": [{"id", "score", "title"}], "model": <fingerprint>,
+  "fallback": null}`; `"fallback": "popular"` when the history is empty or none of its videos
+  is known (the answer is the popular videos of a user with no watches, not a personal one);
 * `GET /health` → `{"status": "ok", "model", "videos", "users", "search"}`.
 
 Errors are JSON `{"error": <message>, "field": <request field or null>}` with status 400
@@ -100,12 +102,15 @@ def create_app(recommender: Any):
                 user=request.user, watch_history=request.watch_history, k=request.k,
                 exclude=request.exclude, keep_watched=request.keep_watched,
             )
+            # "popular" when no watch of the history is known (the answer is not personal)
+            fallback = recommender.fallback(user=request.user,
+                                            watch_history=request.watch_history)
         except ValueError as exc:
             text = str(exc)
             if text.startswith("unknown user"):
                 return error(404, text, "user")
             return error(422, text, None)
-        return JSONResponse({"items": items, "model": model})
+        return JSONResponse({"items": items, "model": model, "fallback": fallback})
 
     return app
 

@@ -118,3 +118,12 @@ def test_raw_video_ids_given_as_text_are_exact(text):
         int(text) < 2**63
     assert _id_array([text], is_string=False).tolist() == [int(text) if canonical else -1]
     assert _id_array([text], is_string=True).tolist() == [text]
+
+
+def test_fallback_says_when_no_watch_of_the_history_is_known(recommender):
+    assert recommender.fallback(watch_history=[]) == "popular"
+    assert recommender.fallback(watch_history=["nope", "", "v99999"]) == "popular"
+    assert recommender.fallback(watch_history=["nope", "v1"]) is None
+    assert recommender.fallback(user="u3") is None
+    with pytest.raises(ValueError, match="unknown user"):
+        recommender.fallback(user="nobody")
