@@ -484,3 +484,13 @@ def test_recent_history_takes_the_last_real_watches_wherever_the_padding_is():
     swapped = model.predict({"watch_history": np.array([[5, 6, 0, 0, 3, 4]], "int32")},
                             verbose=0)
     assert not np.allclose(swapped[0], u[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [2**32 + 2, NUM_VIDEOS, -1])
+def test_direct_calls_check_numpy_features_like_predict(bad):
+    """model(features) on numpy values names a video id outside the table (no zero vector)."""
+    model = make_model()
+    features = make_features(n=2)
+    features["watch_history"][1, 0] = bad
+    with pytest.raises(ValueError, match=r"feature 'watch_history' must hold"):
+        model(features)
