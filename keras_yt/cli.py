@@ -252,6 +252,10 @@ def _train_locked(args) -> None:
     kinds = "string" if videos.is_string else "integer"
     print(f"    {len(watches):,} watches, {len(users):,} users, {len(videos):,} videos "
           f"({kinds} ids)")
+    from keras_yt.data.summary import summary_lines, watch_log_summary
+
+    for line in summary_lines(watch_log_summary(raw))[1:]:  # what is dropped, and why
+        print(f"    {line}")
     _done(start)
 
     start = _step("building training examples (next watch from the watches before it)")

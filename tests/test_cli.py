@@ -306,3 +306,19 @@ def test_a_second_train_into_the_same_out_fails_at_once(tmp_path, capsys):
         holder.stdin.close()
         holder.wait(timeout=60)
     assert not (tmp_path / "run").exists()
+
+
+def test_train_reports_duplicate_rows_and_users_too_short_to_train_on(tmp_path, capsys):
+    from tests.runs import write_log
+
+    log = write_log(tmp_path / "w.csv", n_users=12)
+    lines = log.read_text().splitlines()
+    extra = [lines[1], lines[2], "lonely,v1,2016-09-02T10:00:00Z,5", "pair,v1,1473933600,1",
+             "pair,v2,1473933601,1"]
+    log.write_text("\n".join(lines + extra) + "\n")
+    assert main(["train", "--log", str(log), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--preset", "tiny_candidate"]) == 0
+    out = capsys.readouterr().out
+    assert "2 duplicate rows (same user, video and timestamp as an earlier row)" in out
+    assert "2 users with fewer than 3 watches get no training example (1 with a single watch" \
+        in out

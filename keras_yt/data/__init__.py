@@ -14,6 +14,7 @@ from keras_yt.data.io import (
     to_watch_log,
 )
 from keras_yt.data.ranking import ranking_examples, to_impressions
+from keras_yt.data.summary import watch_log_summary
 from keras_yt.data.vocabulary import Vocabulary
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "to_impressions",
     "to_unix_seconds",
     "to_watch_log",
+    "watch_log_summary",
 ]
