@@ -491,6 +491,7 @@ def test_direct_calls_check_numpy_features_like_predict(bad):
     """model(features) on numpy values names a video id outside the table (no zero vector)."""
     model = make_model()
     features = make_features(n=2)
+    features["watch_history"] = features["watch_history"].astype("int64")
     features["watch_history"][1, 0] = bad
     with pytest.raises(ValueError, match=r"feature 'watch_history' must hold"):
         model(features)
