@@ -352,6 +352,11 @@ def test_eager_calls_reject_ids_outside_the_table(bad):
     with pytest.raises(ValueError, match=rf"EmbeddingBag ids must hold .*\[0, {INPUT_DIM}\).*"
                                          rf"{bad}"):
         layer(ids)
-    with pytest.raises(ValueError, match=rf"{bad}"):
-        layer(tf.constant(ids) if keras.backend.backend() == "tensorflow" else
-              keras.ops.convert_to_tensor(ids))
+    if keras.backend.backend() == "tensorflow":
+        tensor = tf.constant(ids)
+    elif abs(bad) < 2**31:  # JAX without x64 makes int32 arrays: 2**32 + 2 cannot be one
+        tensor = keras.ops.convert_to_tensor(ids)
+    else:
+        return
+    with pytest.raises(ValueError, match=rf"{bad}"):  # eager tensors are checked too
+        layer(tensor)
