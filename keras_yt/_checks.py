@@ -94,6 +94,22 @@ def is_numpy_like(value) -> bool:
     return isinstance(value, (np.ndarray, np.generic, list, tuple, int, float, str, bytes))
 
 
+def concrete(value):
+    """A numpy copy of `value` when its values are known now (numpy, or an eager tensor), else
+    None (a symbolic or traced tensor inside a graph, a ragged tensor): checks run on eager
+    calls and never inside traced graphs."""
+    if is_numpy_like(value):
+        return np.asarray(value)
+    import keras
+
+    if isinstance(value, keras.KerasTensor) or not keras.ops.is_tensor(value):
+        return None
+    try:
+        return np.asarray(keras.ops.convert_to_numpy(value))
+    except Exception:  # symbolic (tf.function) or traced (jax.jit): no values to check
+        return None
+
+
 def _examples(values, mask, limit: int = 5) -> list:
     return np.asarray(values)[mask].ravel()[:limit].tolist()
 

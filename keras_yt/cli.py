@@ -276,6 +276,13 @@ def _train(args) -> None:
     RunFolder.check_target(args.out)  # fail before training, not after
     if args.examples is not None and args.init_from is not None:
         raise ValueError("--init-from warm-starts on a watch log (--log), not on --examples")
+    with RunFolder.lock(args.out):  # a second train into the same --out fails at once
+        _train_locked(args)
+
+
+def _train_locked(args) -> None:
+    from keras_yt.run_folder import RunFolder
+
     if args.examples is not None:
         return _train_examples(args)
     if args.init_from is not None:
@@ -301,6 +308,10 @@ def _train(args) -> None:
     kinds = "string" if videos.is_string else "integer"
     print(f"    {len(watches):,} watches, {len(users):,} users, {len(videos):,} videos "
           f"({kinds} ids)")
+    from keras_yt.data.summary import summary_lines, watch_log_summary
+
+    for line in summary_lines(watch_log_summary(raw))[1:]:  # what is dropped, and why
+        print(f"    {line}")
     _done(start)
 
     start = _step("building training examples (next watch from the watches before it)")
@@ -594,6 +605,8 @@ def _recommend(args) -> None:
     print(f"search: {recommender.search}")
     for user, items in zip(args.user, results):
         note = "" if len(items) == args.k else f" (only {len(items)} eligible)"
+        if recommender.fallback(user=user) is not None:
+            note += " (no known watch: popular videos, not a personal answer)"
         print(f"\nuser {user}: top {len(items)}{note}")
         for rank, item in enumerate(items, start=1):
             title = f"  {item['title']}" if item["title"] else ""

@@ -38,6 +38,11 @@ MODEL_FILE = "candidate_generator.keras"
 DATA_FILE = "run.h5"
 FORMAT_KIND = "keras_yt.RunFolder"
 FORMAT_VERSION = 1
+# run.h5 starts with a 512-byte HDF5 user block holding the sha256 of the rest of the file (as
+# index.h5 does): a damaged file is rejected before HDF5 parses it or a value is served.
+_USERBLOCK = 512
+_SEAL_MAGIC = b"keras_yt run.h5 sha256 "
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
 class RunFolder:
@@ -119,24 +124,65 @@ class RunFolder:
         {'recall@10': 0.5}
         """
         path = cls.check_target(path)
+        with cls.lock(path):
+            _remove_stale(path)
+            stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-",
+                                          dir=path.parent))
+            os.chmod(stage, 0o777 & ~_umask())
+            try:
+                yield cls(stage)
+                old = None
+                if path.exists():
+                    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-",
+                                                dir=path.parent))
+                    os.replace(path, old / "run")
+                os.replace(stage, path)
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    @contextlib.contextmanager
+    def lock(cls, path: str | os.PathLike) -> Iterator[Path]:
+        """Holds the write lock of the run folder `path` (re-entrant within this process).
+
+        The lock is an exclusive `fcntl.flock` on the file `.NAME.lock` beside the folder
+        (removed on release; the system releases the lock when its process ends, even killed).
+        `--out` given as a symbolic link locks and writes the run it points to. `keras-yt
+        train` takes it before reading the log, so that a second `train` into the same folder
+        fails at once.
+
+        Raises:
+            ValueError: another process holds the lock.
+
+        Example:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/run"
+        >>> with RunFolder.lock(path):
+        ...     pass
+        """
+        path = _real(path)
+        key = str(path)
+        if key in _HELD_LOCKS:
+            _HELD_LOCKS[key] += 1
+            try:
+                yield path
+            finally:
+                _HELD_LOCKS[key] -= 1
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(path)
-        stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-",
-                                      dir=path.parent))
-        os.chmod(stage, 0o777 & ~_umask())
+        lock_path = path.parent / f".{path.name}.lock"
+        fd = _acquire(lock_path, key)
+        _HELD_LOCKS[key] = 1
         try:
-            yield cls(stage)
-            old = None
-            if path.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-",
-                                            dir=path.parent))
-                os.replace(path, old / "run")
-            os.replace(stage, path)
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            yield path
+        finally:
+            del _HELD_LOCKS[key]
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)  # still held: no other process has it open and locked
+            os.close(fd)  # releases the lock
 
     @classmethod
     def check_target(cls, path: str | os.PathLike) -> Path:
@@ -151,7 +197,7 @@ class RunFolder:
         ...
         ValueError: ... is an existing file, not a run folder: choose another output folder
         """
-        path = Path(path)
+        path = _real(path)
         if path.exists() and not path.is_dir():
             raise ValueError(f"{str(path)!r} is an existing file, not a run folder: choose "
                              "another output folder")
@@ -204,7 +250,7 @@ class RunFolder:
             if len(value) != users.size:
                 raise ValueError(f"latest[{name!r}] must have {users.size} rows (one per user "
                                  f"model id, row 0 unknown), got {len(value)}")
-        with h5py.File(self.data_path, "w") as f:
+        with h5py.File(self.data_path, "w", userblock_size=_USERBLOCK) as f:
             f.attrs["kind"] = FORMAT_KIND
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["max_history"] = -1 if max_history is None else int(max_history)
@@ -225,6 +271,7 @@ class RunFolder:
                 group.create_dataset("W", data=np.asarray(W, np.float32))
                 group.create_dataset("b", data=np.asarray(b, np.float32))
                 group.create_dataset("user_vectors", data=np.asarray(user_vectors, np.float32))
+        _seal(self.data_path)
         self._data = None
 
     def write_json(self, name: str, value: Any) -> Path:
@@ -293,6 +340,7 @@ class RunFolder:
         if not self.data_path.is_file():
             self.check()
         source = repr(str(self.data_path))
+        _check_seal(self.data_path, source)
         try:
             f = h5py.File(self.data_path, "r")
         except OSError as error:
@@ -385,15 +433,74 @@ def _user_key(value: Any, is_string: bool):
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value) if 0 <= int(value) < 2**63 else None
     if isinstance(value, str):
-        try:
-            number = int(value)
-        except ValueError:
-            return None
-        return number if 0 <= number < 2**63 else None
+        from keras_yt.data.vocabulary import canonical_int
+
+        return canonical_int(value)  # exact: "010", "+5", "1_0", " 1 " are no integer ids
     return None
 
 
 # ---------------------------------------------------------------------- helpers
+
+_HELD_LOCKS: dict[str, int] = {}  # run folders this process holds the write lock of
+
+
+def _acquire(lock_path: Path, key: str) -> int:
+    """An open descriptor of `lock_path` holding its exclusive flock (ValueError if taken)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    for _ in range(10):
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ValueError(
+                f"another keras-yt process is writing the run folder {key!r} (it holds "
+                f"{str(lock_path)!r}); wait for it to finish or choose another --out"
+            ) from None
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed this file as it released it: lock the new one
+    raise ValueError(f"could not take the write lock {str(lock_path)!r} of {key!r}")
+
+
+def _real(path: str | os.PathLike) -> Path:
+    """The folder a run path names, symbolic links followed (a link to a run writes that run)."""
+    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
+
+
+
+def _seal(path: str | os.PathLike) -> None:
+    """Writes the sha256 of everything after the user block into run.h5's user block."""
+    from keras_yt.serving._common import _raw_digest
+
+    digest = _raw_digest(os.fspath(path)).encode()
+    with open(path, "r+b") as fh:
+        fh.write((_SEAL_MAGIC + digest).ljust(_USERBLOCK, b"\0"))
+
+
+def _check_seal(path: Path, source: str) -> None:
+    """Raises a ValueError naming run.h5 unless its user block holds the sha256 of the rest."""
+    from keras_yt.serving._common import _raw_digest
+
+    with open(path, "rb") as fh:
+        head = fh.read(_USERBLOCK)
+    if not head.startswith(_SEAL_MAGIC):
+        if head.startswith(_HDF5_SIGNATURE):
+            raise ValueError(f"{source} has no checksum (written by an older keras_yt, or not by "
+                             "keras_yt): re-run keras-yt train to write this run again")
+        raise ValueError(f"{source} is not a readable HDF5 file (not a keras_yt run data file: "
+                         "truncated or damaged); re-run keras-yt train")
+    stored = head[len(_SEAL_MAGIC):len(_SEAL_MAGIC) + 64].decode("ascii", "replace")
+    if len(head) < _USERBLOCK or stored != _raw_digest(os.fspath(path)):
+        raise ValueError(f"{source} is corrupt: its checksum does not match its contents "
+                         "(damaged or truncated); re-run keras-yt train")
 
 
 def _remove_stale(path: Path) -> None:
@@ -460,7 +567,7 @@ def _check_data(data: dict, source: str) -> None:
         raise ValueError(f"{source}: 'watched/indices' must hold video model ids in "
                          f"1..{num_videos - 1}")
     for name, value in data["latest"].items():
-        if len(value) != num_users:
+        if value.ndim < 1 or len(value) != num_users:
             raise ValueError(f"{source}: 'latest/{name}' has {len(value)} rows, expected "
                              f"{num_users} (one per user model id)")
     serving = data["serving"]
@@ -474,6 +581,19 @@ def _check_data(data: dict, source: str) -> None:
     history = data["latest"].get("watch_history")
     if history is None:
         raise ValueError(f"{source}: 'latest/watch_history' is missing")
+    if history.ndim != 2 or history.shape[1] < 1:
+        raise ValueError(f"{source}: 'latest/watch_history' must be a 2-D array (users, "
+                         f"max_history), got shape {history.shape}")
+    if data["max_history"] not in (-1, history.shape[1]):
+        raise ValueError(f"{source}: attribute max_history must be {history.shape[1]} (the width "
+                         f"of 'latest/watch_history'), got {data['max_history']}")
+    test = data["test"]
+    if test is not None:
+        test_history = test.get("watch_history")
+        if test_history is not None and (
+                test_history.ndim != 2 or test_history.shape[1] != history.shape[1]):
+            raise ValueError(f"{source}: 'test/watch_history' must be a 2-D array of width "
+                             f"{history.shape[1]}, got shape {test_history.shape}")
     if history.dtype.kind not in "iu" or (history.size and (
             history.min() < 0 or history.max() >= num_videos)):
         raise ValueError(f"{source}: 'latest/watch_history' must hold video model ids in "

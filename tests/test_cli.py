@@ -278,3 +278,47 @@ def test_train_data_and_model_parallel_on_four_jax_cpu_devices(tmp_path, distrib
     videos = [int(line.split("video")[1].split()[0])
               for line in result.stdout.splitlines() if "score" in line]
     assert len(videos) == 5 and all(100 <= v < 130 for v in videos)
+
+
+def test_a_second_train_into_the_same_out_fails_at_once(tmp_path, capsys):
+    """While another process writes --out, `keras-yt train` refuses before reading the log."""
+    import os
+    import time
+
+    from tests.runs import write_log
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom keras_yt.run_folder import RunFolder\n"
+         "with RunFolder.lock(sys.argv[1]):\n    print('locked', flush=True)\n"
+         "    sys.stdin.read()\n", str(tmp_path / "run")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        start = time.perf_counter()
+        status = main(["train", "--log", str(write_log(tmp_path / "w.csv")), "--out",
+                       str(tmp_path / "run"), "--preset", "tiny_candidate", "--epochs", "1"])
+        assert status == 2 and time.perf_counter() - start < 5
+        captured = capsys.readouterr()
+        assert "another keras-yt process is writing the run folder" in captured.err
+        assert "reading" not in captured.out
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_reports_duplicate_rows_and_users_too_short_to_train_on(tmp_path, capsys):
+    from tests.runs import write_log
+
+    log = write_log(tmp_path / "w.csv", n_users=12)
+    lines = log.read_text().splitlines()
+    extra = [lines[1], lines[2], "lonely,v1,2016-09-02T10:00:00Z,5", "pair,v1,1473933600,1",
+             "pair,v2,1473933601,1"]
+    log.write_text("\n".join(lines + extra) + "\n")
+    assert main(["train", "--log", str(log), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--preset", "tiny_candidate"]) == 0
+    out = capsys.readouterr().out
+    assert "2 duplicate rows (same user, video and timestamp as an earlier row)" in out
+    assert "2 users with fewer than 3 watches get no training example (1 with a single watch" \
+        in out

@@ -1,7 +1,10 @@
 """RunFolder: staged, all-or-nothing writes; the stored data checked on load."""
 
+import contextlib
 import os
 import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -9,6 +12,12 @@ import pytest
 
 from keras_yt.data import Vocabulary
 from keras_yt.run_folder import RunFolder
+
+
+def _reseal(path):
+    from keras_yt.run_folder import _seal
+
+    _seal(path)
 
 
 def _write(path, videos=("a", "b", "c"), fail=False):
@@ -82,8 +91,12 @@ def test_refuses_to_replace_a_file_or_a_folder_that_is_not_a_run(tmp_path):
     ("indptr", "not a valid CSR row pointer"),
     ("history", "'latest/watch_history' must hold video model ids"),
     ("group", "has no 'latest' group"),
+    ("history_3d", r"'latest/watch_history' must be a 2-D array"),
+    ("max_history", r"max_history must be .*got 1000000000000"),
+    ("max_history_mismatch", r"max_history must be .*got 7"),
 ])
 def test_damaged_data_file_raises_a_clear_error(tmp_path, damage, message):
+    """Crafted files (the checksum rewritten to match) are caught by the structural checks."""
     _write(tmp_path / "run")
     path = tmp_path / "run" / "run.h5"
     if damage == "random":
@@ -96,8 +109,16 @@ def test_damaged_data_file_raises_a_clear_error(tmp_path, damage, message):
                 f["watched/indptr"][1] = 99
             elif damage == "history":
                 f["latest/watch_history"][1, 0] = -4
+            elif damage == "history_3d":
+                del f["latest/watch_history"]
+                f["latest/watch_history"] = np.ones((3, 2, 2), "int32")
+            elif damage == "max_history":
+                f.attrs["max_history"] = 10**12
+            elif damage == "max_history_mismatch":
+                f.attrs["max_history"] = 7
             else:
                 del f["latest"]
+        _reseal(path)
     with pytest.raises(ValueError, match=message):
         RunFolder(tmp_path / "run").watched([1])
 
@@ -109,3 +130,90 @@ def test_unloadable_model_file_is_a_clear_error(tmp_path, content):
     with pytest.raises(ValueError, match="candidate_generator.keras.*(not a .keras model|could "
                                          "not be loaded)"):
         RunFolder(tmp_path / "run").load_model()
+
+
+@pytest.mark.parametrize("text", ["1_0", "+5", " 1 ", "\u0663", "010", "1.0", "3\n", "\u00b2"])
+def test_user_ids_given_as_text_must_be_exact(tmp_path, text):
+    """Integer user ids given as text (command line, JSON) are canonical decimals only."""
+    with RunFolder.create(tmp_path / "run") as run:
+        run.save_data(
+            videos=Vocabulary(["a"]), users=Vocabulary([10, 5, 1, 3], name="user"),
+            watched=([10], ["a"]), latest={"watch_history": np.ones((5, 2), "int32")},
+        )
+    run = RunFolder(tmp_path / "run")
+    assert run.user_rows(["10", 5, "1", "3"]).tolist() == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="unknown user"):
+        run.user_rows([text])
+
+
+def test_a_flipped_byte_in_run_h5_is_caught_by_its_checksum(tmp_path):
+    """A bit flip that leaves every value plausible is still an error, never served."""
+    _write(tmp_path / "run")
+    path = tmp_path / "run" / "run.h5"
+    with h5py.File(path, "r") as f:
+        offset = f["latest/watch_history"].id.get_offset()
+        assert offset is not None  # contiguous: the values sit at this byte offset
+    data = bytearray(path.read_bytes())
+    assert data[offset + 8] == 1  # row 1 = [1, 2]: its first value, int32 little-endian
+    data[offset + 8] = 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"run.h5.*corrupt.*checksum.*re-run keras-yt train"):
+        RunFolder(tmp_path / "run").latest_features([1])
+
+
+def test_a_run_h5_without_checksum_asks_to_train_again(tmp_path):
+    _write(tmp_path / "run")
+    path = tmp_path / "run" / "run.h5"
+    with h5py.File(path, "r") as f, h5py.File(tmp_path / "plain.h5", "w") as g:
+        for key, value in f.attrs.items():
+            g.attrs[key] = value
+        for name in f:
+            f.copy(f[name], g, name)
+    os.replace(tmp_path / "plain.h5", path)  # an older run.h5: no user block, no checksum
+    with pytest.raises(ValueError, match=r"run.h5.*no checksum.*re-run keras-yt train"):
+        RunFolder(tmp_path / "run").videos
+
+
+_HOLD_LOCK = """
+import sys
+from keras_yt.run_folder import RunFolder
+with RunFolder.lock(sys.argv[1]):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def _lock_held_by_another_process(path):
+    process = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        process.stdin.close()
+        process.wait(timeout=60)
+
+
+def test_a_second_writer_of_the_same_run_fails_clearly(tmp_path):
+    _write(tmp_path / "run", videos=("a", "b", "c"))
+    with _lock_held_by_another_process(tmp_path / "run"):
+        with pytest.raises(ValueError, match=r"another keras-yt process is writing .*run"):
+            _write(tmp_path / "run", videos=("x", "y", "z"))
+        with pytest.raises(ValueError, match=r"another keras-yt process is writing"):
+            _write(tmp_path / "link-free-alias" / ".." / "run", videos=("x", "y", "z"))
+    assert RunFolder(tmp_path / "run").videos.ids.tolist() == ["a", "b", "c"]
+    _write(tmp_path / "run", videos=("x", "y", "z"))  # the lock is released with the process
+    assert RunFolder(tmp_path / "run").videos.ids.tolist() == ["x", "y", "z"]
+
+
+def test_out_given_as_a_symlink_to_a_run_writes_the_run_it_points_to(tmp_path):
+    _write(tmp_path / "real", videos=("a", "b", "c"))
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    _write(tmp_path / "link", videos=("x", "y", "z"))
+    assert (tmp_path / "link").is_symlink()
+    assert RunFolder(tmp_path / "real").videos.ids.tolist() == ["x", "y", "z"]
+    with _lock_held_by_another_process(tmp_path / "real"):  # one lock for the link and its run
+        with pytest.raises(ValueError, match="another keras-yt process is writing"):
+            _write(tmp_path / "link")

@@ -17,6 +17,7 @@ from keras_yt.data.io import (
 from keras_yt.data.prepare import prepare_examples, prepare_sequences
 from keras_yt.data.ranking import ranking_examples, to_impressions
 from keras_yt.data.sequence import sequence_examples
+from keras_yt.data.summary import watch_log_summary
 from keras_yt.data.vocabulary import Vocabulary
 
 __all__ = [
@@ -35,4 +36,5 @@ __all__ = [
     "to_impressions",
     "to_unix_seconds",
     "to_watch_log",
+    "watch_log_summary",
 ]

@@ -7,8 +7,11 @@ A *watch log* is a numpy structured array with the fields of `WATCH_DTYPE`:
 * ``timestamp`` (float64) – seconds (Unix time for MovieLens, seconds since the start of the
   simulated window for `keras_yt.datasets.synthetic`). Readers accept Unix seconds (int or
   float) or ISO-8601 date-times (strings such as ``2016-09-15T10:30:00Z``, numpy ``datetime64``,
-  ``datetime`` objects); date-times without a time zone are taken as UTC,
-* ``watch_time`` (float32) – seconds watched (for MovieLens: the rating, used as a weight).
+  ``datetime`` objects); date-times without a time zone are taken as UTC. Numbers must be
+  plain ASCII decimals (no ``1_000``, ``nan``, ``inf``) with ``|t| < 1e11``: milliseconds (or a
+  log mixing seconds and milliseconds) are rejected, naming the line,
+* ``watch_time`` (float32) – seconds watched, finite and >= 0 (for MovieLens: the rating, used
+  as a weight).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import csv
 import datetime
 import itertools
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Union
 
@@ -33,6 +37,43 @@ WATCH_COLUMNS = ("user", "video", "timestamp")
 WatchLogLike = Union[np.ndarray, Mapping[str, Any], str, os.PathLike, Iterable]
 
 _INTEGER_COLUMNS = {"user", "video", "clicked", "previous_impressions"}
+
+MAX_ABS_SECONDS = 1e11
+"""Timestamps are seconds with `|t| < 1e11` (about year 5138): a larger value is milliseconds
+(or microseconds), or garbage, and is rejected with its line."""
+
+# A number written as text: ASCII digits, optional sign, point and exponent (no "1_000", "nan",
+# "inf", "0x10" or non-ASCII digits, which Python and numpy would otherwise accept).
+_NUMBER = re.compile(r"[ \t]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*")
+_NOT_NUMBER_CHAR = re.compile(r"[^0-9+\-.eE \t\x00]")
+
+
+def _first_non_number(texts: np.ndarray) -> int | None:
+    """Position of the first text holding a character no plain ASCII number has, or None.
+
+    Malformed texts of number characters only ("1e5e5", "--1") fail numpy's parse afterwards."""
+    values = texts.reshape(-1).tolist()
+    if not _NOT_NUMBER_CHAR.search("\x00".join(values)):
+        return None
+    return next((i for i, t in enumerate(values) if not _NUMBER.fullmatch(t)), None)
+
+
+def _implausible(name: str, values: np.ndarray) -> tuple[int, str] | None:
+    """`(position, why)` of the first implausible timestamp / watch time, or None."""
+    values = np.asarray(values, dtype=np.float64)
+    if name == "timestamp":
+        bad = ~(np.abs(values) < MAX_ABS_SECONDS)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            why = "Unix seconds with |t| < 1e11"
+            if np.isfinite(values[i]) and values[i] >= MAX_ABS_SECONDS and values[i] < 1e17:
+                why += " (it looks like milliseconds or microseconds: divide by 1000)"
+            return i, why
+    elif name == "watch_time":
+        bad = ~(np.isfinite(values) & (values >= 0))
+        if bad.any():
+            return int(np.flatnonzero(bad)[0]), "finite numbers >= 0 (seconds watched)"
+    return None
 
 
 def _check_column(name: str, values: Any, kind: str, source: str) -> np.ndarray:
@@ -59,12 +100,22 @@ def _check_column(name: str, values: Any, kind: str, source: str) -> np.ndarray:
         array = to_unix_seconds(array, f"Column '{name}' of {source}")
     if array.dtype.kind in "iubf":
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-            raise ValueError(f"Column '{name}' of {source} must hold finite numbers, got NaN/inf")
+            raise ValueError(f"Column '{name}' of {source} must hold finite numbers, got NaN/inf"
+                             f" at position {int(np.flatnonzero(~np.isfinite(array))[0])}")
         return array.astype(np.float64)
     raise ValueError(
         f"Column '{name}' of {source} must hold numbers, got dtype {array.dtype}"
         + (f" (e.g. {array[:3].tolist()!r})" if array.size else "")
     )
+
+
+def _check_plausible(name: str, values: np.ndarray, source: str) -> np.ndarray:
+    """Rejects implausible timestamps / watch times of an in-memory column, with the position."""
+    bad = _implausible(name, values)
+    if bad is not None:
+        raise ValueError(f"Column '{name}' of {source} must hold {bad[1]}; got "
+                         f"{values[bad[0]].item()!r} at position {bad[0]}")
+    return values
 
 
 def to_unix_seconds(values: Any, what: str = "timestamps") -> np.ndarray:
@@ -99,7 +150,7 @@ def to_unix_seconds(values: Any, what: str = "timestamps") -> np.ndarray:
         return array.astype("datetime64[us]").astype(np.int64) / 1e6
     if array.dtype.kind == "S":
         array = array.astype(str)
-    if array.dtype.kind == "U":
+    if array.dtype.kind == "U" and _first_non_number(array) is None:
         try:
             return array.astype(np.float64)
         except ValueError:
@@ -126,10 +177,8 @@ def _one_timestamp(value: Any, what: str, position: int) -> float:
         return float(value.astype("datetime64[us]").astype(np.int64)) / 1e6
     elif isinstance(value, str):
         text = value.strip()
-        try:
+        if _NUMBER.fullmatch(text):
             return float(text)
-        except ValueError:
-            pass
         try:
             parsed = datetime.datetime.fromisoformat(text)
         except ValueError:
@@ -171,11 +220,14 @@ def to_watch_log(data: Mapping[str, Any] | np.ndarray, source: str = "watches") 
     columns = {
         "user": _check_column("user", data["user"], "int", source),
         "video": _check_column("video", data["video"], "int", source),
-        "timestamp": _check_column("timestamp", data["timestamp"], "time", source),
+        "timestamp": _check_plausible(
+            "timestamp", _check_column("timestamp", data["timestamp"], "time", source), source),
     }
     n = len(columns["user"])
     if "watch_time" in names:
-        columns["watch_time"] = _check_column("watch_time", data["watch_time"], "float", source)
+        columns["watch_time"] = _check_plausible(
+            "watch_time", _check_column("watch_time", data["watch_time"], "float", source),
+            source)
     else:
         columns["watch_time"] = np.ones(n)
     for name, values in columns.items():
@@ -281,18 +333,9 @@ def _parse_text_column(name: str, values: list, numbers: list, path: str, kind: 
     """Converts one CSV column (strings); errors name the file and the line."""
     array = np.asarray(values, dtype=str)
     try:
-        if kind == "int":
-            try:
-                return array.astype(np.int64)
-            except (ValueError, OverflowError):
-                as_float = array.astype(np.float64)
-                if np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)) and \
-                        np.all(np.abs(as_float) < 2**53):
-                    return as_float.astype(np.int64)
-                raise ValueError
-        if kind == "time":
-            return to_unix_seconds(array, "")
-        return array.astype(np.float64)
+        if kind != "time" and _first_non_number(array) is not None:
+            raise ValueError
+        parsed = _parse_text(array, kind)
     except (ValueError, OverflowError):
         position = _first_bad(array, kind)
         expected = {"int": "integers", "time": "numbers (Unix seconds) or ISO-8601 date-times",
@@ -303,10 +346,32 @@ def _parse_text_column(name: str, values: list, numbers: list, path: str, kind: 
             + ("" if kind != "int" or name not in ("user", "video") else
                " (string ids are read by `read_raw_watch_log` and `keras-yt train`)")
         ) from None
+    bad = _implausible(name, parsed) if kind != "int" else None
+    if bad is not None:
+        raise ValueError(f"Column '{name}' of watch log {path!r} must hold {bad[1]}; got "
+                         f"{str(array[bad[0]])!r} on line {numbers[bad[0]]}")
+    return parsed
+
+
+def _parse_text(array: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "int":
+        try:
+            return array.astype(np.int64)
+        except (ValueError, OverflowError):
+            as_float = array.astype(np.float64)
+            if np.all(np.isfinite(as_float)) and np.all(as_float == np.round(as_float)) and \
+                    np.all(np.abs(as_float) < 2**53):
+                return as_float.astype(np.int64)
+            raise ValueError
+    if kind == "time":
+        return to_unix_seconds(array, "")
+    return array.astype(np.float64)
 
 
 def _first_bad(array: np.ndarray, kind: str) -> int:
     for i, value in enumerate(array.tolist()):
+        if kind != "time" and not _NUMBER.fullmatch(value):
+            return i
         try:
             if kind == "int":
                 number = float(value)
@@ -421,8 +486,10 @@ def read_raw_watch_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads a watch-log file with the log's own (raw) user and video ids.
 
     Unlike `read_watch_log` (model ids >= 1), ids may be any non-negative integers (0 and values
-    >= 2**31 included) or strings (``v248``): a column whose values are all integers is read as
-    int64, any other as strings. Timestamps are Unix seconds or ISO-8601 date-times (see
+    >= 2**31 included) or strings (``v248``): a column whose values are all canonical decimals
+    (ASCII digits, no sign, no leading zeros: ``7`` but not ``007``, ``+7`` or ``7_0``) is read
+    as int64, any other as strings, exactly as written (``007``, ``7`` and ``0007`` are three
+    ids). Timestamps are Unix seconds or ISO-8601 date-times (see
     `to_unix_seconds`). Map the ids to model ids with `keras_yt.data.Vocabulary`.
 
     Args:
@@ -465,11 +532,12 @@ def read_raw_watch_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
         columns = {
             "user": _raw_ids(text["user"]),
             "video": _raw_ids(text["video"]),
-            "timestamp": _check_column("timestamp", text["timestamp"], "time", source),
+            "timestamp": _check_plausible("timestamp", _check_column(
+                "timestamp", text["timestamp"], "time", source), source),
         }
         if "watch_time" in text:
-            columns["watch_time"] = _check_column("watch_time", text["watch_time"], "float",
-                                                  source)
+            columns["watch_time"] = _check_plausible("watch_time", _check_column(
+                "watch_time", text["watch_time"], "float", source), source)
     else:
         parts: dict[str, list] = {}
         numbers = []
@@ -508,12 +576,12 @@ def _raw_ids(values: Any) -> np.ndarray:
             return array.astype(np.int64)
         return array.astype(str)
     array = array.astype(str)
-    stripped = np.char.strip(array)
-    if array.size and np.all(np.char.isdigit(stripped)):
-        try:
-            return stripped.astype(np.int64)
-        except (ValueError, OverflowError):
-            return array
+    if array.size:  # exact ids: integers only when every text is a canonical decimal
+        from keras_yt.data.vocabulary import canonical_int_column
+
+        values = canonical_int_column(array)
+        if values is not None:
+            return values
     return array
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,36 @@ import numpy as np
 
 FORMAT_KIND = "keras_yt.Vocabulary"
 FORMAT_VERSION = 1
+
+_CANONICAL_INT = re.compile(r"0|[1-9][0-9]*")  # ASCII digits, no sign, no leading zeros
+
+
+def canonical_int(text: Any) -> int | None:
+    """The integer raw id a text stands for, or None: only canonical decimals are integers.
+
+    Raw ids are exact: `"7"` is the integer id 7, while `"007"`, `"+7"`, `" 7"`, `"7_0"`,
+    `"7.0"` and non-ASCII digits (`"٧"`) are no integer id (as strings they are other ids).
+
+    Example:
+    >>> [canonical_int(t) for t in ["7", "0", "007", "+7", "1_0", "\u0663"]]
+    [7, 0, None, None, None, None]
+    """
+    if not isinstance(text, str) or not _CANONICAL_INT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value < 2**63 else None
+
+
+def canonical_int_column(texts: Any) -> np.ndarray | None:
+    """A column of texts as int64 when every one is a canonical decimal below 2**63, else None."""
+    array = np.asarray(texts).astype(str)
+    try:
+        values = array.astype(np.int64)
+    except (ValueError, OverflowError):
+        return None
+    if values.size and (values.min() < 0 or not np.array_equal(values.astype(str), array)):
+        return None
+    return values
 
 
 class Vocabulary:

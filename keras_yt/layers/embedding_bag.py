@@ -27,7 +27,9 @@ class EmbeddingBag(keras.layers.Layer):
 
     Id `0` is padding / out-of-vocabulary: it contributes nothing (its row is masked to zero) and
     is not counted in the `"mean"` / `"sqrtn"` normaliser. **Ids out of range** (`< 0` or
-    `>= input_dim`) are treated exactly like id `0`. A row with no valid id gives the zero vector
+    `>= input_dim`) are an error in eager calls (numpy ids or eager tensors: a ValueError names
+    them); inside a traced graph (`fit`, `predict`, where the models check their numpy inputs
+    first) they are treated exactly like id `0`. A row with no valid id gives the zero vector
     (never NaN; the gradient is finite too).
 
     The table is looked up row by row (`keras_yt.backend.gather_rows`, a gather from the variable
@@ -111,7 +113,7 @@ class EmbeddingBag(keras.layers.Layer):
         self.built = True
 
     def __call__(self, ids, weights=None, **kwargs):
-        ids, weights = _check_bag_inputs(ids, weights)
+        ids, weights = _check_bag_inputs(ids, weights, self.input_dim)
         if weights is None:
             return super().__call__(ids, **kwargs)
         return super().__call__(ids, weights, **kwargs)
@@ -179,7 +181,7 @@ def _dtype_name(value) -> str:
         return str(getattr(dtype, "name", dtype))
 
 
-def _check_bag_inputs(ids, weights):
+def _check_bag_inputs(ids, weights, input_dim=None):
     """Static checks (dtype, rank, matching shapes) of any input; value checks of numpy ones.
 
     Numpy ids must be whole numbers (floats holding whole numbers are converted), numpy weights
@@ -187,7 +189,11 @@ def _check_bag_inputs(ids, weights):
     the graph).
     """
     if _checks.is_numpy_like(ids):
-        ids = _checks.int_array("EmbeddingBag ids", ids)
+        ids = _checks.int_array("EmbeddingBag ids", ids, 0, input_dim)
+    elif input_dim is not None and not yt_backend.is_ragged(ids):
+        values = _checks.concrete(ids)  # an eager tensor: its values are checked too
+        if values is not None and values.dtype.kind in "iu":
+            _checks.int_array("EmbeddingBag ids", values, 0, input_dim)
     if weights is not None and _checks.is_numpy_like(weights):
         weights = _checks.float_array(
             "EmbeddingBag weights", weights, low=0.0, what="finite weights"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
+
+from keras_yt import _checks
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")
@@ -49,6 +52,20 @@ class WeightedLogisticRegression(keras.layers.Layer):
 
     def build(self, input_shape):
         self.dense.build(input_shape)
+
+    def __call__(self, x, *args, **kwargs):
+        values = _checks.concrete(x)  # eager calls only: never inside a traced graph
+        if values is not None:
+            _checks.float_array(f"{type(self).__name__} inputs", values)
+        out = super().__call__(x, *args, **kwargs)
+        result = None if values is None else _checks.concrete(out)
+        if result is not None and not np.isfinite(result).all():
+            raise ValueError(
+                f"{type(self).__name__}: watch time overflow: the output is not finite "
+                f"(e.g. {result[~np.isfinite(result)].ravel()[:3].tolist()}) for finite inputs; "
+                "the layer's weights are too large"
+            )
+        return out
 
     def logit(self, x):
         """The logit `(batch, 1)`, whatever the mode.

@@ -65,6 +65,9 @@ class WeightedLogisticLoss(keras.losses.Loss):
     def __call__(self, y_true, y_pred, sample_weight=None):
         if _checks.is_numpy_like(y_true):  # numpy targets: checked once, outside the graph
             _checks.float_array("y_true (watch times)", y_true, low=0.0)
+        logits = _checks.concrete(y_pred)  # eager calls only: never inside a traced graph
+        if logits is not None:
+            _checks.float_array("y_pred (logits)", logits)
         return super().__call__(y_true, y_pred, sample_weight=sample_weight)
 
     def call(self, y_true, y_pred):

@@ -147,6 +147,11 @@ class FeatureModelMixin:
         if len(set(sizes.values())) > 1:
             raise ValueError(f"features must have the same number of rows, got {sizes}")
 
+    def __call__(self, inputs, *args, **kwargs):
+        if isinstance(inputs, dict):  # direct calls: numpy features checked as in predict
+            self._check_features(inputs)
+        return super().__call__(inputs, *args, **kwargs)
+
     def _check_inputs(self, x, y=None, sample_weight=None) -> None:
         self._place_for_distribution()
         self._check_features(x)

@@ -9,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from keras_yt import _checks, backend
+from keras_yt.layers._padding import left_pad
 from keras_yt.layers.embedding_bag import EmbeddingBag
 from keras_yt.layers.example_age import ExampleAge
 from keras_yt.layers.history_encoder import HistoryEncoder
@@ -93,11 +94,13 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         num_videos: size of the video vocabulary, including the padding id 0 (so real video ids
             are `1 .. num_videos - 1`).
         video_embedding_dim: width of the watch-history embeddings.
-        max_history: length of the padded `watch_history` input.
-        recent_history: if set, the last `recent_history` watches are also averaged on their
-            own (with the same video embeddings) and concatenated: a second, recent bag next to
-            the whole history's, so the tower sees what the user watched last. `None` leaves it
-            out (the paper's single bag).
+        max_history: length of the padded `watch_history` input: video ids oldest → newest,
+            newest last, padded with 0 (on the left as `keras_yt.data` writes it; padding on the
+            right or in between gives the same answer).
+        recent_history: if set, the last `recent_history` real watches are also averaged on
+            their own (with the same video embeddings) and concatenated: a second, recent bag
+            next to the whole history's, so the tower sees what the user watched last. `None`
+            leaves it out (the paper's single bag).
         search_num_bins: hash buckets for search tokens; `None` leaves search history out.
         search_embedding_dim: width of the search-token embeddings.
         max_queries: number of past queries in the `search_history` input.
@@ -346,8 +349,10 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             parts = [self.encoder(history, training=training, return_sequences=sequences)]
         else:
             parts = [self.watch_embedding(history)]
-        if self.recent_history is not None:  # newest last: the last columns are the most recent
-            parts.append(self.watch_embedding(history[:, -self.recent_history :]))
+        if self.recent_history is not None:
+            # Newest last: the last real watches are the most recent, wherever the padding is.
+            recent = left_pad(history)[:, -self.recent_history :]
+            parts.append(self.watch_embedding(recent))
         if self.search_embedding is not None:
             _checks.has_features(features, [SEARCH_HISTORY], "CandidateGenerator")
             parts.append(self.search_embedding(features[SEARCH_HISTORY]))

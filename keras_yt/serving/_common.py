@@ -38,6 +38,16 @@ def check_embeddings(
         raise ValueError(f"b must have shape ({n},) to match W {W.shape}, got {np.shape(b)}")
     if not np.isfinite(b).all():
         raise ValueError("b must be finite, got NaN or inf values")
+    # Finite but huge values give inf scores (u · W_j + b_j) and break the bias-folding
+    # reduction, which squares them: reject them here, at build.
+    with np.errstate(over="ignore"):
+        norms, squares = np.einsum("ij,ij->i", W, W), b * b
+    if not np.isfinite(norms).all():
+        raise ValueError(f"W is too large: its squared row norms overflow float32 (max |W| = "
+                         f"{float(np.abs(W).max()):.3g}); every score would be inf")
+    if not np.isfinite(squares).all():
+        raise ValueError(f"b is too large: its squares overflow float32 (max |b| = "
+                         f"{float(np.abs(b).max()):.3g}); scores would be inf")
     if ids is None:
         ids = np.arange(n, dtype=np.int64)
     else:

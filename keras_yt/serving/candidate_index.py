@@ -593,6 +593,8 @@ def _check_tree(tree: Any, n: int, dim: int, name: str, bad) -> None:
         raise bad(f"{name} has arrays of inconsistent shapes")
     if indices.size and (indices.min() < 0 or indices.max() >= n):
         raise bad(f"{name} holds item indices outside [0, {n})")
+    if not (np.isfinite(hyperplanes).all() and np.isfinite(offsets).all()):
+        raise bad(f"{name} has non-finite (NaN / inf) hyperplanes or offsets")
     node = np.arange(m)
     internal = children[:, 0] > 0
     # Internal nodes point to later nodes only (so the descent ends), inside the tree.

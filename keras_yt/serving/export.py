@@ -42,7 +42,9 @@ def export_saved_model(
     string ids, shape `(batch, max_history)`. A Keras `IntegerLookup` / `StringLookup` inside the
     SavedModel maps them to model ids; unknown ids, and the padding value (-1 for integer ids,
     "" for string ids), count as no watch. Without a vocabulary the input takes model ids (int32,
-    0 = padding).
+    0 = padding). Each row lists the watches oldest → newest, newest last; the padding may be on
+    the left, on the right or in between: the real watches are moved to the right, in their
+    order, before the tower reads them, so the user vector does not depend on where it is.
 
     Works on every backend: off TensorFlow (e.g. a model trained on JAX) the model is saved as a
     `.keras` file, loaded in a TensorFlow subprocess (`KERAS_BACKEND=tensorflow python -m

@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+FALLBACK_POPULAR = "popular"
+"""`Recommender.fallback` (the service's `"fallback"` field) when no watch is known."""
+
 EXACT_MAX_VIDEOS = 200_000
 """`search="auto"` ranks corpora up to this size exactly (faster than loading a graph index)."""
 
@@ -206,6 +209,37 @@ class Recommender:
             excluded.append(self.videos.lookup(_id_array(exclude, self.videos.is_string)))
         return self._top_k(u, k, [_merge(excluded)])[0]
 
+    def fallback(self, user: Any = None, watch_history: Any = None) -> str | None:
+        """Says whether `recommend(user=..., watch_history=...)` answers for want of any watch.
+
+        A watch history that is empty, or whose videos are all unknown to the run, gives the
+        user vector of a user with no watches: the videos everybody watches (popular videos),
+        not a personal answer. The service returns this as the response field `"fallback"`.
+
+        Args:
+            user: a raw user id of the run, or None.
+            watch_history: raw video ids, when `user` is None.
+
+        Returns:
+            `"popular"` when no watch of the history is a known video, else None.
+
+        Raises:
+            ValueError: both or neither of `user` / `watch_history`, or an unknown user.
+
+        Example:
+        >>> recommender = Recommender("runs/demo")  # doctest: +SKIP
+        >>> recommender.fallback(watch_history=[]), recommender.fallback(user=1)  # doctest: +SKIP
+        ('popular', None)
+        """
+        if (user is None) == (watch_history is None):
+            raise ValueError("give exactly one of user and watch_history")
+        if user is not None:
+            rows = self.run.user_rows([user])
+            history = self.run.latest_features(rows)["watch_history"][0]
+        else:
+            history = self._model_history(watch_history)[0]
+        return None if (np.asarray(history) > 0).any() else FALLBACK_POPULAR
+
     def recommend_users(
         self, users: Any, k: int = 10, exclude: list | None = None, keep_watched: bool = False
     ) -> list[list[dict]]:
@@ -292,6 +326,8 @@ def _check_k(k: Any) -> None:
 
 def _id_array(values: Any, is_string: bool) -> np.ndarray:
     """Raw ids as given (lists from JSON / the command line) to a lookup-able array."""
+    from keras_yt.data.vocabulary import canonical_int
+
     values = list(values) if not isinstance(values, np.ndarray) else values.tolist()
     if is_string:
         return np.asarray([str(v) for v in values], dtype=str).reshape(-1)
@@ -299,8 +335,8 @@ def _id_array(values: Any, is_string: bool) -> np.ndarray:
     for v in values:
         if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 2**63:
             out.append(int(v))
-        elif isinstance(v, str) and v.strip().isdigit() and int(v) < 2**63:
-            out.append(int(v))
+        elif isinstance(v, str) and canonical_int(v) is not None:  # exact: no "+5", "1_0"
+            out.append(canonical_int(v))
         else:
             out.append(-1)  # not an id of this vocabulary: looked up as unknown
     return np.asarray(out, dtype=np.int64).reshape(-1)

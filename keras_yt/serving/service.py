@@ -5,7 +5,9 @@ httptools, which uvicorn picks when installed; its pure-Python fallback is about
 
 * `POST /recommend` with `{"user": <raw user id>, "k": 10}` or
   `{"watch_history": [<raw video ids>], "k": 10, "exclude": [<raw video ids>]}` (optional
-  `"keep_watched": true`) → `{"items": [{"id", "score", "title"}], "model": <fingerprint>}`;
+  `"keep_watched": true`) → `{"items": [{"id", "score", "title"}], "model": <fingerprint>,
+  "fallback": null}`; `"fallback": "popular"` when the history is empty or none of its videos
+  is known (the answer is the popular videos of a user with no watches, not a personal one);
 * `GET /health` → `{"status": "ok", "model", "videos", "users", "search"}`;
 * `POST /reload` with `{}` or `{"run": "<run folder>"}` → `{"model", "previous", "run",
   "seconds"}`: loads the run (default: the served path again) and swaps it in without downtime
@@ -116,12 +118,16 @@ def create_app(recommender: Any):
                 user=request.user, watch_history=request.watch_history, k=request.k,
                 exclude=request.exclude, keep_watched=request.keep_watched,
             )
+            # "popular" when no watch of the history is known (the answer is not personal)
+            fallback = current.fallback(user=request.user,
+                                      watch_history=request.watch_history)
         except ValueError as exc:
             text = str(exc)
             if text.startswith("unknown user"):
                 return error(404, text, "user")
             return error(422, text, None)
-        return JSONResponse({"items": items, "model": current.fingerprint})
+        return JSONResponse({"items": items, "model": current.fingerprint,
+                             "fallback": fallback})
 
     @app.post("/reload")
     async def reload(request: ReloadRequest | None = None):

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keras_yt.data import iter_watch_log, read_watch_log, to_watch_log
 
@@ -139,3 +141,86 @@ def test_parquet_with_raw_ids_and_datetimes(tmp_path):
     log = read_raw_watch_log(path)
     assert log["video"].tolist() == [2**40, 0] and log["user"].tolist() == ["a", "b"]
     assert log["timestamp"].tolist() == [1473933600.0, 0.0]
+
+
+def test_raw_ids_are_exact_no_coercion_of_free_text(tmp_path):
+    """`007`, `7`, `0007` are three ids; `+5`, `1_0`, Arabic-Indic digits are strings."""
+    from keras_yt.data import read_raw_watch_log
+
+    path = write(tmp_path / "z.csv", "user,video,timestamp\n007,1,1\n7,1,2\n0007,1,3\n")
+    assert read_raw_watch_log(path)["user"].tolist() == ["007", "7", "0007"]
+    path = write(tmp_path / "p.csv",
+                 "user,video,timestamp\n+5,1_0,1\n5,10,2\n\u0663,\u00b2,3\n3 ,2,4\n")
+    log = read_raw_watch_log(path)
+    assert log["user"].tolist() == ["+5", "5", "\u0663", "3 "]
+    assert log["video"].tolist() == ["1_0", "10", "\u00b2", "2"]
+    path = write(tmp_path / "i.csv", f"user,video,timestamp\n0,10,1\n{2**63 - 1},7,2\n")
+    log = read_raw_watch_log(path)
+    assert log["user"].dtype == np.int64 and log["user"].tolist() == [0, 2**63 - 1]
+
+
+_ID_TEXT = st.one_of(
+    st.integers(0, 2**64).map(str),
+    st.text(alphabet="0123456789+-_ .e\u0663\u00b2x", min_size=1, max_size=6),
+)
+
+
+@given(st.lists(_ID_TEXT, min_size=1, max_size=6))
+def test_raw_id_column_round_trips_exactly(texts):
+    """A column of text ids reads back as the same ids: int64 only when every one is canonical."""
+    from keras_yt.data.io import _raw_ids
+
+    out = _raw_ids(np.asarray(texts, dtype=str))
+    canonical = all(t == str(int(t)) and 0 <= int(t) < 2**63 for t in texts
+                    if t.isascii() and t.isdigit()) and all(t.isascii() and t.isdigit()
+                                                             for t in texts)
+    assert (out.dtype == np.int64) == canonical
+    assert [str(v) for v in out.tolist()] == texts
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("timestamp", "1473933600000", r"milliseconds.*got '1473933600000' on line 3"),
+    ("timestamp", "1e300", r"got '1e300' on line 3"),
+    ("timestamp", "-1e12", r"got '-1e12' on line 3"),
+    ("timestamp", "1_000", r"got '1_000' on line 3"),
+    ("timestamp", "nan", r"got 'nan' on line 3"),
+    ("timestamp", "\u0663", r"line 3"),
+    ("watch_time", "-5", r"Column 'watch_time'.*>= 0.*line 3"),
+    ("watch_time", "nan", r"Column 'watch_time'.*line 3"),
+    ("watch_time", "inf", r"Column 'watch_time'.*line 3"),
+    ("watch_time", "1_0", r"Column 'watch_time'.*line 3"),
+    ("video", "\u0663", r"Column 'video'.*line 3"),
+    ("video", "1_0", r"Column 'video'.*line 3"),
+])
+def test_implausible_timestamps_and_watch_times_are_rejected_with_the_line(
+        tmp_path, column, value, message):
+    from keras_yt.data import read_raw_watch_log
+
+    row = {"user": "1", "video": "2", "timestamp": "1473933601", "watch_time": "3.5"}
+    row[column] = value
+    path = write(tmp_path / "bad.csv", "user,video,timestamp,watch_time\n"
+                 "1,2,1473933600,3\n" + ",".join(row.values()) + "\n")
+    readers = [read_watch_log] + ([read_raw_watch_log] if column != "video" else [])
+    for reader in readers:
+        with pytest.raises(ValueError, match=message):
+            reader(path)
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("timestamp", [1473933600, 1473933600 * 1000], r"milliseconds.*position 1"),
+    ("timestamp", [1e300, 0], r"position 0"),
+    ("watch_time", [1.0, -5.0], r"Column 'watch_time'.*>= 0.*position 1"),
+    ("watch_time", [np.inf, 1.0], r"Column 'watch_time'"),
+])
+def test_implausible_values_in_memory_are_rejected_with_the_position(column, values, message):
+    data = {"user": [1, 1], "video": [2, 3], "timestamp": [1, 2], "watch_time": [1.0, 1.0]}
+    data[column] = values
+    with pytest.raises(ValueError, match=message):
+        to_watch_log(data)
+
+
+@given(st.floats(-1e10, 1e10, allow_nan=False), st.floats(0, 1e6, allow_nan=False))
+def test_plausible_seconds_and_watch_times_read_back(timestamp, watch_time):
+    log = to_watch_log({"user": [1], "video": [2], "timestamp": [timestamp],
+                        "watch_time": [watch_time]})
+    assert log["timestamp"][0] == timestamp

@@ -119,7 +119,6 @@ def test_negative_watch_time_is_rejected():
     # Regression (issue 13, item 6): -5 passed through as a target.
     imp = {"user": [1, 1], "video": [2, 3], "timestamp": [0.0, 10.0], "clicked": [1, 1],
            "watch_time": [-5.0, 3.0]}
-    with pytest.raises(ValueError, match=r"Column 'watch_time' of impressions must hold watch "
-                                         r"times >= 0, got 1 negative value\(s\), "
-                                         r"e\.g\. \[-5\.0\]"):
+    with pytest.raises(ValueError, match=r"Column 'watch_time' of impressions must hold .*"
+                                         r">= 0.*got -5\.0 at position 0"):
         ranking_examples(imp)

@@ -64,14 +64,14 @@ def test_matches_reference_without_and_with_weights(ids, combiner):
     layer = make_layer(combiner)
     table = keras.ops.convert_to_numpy(layer.embeddings)
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(layer(ids)),
+        _traced(layer, ids),  # out-of-range ids: eager calls reject them
         reference_bag(table, ids, combiner=combiner),
         rtol=1e-5,
         atol=1e-6,
     )
     weights = np.random.default_rng(2).uniform(0.1, 3.0, size=ids.shape)
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(layer(ids, weights)),
+        _traced(layer, ids, weights),
         reference_bag(table, ids, weights, combiner=combiner),
         rtol=1e-5,
         atol=1e-6,
@@ -85,14 +85,21 @@ def test_mean_is_plain_average_of_rows():
     np.testing.assert_allclose(out[0], (table[3] + table[5]) / 2, rtol=1e-6)
 
 
-def test_out_of_range_ids_act_like_padding(ids):
+def _traced(layer, ids, weights=None):
+    """The layer called inside a traced function (predict), where values are not checked."""
+    inputs = keras.Input((ids.shape[1],), dtype="int64")
+    if weights is None:
+        return keras.Model(inputs, layer(inputs)).predict(ids, verbose=0)
+    w = keras.Input((ids.shape[1],))
+    return keras.Model([inputs, w], layer(inputs, w)).predict([ids, weights], verbose=0)
+
+
+def test_out_of_range_ids_act_like_padding_inside_the_graph(ids):
     layer = make_layer("mean")
     cleaned = np.where((ids > 0) & (ids < INPUT_DIM), ids, 0)
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(layer(ids)), keras.ops.convert_to_numpy(layer(cleaned))
-    )
+    np.testing.assert_array_equal(_traced(layer, ids), keras.ops.convert_to_numpy(layer(cleaned)))
     # Row 4 holds only out-of-range ids and padding: zero vector.
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(ids))[4], 0.0)
+    np.testing.assert_array_equal(_traced(layer, ids)[4], 0.0)
 
 
 def test_one_dimensional_ids_are_bags_of_one():
@@ -257,11 +264,11 @@ def test_docstring_example_runs():
         ([[1, 2]], [[1.0, -1.0]], r"EmbeddingBag weights must hold finite weights >= 0.0, got 1 "
                                    r"invalid value\(s\), e.g. \[-1.0\]"),
         ([[1, 2]], [[1.0, np.nan]], r"EmbeddingBag weights must hold finite weights >= 0.0"),
-        ([[1.0, 2.5]], None, r"EmbeddingBag ids must hold integer ids, got non-integer values "
-                             r"\[2.5\]"),
-        ([[1.0, np.nan]], None, r"EmbeddingBag ids must hold integer ids, got non-integer values "
-                                r"\[nan\]"),
-        ([["a", "b"]], None, r"EmbeddingBag ids must hold integer ids, got dtype <U1"),
+        ([[1.0, 2.5]], None, r"EmbeddingBag ids must hold integer ids in \[0, 20\), got "
+                             r"non-integer values \[2.5\]"),
+        ([[1.0, np.nan]], None, r"EmbeddingBag ids must hold integer ids in \[0, 20\), got "
+                                r"non-integer values \[nan\]"),
+        ([["a", "b"]], None, r"EmbeddingBag ids must hold integer ids.*, got dtype <U1"),
         (np.ones((2, 3, 4), "int32"), None, r"ids must have shape \(batch, L\) or \(batch,\), "
                                             r"got shape \(2, 3, 4\)"),
         ([[1, 2, 3]], [[1.0, 1.0]], r"weights must have the shape of the ids \(1, 3\), "
@@ -327,6 +334,29 @@ def test_property_matches_numpy_reference_with_weights(data, combiner, batch, le
     )
     layer = make_layer(combiner)
     table = keras.ops.convert_to_numpy(layer.embeddings).astype("float64")
+    outside = (ids < 0) | (ids >= INPUT_DIM)
+    if outside.any():  # eager calls name them; in the graph they count as padding
+        with pytest.raises(ValueError, match="outside it"):
+            layer(ids, weights)
+        ids = np.where(outside, 0, ids)
     out = keras.ops.convert_to_numpy(layer(ids, weights))
     np.testing.assert_allclose(out, reference_bag(table, ids, weights, combiner), rtol=1e-4,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [-1, -3, INPUT_DIM, INPUT_DIM + 5, 2**32 + 2])
+def test_eager_calls_reject_ids_outside_the_table(bad):
+    """A direct call with numpy ids names the out-of-range id instead of dropping it."""
+    layer = make_layer("mean")
+    ids = np.array([[1, 2, 0], [3, bad, 0]], dtype=np.int64)
+    with pytest.raises(ValueError, match=rf"EmbeddingBag ids must hold .*\[0, {INPUT_DIM}\).*"
+                                         rf"{bad}"):
+        layer(ids)
+    if keras.backend.backend() == "tensorflow":
+        tensor = tf.constant(ids)
+    elif abs(bad) < 2**31:  # JAX without x64 makes int32 arrays: 2**32 + 2 cannot be one
+        tensor = keras.ops.convert_to_tensor(ids)
+    else:
+        return
+    with pytest.raises(ValueError, match=rf"{bad}"):  # eager tensors are checked too
+        layer(tensor)

@@ -114,3 +114,14 @@ def test_exp_logit_tracks_expected_watch_time():
 def test_rejects_unknown_arguments(bad):
     with pytest.raises(ValueError, match="Unrecognized keyword arguments"):
         WeightedLogisticRegression(**bad)
+
+
+def test_eager_calls_reject_nan_inputs_and_overflowing_watch_times():
+    head = WeightedLogisticRegression()
+    x = np.ones((2, 3), "float32")
+    head(x)
+    with pytest.raises(ValueError, match=r"WeightedLogisticRegression inputs must hold finite"):
+        head(np.array([[1.0, np.nan, 0.0], [0.0, 0.0, 0.0]], "float32"))
+    head.dense.kernel.assign(np.full((3, 1), 1e30, "float32"))
+    with pytest.raises(ValueError, match=r"watch time overflow"):
+        head(x)

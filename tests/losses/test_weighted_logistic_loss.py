@@ -117,3 +117,9 @@ def test_negative_or_nan_watch_time_is_never_a_non_click(bad):
     # Tensors (values born in the graph) give a NaN loss, which stops training.
     out = loss(keras.ops.convert_to_tensor(y), keras.ops.convert_to_tensor(logits))
     assert np.isnan(keras.ops.convert_to_numpy(out))
+
+
+def test_nan_logits_are_rejected_in_eager_calls():
+    loss = WeightedLogisticLoss()
+    with pytest.raises(ValueError, match=r"y_pred \(logits\) must hold finite"):
+        loss(np.array([[1.0], [0.0]]), np.array([[np.nan], [0.5]], "float32"))

@@ -463,3 +463,35 @@ def test_load_model_names_a_truncated_save(tmp_path):
         load_model(cut)
     with pytest.raises(FileNotFoundError, match=r"model file '.*missing\.keras' does not exist"):
         load_model(tmp_path / "missing.keras")
+
+
+def test_recent_history_takes_the_last_real_watches_wherever_the_padding_is():
+    """Left-, right- and interleaved padding give the same user vector (newest last)."""
+    model = CandidateGenerator(num_videos=NUM_VIDEOS, video_embedding_dim=4,
+                               max_history=MAX_HISTORY, recent_history=2, hidden_units=(8,),
+                               seed=0)
+    model.build()
+    layouts = np.array([
+        [0, 0, 3, 4, 5, 6],  # left-padded (what the data pipeline writes)
+        [3, 4, 5, 6, 0, 0],  # right-padded
+        [3, 0, 4, 0, 5, 6],  # interleaved
+        [0, 3, 4, 0, 5, 6],
+    ], "int32")
+    u = model.predict({"watch_history": layouts}, verbose=0)
+    for row in u[1:]:
+        np.testing.assert_allclose(row, u[0], rtol=1e-5, atol=1e-6)
+    # order of the real watches still matters: the last two are the recent bag
+    swapped = model.predict({"watch_history": np.array([[5, 6, 0, 0, 3, 4]], "int32")},
+                            verbose=0)
+    assert not np.allclose(swapped[0], u[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", [2**32 + 2, NUM_VIDEOS, -1])
+def test_direct_calls_check_numpy_features_like_predict(bad):
+    """model(features) on numpy values names a video id outside the table (no zero vector)."""
+    model = make_model()
+    features = make_features(n=2)
+    features["watch_history"] = features["watch_history"].astype("int64")
+    features["watch_history"][1, 0] = bad
+    with pytest.raises(ValueError, match=r"feature 'watch_history' must hold"):
+        model(features)

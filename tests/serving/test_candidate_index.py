@@ -426,3 +426,24 @@ def test_random_bytes_and_dataless_files_raise_clear_errors(tmp_path):
     _rewrite_checksum(empty)
     with pytest.raises(ValueError, match=r"empty\.h5' has no dataset 'W': not a complete"):
         CandidateIndex.load(empty)
+
+
+def test_non_finite_tree_hyperplanes_are_rejected(tmp_path, small_index):
+    """A crafted index (valid checksum) with NaN / inf in a search tree is a clear error."""
+    index, U = small_index
+    paths = []
+    for name, dataset, value in [("nan_plane", "0", np.nan), ("inf_offset", "1", np.inf)]:
+        path = tmp_path / f"{name}.h5"
+        index.save(path)
+        with h5py.File(path, "r+") as f:
+            node = f[f"nndescent/_search_forest/0/{dataset}"]
+            if node.ndim == 2:
+                node[0, 0] = value
+            else:
+                node[0] = value
+        _rewrite_checksum(path)
+        paths.append(path)
+    results = _load_in_subprocess(tmp_path, index, U, paths)
+    _assert_clear_or_verified(results)
+    for r in results:
+        assert not r["ok"] and "non-finite" in r["message"], r

@@ -228,3 +228,13 @@ def test_property_equals_numpy_brute_force(n, d, users, k, seed, with_exclude):
     np.testing.assert_allclose(scores[:, :kk][eligible], ref_scores[eligible], rtol=1e-4,
                                atol=1e-4)
     assert (ids[:, :kk][~eligible] == -1).all() and (ids[:, kk:] == -1).all()
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e20])
+def test_embeddings_whose_scores_overflow_float32_are_rejected(scale):
+    """Weights of 1e30 are finite but every score would be inf: a clear error at build."""
+    W = np.random.default_rng(0).normal(size=(50, 4)).astype("float32")
+    with pytest.raises(ValueError, match=r"W .*too large"):
+        ExactIndex(W * scale)
+    with pytest.raises(ValueError, match=r"b .*too large"):
+        ExactIndex(W, np.full(50, scale * 1e8, "float32"))

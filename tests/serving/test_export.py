@@ -124,3 +124,22 @@ def test_exported_user_tower_takes_64_bit_integer_ids(tmp_path):
         export_saved_model(CandidateGenerator(num_videos=9, video_embedding_dim=4, max_history=4,
                                               hidden_units=(8,), num_sampled=2),
                            tmp_path / "u", vocabulary=videos)
+
+
+def test_exported_user_tower_answers_the_same_for_any_padding_position(tmp_path):
+    """Raw ids right-, left- or interleaved with padding / unknown ids: the same user vector."""
+    from keras_yt.data import Vocabulary
+
+    videos = Vocabulary.from_ids([2**40 + i for i in range(1, 9)])
+    model = CandidateGenerator(num_videos=videos.size, video_embedding_dim=4, max_history=5,
+                               recent_history=2, hidden_units=(8,), num_sampled=2, seed=0)
+    model.build()
+    a, b, c = 2**40 + 1, 2**40 + 5, 2**40 + 7
+    raw = np.array([[-1, -1, a, b, c], [a, b, c, -1, -1], [a, -1, b, 99, c]], dtype=np.int64)
+    out = reload_in_fresh_process(export_saved_model(model, tmp_path / "t", vocabulary=videos),
+                                  "user_vector", {"watch_history": raw}, tmp_path)
+    for row in out["user_vector"][1:]:
+        np.testing.assert_allclose(row, out["user_vector"][0], atol=1e-6)
+    expected = model.user_model().predict(
+        {"watch_history": videos.lookup(raw[:1]).astype("int32")}, verbose=0)
+    np.testing.assert_allclose(out["user_vector"][:1], expected, atol=1e-6)

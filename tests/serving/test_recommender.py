@@ -4,6 +4,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keras_yt.run_folder import RunFolder
 from keras_yt.serving.recommender import Recommender
@@ -104,3 +106,24 @@ def test_random_bytes_index_is_a_clear_error(tiny_run, tmp_path):
     (tmp_path / "run" / "index.h5").write_bytes(np.random.default_rng(0).bytes(5000))
     with pytest.raises(ValueError, match="index.h5"):
         Recommender(RunFolder(tmp_path / "run"), search="index", warm=False)
+
+
+@given(st.one_of(st.integers(-5, 2**64).map(str),
+                 st.text(alphabet="0123456789+-_ \u0663\u00b2", min_size=1, max_size=5)))
+def test_raw_video_ids_given_as_text_are_exact(text):
+    """A watch-history id given as text is an integer id only when it is a canonical decimal."""
+    from keras_yt.serving.recommender import _id_array
+
+    canonical = text.isascii() and text.isdigit() and text == str(int(text)) and \
+        int(text) < 2**63
+    assert _id_array([text], is_string=False).tolist() == [int(text) if canonical else -1]
+    assert _id_array([text], is_string=True).tolist() == [text]
+
+
+def test_fallback_says_when_no_watch_of_the_history_is_known(recommender):
+    assert recommender.fallback(watch_history=[]) == "popular"
+    assert recommender.fallback(watch_history=["nope", "", "v99999"]) == "popular"
+    assert recommender.fallback(watch_history=["nope", "v1"]) is None
+    assert recommender.fallback(user="u3") is None
+    with pytest.raises(ValueError, match="unknown user"):
+        recommender.fallback(user="nobody")

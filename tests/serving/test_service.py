@@ -93,3 +93,13 @@ def test_concurrent_requests_equal_serial_answers(server):
     with ThreadPoolExecutor(8) as pool:
         parallel = list(pool.map(post, requests * 2))
     assert parallel == serial * 2
+
+
+def test_an_empty_or_unknown_history_is_answered_with_a_fallback_sign(server):
+    """Popular videos for want of a known watch: the response says so, and only then."""
+    for history in ([], ["not-a-video", "neither"]):
+        body = httpx.post(f"{server}/recommend", json={"watch_history": history, "k": 3}).json()
+        assert body["fallback"] == "popular" and len(body["items"]) == 3, body
+    for request in ({"watch_history": ["v1", "unknown"], "k": 3}, {"user": "u3", "k": 3}):
+        body = httpx.post(f"{server}/recommend", json=request).json()
+        assert body["fallback"] is None and len(body["items"]) == 3, body
