@@ -267,13 +267,16 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         At serving (`training=False`) the example age is its serving value whatever is passed, and
         it may be left out of `features`.
         """
-        _checks.has_features(features, [WATCH_HISTORY], "CandidateGenerator")
+        needed = [WATCH_HISTORY]  # every missing feature reported at once
+        if self.search_embedding is not None:
+            needed.append(SEARCH_HISTORY)
+        needed += [*self.categorical_embeddings, *self.continuous_features]
+        _checks.has_features(features, needed, "CandidateGenerator")
         history = features[WATCH_HISTORY]
         parts = [self.watch_embedding(history)]
         if self.recent_history is not None:  # newest last: the last columns are the most recent
             parts.append(self.watch_embedding(history[:, -self.recent_history :]))
         if self.search_embedding is not None:
-            _checks.has_features(features, [SEARCH_HISTORY], "CandidateGenerator")
             parts.append(self.search_embedding(features[SEARCH_HISTORY]))
         if self.example_age is not None:
             age = features.get(EXAMPLE_AGE)
@@ -286,10 +289,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
                 age = ops.zeros_like(ops.cast(history[:, 0], self.compute_dtype))
             parts.append(self.example_age(age, training=training))
         for name, layer in self.categorical_embeddings.items():
-            _checks.has_features(features, [name], "CandidateGenerator")
             parts.append(layer(features[name]))
         for name in self.continuous_features:
-            _checks.has_features(features, [name], "CandidateGenerator")
             value = ops.reshape(ops.cast(features[name], self.compute_dtype), (-1, 1))
             value = ops.maximum(value, 0.0)
             parts.extend([value, ops.square(value), ops.sqrt(value)])

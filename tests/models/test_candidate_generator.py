@@ -79,6 +79,16 @@ def test_missing_feature_is_named():
         model.predict(x, verbose=0)
 
 
+def test_every_missing_feature_is_named_at_once():
+    model = make_model()
+    x = make_features(4)
+    for name in ("geography", "user_age", "search_history"):
+        del x[name]
+    with pytest.raises(ValueError, match=r"missing input feature\(s\) \['search_history', "
+                                         r"'geography', 'user_age'\]"):
+        model.predict(x, verbose=0)
+
+
 def test_fit_reports_sampled_loss_and_evaluate_reports_full_softmax():
     model = make_model()
     model.compile()
