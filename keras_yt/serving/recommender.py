@@ -299,7 +299,7 @@ def _id_array(values: Any, is_string: bool) -> np.ndarray:
     for v in values:
         if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 2**63:
             out.append(int(v))
-        elif isinstance(v, str) and v.strip().isdigit() and int(v) < 2**63:
+        elif isinstance(v, str) and v.isascii() and v.strip().isdigit() and int(v) < 2**63:
             out.append(int(v))
         else:
             out.append(-1)  # not an id of this vocabulary: looked up as unknown
