@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    if argv is None:  # the console script: SIGTERM cleans up temporary files as Ctrl-C does
+        from keras_yt._files import terminate_as_interrupt
+
+        terminate_as_interrupt()
     try:
         args.run_command(args)
     except KeyboardInterrupt:

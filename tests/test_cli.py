@@ -278,3 +278,27 @@ def test_train_data_and_model_parallel_on_four_jax_cpu_devices(tmp_path, distrib
     videos = [int(line.split("video")[1].split()[0])
               for line in result.stdout.splitlines() if "score" in line]
     assert len(videos) == 5 and all(100 <= v < 130 for v in videos)
+
+
+def test_index_on_a_full_disk_is_a_clear_error_and_keeps_the_old_index(tiny_run, tmp_path):
+    # Regression (issue 24, item 9): the HDF5 write error was followed by SIGSEGV (or a hang).
+    import resource
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["index", "--run", str(run)]) == 0
+    old = (run / "index.h5").read_bytes()
+
+    def file_size_limit():  # a full disk, as far as the writer can tell
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    result = subprocess.run([sys.executable, "-m", "keras_yt.cli", "index", "--run", str(run)],
+                            capture_output=True, text=True, timeout=300,
+                            preexec_fn=file_size_limit, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1 and "could not write" in error[0] and "index.h5" in error[0]
+    assert "File too large" in error[0]
+    assert (run / "index.h5").read_bytes() == old
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
