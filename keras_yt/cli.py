@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from keras_yt._quiet import load_tensorflow, quiet_environment
+from keras_yt._quiet import load_tensorflow, quiet_environment, show_progress
 
 quiet_environment()
 
@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    if getattr(args, "verbose", False):
+        from keras_yt._quiet import verbose_environment
+
+        verbose_environment()
     if argv is None:  # the console script: SIGTERM cleans up temporary files as Ctrl-C does
         from keras_yt._files import terminate_as_interrupt
 
@@ -195,6 +199,12 @@ def _parser() -> argparse.ArgumentParser:
         "warm-up", help="fill numba's on-disk cache for PyNNDescent (see README: what it caches)"
     )
     warm_up.set_defaults(run_command=_warm_up)
+    for command in commands.choices.values():
+        command.add_argument(
+            "--verbose", action="store_true",
+            help="keep TensorFlow's log lines and show progress bars (also when the output is "
+            "not a terminal); same as KERAS_YT_VERBOSE=1",
+        )
     return parser
 
 
@@ -257,7 +267,7 @@ def _train(args) -> None:
     test = split.test
     examples = yt_data.candidate_examples(
         split.fit_watches, max_history=args.max_history,
-        max_examples_per_user=args.max_examples_per_user, verbose=True,
+        max_examples_per_user=args.max_examples_per_user, verbose=show_progress(),
     )
     if len(examples["label"]) == 0:
         raise ValueError("no training examples: every user needs at least 3 watches")
@@ -426,7 +436,7 @@ def _index(args) -> None:
     from keras_yt.serving.candidate_index import CandidateIndex
 
     start = _step("building the PyNNDescent index of the output embeddings")
-    index = CandidateIndex.from_model(model, verbose=True)
+    index = CandidateIndex.from_model(model, verbose=show_progress())
     index.save(run.index_path)
     print(f"    wrote {run.index_path}")
     _done(start)

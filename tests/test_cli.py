@@ -36,6 +36,9 @@ def test_demo_tiny_writes_a_consistent_run_folder(tmp_path):
     assert (out / "ranker_saved_model" / "saved_model.pb").is_file()
     assert (out / "index.h5").is_file()
     assert "top 10" in result.stdout
+    # redirected output: no progress-bar escape codes or carriage returns (issue 24, item 17)
+    for text in (result.stdout, result.stderr):
+        assert "\r" not in text and "\x1b[" not in text, text[-2000:]
 
 
 def write_log(path, n_users=40, n_videos=30, seed=0):
