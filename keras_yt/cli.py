@@ -240,17 +240,12 @@ def _train(args) -> None:
     RunFolder.check_target(args.out)  # fail before training, not after
     _check_preset(args.preset)
     _check_distribute(args)
-    load_tensorflow()
-    import keras
     import numpy as np
 
     from keras_yt import data as yt_data
     from keras_yt import pipeline
-    from keras_yt.data.vocabulary import Vocabulary
-    from keras_yt.evaluation import LeaveLastOut
-    from keras_yt.models import CandidateGenerator
-    from keras_yt.models.presets import load_preset
 
+    # The log is read and checked before TensorFlow loads: a bad log fails in about a second.
     start = _step(f"reading {args.log}")
     raw = yt_data.read_raw_watch_log(args.log)
     if len(raw["user"]) == 0:
@@ -260,6 +255,14 @@ def _train(args) -> None:
     print(f"    {len(watches):,} watches, {len(users):,} users, {len(videos):,} videos "
           f"({kinds} ids)")
     _done(start)
+
+    load_tensorflow()
+    import keras
+
+    from keras_yt.data.vocabulary import Vocabulary
+    from keras_yt.evaluation import LeaveLastOut
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.models.presets import load_preset
 
     start = _step("building training examples (next watch from the watches before it)")
     # Each user's last watch is held out for `evaluate`, the last but one for early stopping.

@@ -305,3 +305,18 @@ def test_index_on_a_full_disk_is_a_clear_error_and_keeps_the_old_index(tiny_run,
     assert "File too large" in error[0]
     assert (run / "index.h5").read_bytes() == old
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_a_bad_log_fails_before_tensorflow_loads(tmp_path):
+    # Regression (issue 24, item 14): the log was read after TensorFlow had loaded (5-6 s).
+    log = tmp_path / "bad.csv"
+    log.write_text("user,video,timestamp\n1,abc,yesterday\n")
+    code = ("import sys, time; from keras_yt.cli import main; start = time.perf_counter(); "
+            f"status = main(['train', '--log', {str(log)!r}, '--out', {str(tmp_path / 'run')!r}]);"
+            " print(status, 'tensorflow' in sys.modules, 'keras' in sys.modules, "
+            "time.perf_counter() - start)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
+    status, tensorflow, keras_loaded, _seconds = result.stdout.splitlines()[-1].split()
+    assert (status, tensorflow, keras_loaded) == ("2", "False", "False"), result.stderr
+    assert "'yesterday' on line 2" in result.stderr
