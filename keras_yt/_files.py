@@ -18,6 +18,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 _PREFIX = ".tmp-"
 
 
@@ -204,3 +206,28 @@ def h5_writer(path: str, target: str | os.PathLike | None = None, **kwargs: Any)
         raise OSError(error.errno, f"could not write {shown!r} "
                       f"({error.strerror or error}): the disk is full or a file-size limit "
                       "was reached; nothing was replaced") from None
+
+
+def check_h5_sizes(f: Any, path: str | os.PathLike) -> None:
+    """Raises a ValueError naming the file and the dataset when a dataset of the open HDF5 file
+    `f` claims more bytes than the whole file holds (a damaged or crafted shape, e.g. 2**40 rows
+    in unallocated chunks): reading it would only fail with a bare MemoryError, or exhaust the
+    memory. keras_yt writes its files uncompressed, so every real dataset fits in its file."""
+    import h5py
+
+    size = os.path.getsize(path)
+    found: list = []
+
+    def visit(name: str, obj: Any) -> None:
+        if not found and isinstance(obj, h5py.Dataset) and obj.compression is None:
+            nbytes = int(np.prod(obj.shape, dtype=object)) * obj.dtype.itemsize
+            if nbytes > size:
+                found.append((name, obj.shape, nbytes))
+
+    f.visititems(visit)
+    if found:
+        name, shape, nbytes = found[0]
+        raise ValueError(
+            f"{os.fspath(path)!r}: dataset {name!r} has shape {shape} ({nbytes:,} bytes) but the "
+            f"file holds only {size:,} bytes: the file is damaged or was not written by keras_yt"
+        )

@@ -78,11 +78,16 @@ def test_train_evaluate_export_index_recommend_on_a_csv(tmp_path):
         ("user,video,timestamp\n1,abc,yesterday\n", "'yesterday' on line 2"),
         ("user,video,timestamp,video\n1,2,3,4\n", "names column 'video' twice"),
         ("user,video,timestamp\n1,2,3\n1,2,3,4\n", "line 3: 4 values for 3 header columns"),
+        # issue 24, item 15
+        ("user,video,timestamp\r1,2,3\r2,3,4\r", "line 1: a carriage return"),
+        ("user,video,timestamp\r\n1,2,3\r\n2,3\r4\r\n", "line 3: a carriage return"),
+        ("user,video,timestamp\n1,2,3\n,3,4\n", "'user' of watch log"),
+        ("user,video,timestamp\n1,2,3\n2, ,4\n", "has an empty id on line 3"),
     ],
 )
 def test_bad_logs_fail_with_a_clear_message_and_no_traceback(tmp_path, content, message):
     log = tmp_path / "bad.csv"
-    log.write_text(content)
+    log.write_bytes(content.encode())
     result = run_cli("train", "--log", str(log), "--out", str(tmp_path / "run"))
     assert result.returncode != 0
     assert "keras-yt train: error:" in result.stderr and message in result.stderr
@@ -320,3 +325,55 @@ def test_a_bad_log_fails_before_tensorflow_loads(tmp_path):
     status, tensorflow, keras_loaded, _seconds = result.stdout.splitlines()[-1].split()
     assert (status, tensorflow, keras_loaded) == ("2", "False", "False"), result.stderr
     assert "'yesterday' on line 2" in result.stderr
+
+
+def test_crafted_or_damaged_run_data_names_the_file_and_the_dataset(tiny_run, tmp_path):
+    # Regression (issue 24, item 15): a 2**40-row dataset gave a bare MemoryError, invalid UTF-8
+    # ids a codec error without the file.
+    import shutil
+
+    import h5py
+
+    from keras_yt.run_folder import RunFolder
+
+    for case in ("huge", "utf8"):
+        run = tmp_path / case
+        shutil.copytree(tiny_run, run)
+        with h5py.File(run / "run.h5", "r+") as f:
+            if case == "huge":
+                del f["watched/indices"]
+                f.create_dataset("watched/indices", shape=(2**40,), dtype="int64",
+                                 chunks=(1024,))
+            else:
+                ids = f["videos/ids"]
+                dtype = ids.dtype
+                values = ids[()]
+                values[0] = b"\xff\xfe"
+                del f["videos/ids"]
+                f.create_dataset("videos/ids", data=values, dtype=dtype)
+        with pytest.raises(ValueError) as error:
+            RunFolder(run).videos  # noqa: B018
+        message = str(error.value)
+        assert "run.h5" in message, message
+        assert "checksum" in message or (
+            "'watched/indices'" in message if case == "huge" else "utf-8" in message), message
+
+
+def test_a_crafted_index_dataset_names_the_file_and_the_dataset(tiny_run, tmp_path):
+    import shutil
+
+    import h5py
+
+    from keras_yt.serving import CandidateIndex
+    from keras_yt.serving._common import seal
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["index", "--run", str(run)]) == 0
+    path = run / "index.h5"
+    with h5py.File(path, "r+") as f:
+        del f["b"]
+        f.create_dataset("b", shape=(2**40,), dtype="float32", chunks=(1024,))
+    seal(path)  # a valid seal: the shape itself is what must be refused
+    with pytest.raises(ValueError, match=r"index\.h5'?: dataset 'b' has shape \(1099511627776,\)"):
+        CandidateIndex.load(path)

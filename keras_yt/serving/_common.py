@@ -341,6 +341,9 @@ def read_index_file(path: str | os.PathLike, kind: str, version: int) -> Iterato
     try:
         with f:
             check_header(f, kind, version, shown)
+            from keras_yt._files import check_h5_sizes
+
+            check_h5_sizes(f, shown)
             stored = f.attrs.get("checksum")
             if stored is None:
                 raise IndexFileError(f"{shown!r} has no checksum: not a complete {kind} file")
