@@ -151,18 +151,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(run_command=_train)
 
-    evaluate = commands.add_parser("evaluate", help="Recall/MAP/NDCG@k vs popularity")
-    evaluate.add_argument("--run", required=True)
+    run_help = "run folder written by keras-yt train or keras-yt demo"
+    evaluate = commands.add_parser(
+        "evaluate", help="Recall/MAP/NDCG@k vs popularity",
+        description="Ranks every video for each test user (the last watch of each user, held "
+        "out by train) and reports Recall@10/50/100, MAP and NDCG@10 of the model and of the "
+        "popularity baseline; the videos each user watched in training are left out. Prints "
+        "the figures and writes them to RUN/metrics.json.",
+    )
+    evaluate.add_argument("--run", required=True, help=run_help)
     evaluate.set_defaults(run_command=_evaluate)
 
     export = commands.add_parser(
-        "export", help="SavedModel of the user tower (takes raw video ids)"
+        "export", help="SavedModel of the user tower (takes raw video ids)",
+        description="Writes RUN/user_tower, a TensorFlow SavedModel of the user tower for "
+        "TensorFlow Serving or tf.saved_model.load: input watch_history, the raw video ids of "
+        "the log, oldest first, padded with -1 (integer ids) or \"\" (string ids); output the "
+        "user vector u. Replaces an earlier export atomically.",
     )
-    export.add_argument("--run", required=True)
+    export.add_argument("--run", required=True, help=run_help)
     export.set_defaults(run_command=_export)
 
-    index = commands.add_parser("index", help="PyNNDescent index of the output embeddings")
-    index.add_argument("--run", required=True)
+    index = commands.add_parser(
+        "index", help="PyNNDescent index of the output embeddings",
+        description="Builds RUN/index.h5, an approximate nearest-neighbour index (PyNNDescent, "
+        "inner product u·W_j + b_j) of the model's output embeddings, used by recommend and "
+        "serve with --search index (or auto above 200,000 videos). The file is checksummed and "
+        "replaced atomically: a failed write (full disk) keeps the previous index.",
+    )
+    index.add_argument("--run", required=True, help=run_help)
     index.set_defaults(run_command=_index)
 
     recommend = commands.add_parser(
@@ -196,7 +213,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run_command=_serve)
 
     warm_up = commands.add_parser(
-        "warm-up", help="fill numba's on-disk cache for PyNNDescent (see README: what it caches)"
+        "warm-up", help="fill numba's on-disk cache for PyNNDescent (see README: what it caches)",
+        description="Compiles PyNNDescent's cacheable numba functions once into numba's on-disk "
+        "cache (NUMBA_CACHE_DIR, default $KERAS_HOME/keras_yt/numba_cache), so that the first "
+        "keras-yt index, recommend --search index or serve of a session starts faster. Run it "
+        "once after installing; it needs no run folder.",
     )
     warm_up.set_defaults(run_command=_warm_up)
     for command in commands.choices.values():

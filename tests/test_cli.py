@@ -377,3 +377,16 @@ def test_a_crafted_index_dataset_names_the_file_and_the_dataset(tiny_run, tmp_pa
     seal(path)  # a valid seal: the shape itself is what must be refused
     with pytest.raises(ValueError, match=r"index\.h5'?: dataset 'b' has shape \(1099511627776,\)"):
         CandidateIndex.load(path)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export", "index", "warm-up"])
+def test_help_says_what_the_command_reads_and_writes(command, capsys):
+    # Regression (issue 24, item 16): these commands had a one-line --help, --run unexplained.
+    with pytest.raises(SystemExit) as exit_status:
+        main([command, "--help"])
+    assert exit_status.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    body = text.split("options:")[0]
+    assert len(body.split()) > 30, text  # a description, not only the usage line
+    if command != "warm-up":
+        assert "--run RUN run folder written by keras-yt train" in text

@@ -213,6 +213,14 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             resolved = None if num_videos <= FULL_SOFTMAX_MAX_VIDEOS else AUTO_NUM_SAMPLED
         elif num_sampled is None or not isinstance(num_sampled, str):
             resolved = num_sampled
+            if (isinstance(num_sampled, int) and not isinstance(num_sampled, bool)
+                    and num_sampled >= num_videos and sampler != "in_batch"):
+                raise ValueError(
+                    f"num_sampled must be less than num_videos = {num_videos}, got {num_sampled} "
+                    "(the catalogue is smaller than the sampled negatives): pass "
+                    "num_sampled='auto' (full softmax up to "
+                    f"{FULL_SOFTMAX_MAX_VIDEOS:,} videos) or None (full softmax)"
+                )
         else:
             raise ValueError(
                 f"num_sampled must be an integer in [1, num_videos), None (full softmax) or "
