@@ -11,6 +11,10 @@ the layers, losses and optimizers it uses) before `keras.saving.load_model("mode
 
 import importlib
 
+from keras_yt._quiet import quiet_keras_import
+
+quiet_keras_import()  # TensorFlow's start-up log lines are dropped when Keras loads
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -1,16 +1,24 @@
 """Atomic file writes (private): a temporary file next to the target, then `os.replace`.
 
-Temporary files are named `.tmp-<name>.<pid>.<random>`; one left behind by a killed process is
-removed by the next write to the same target (when its process is gone), so crashes leave
-neither a half-written target nor, for long, a stray file.
+Temporary files are named `.tmp-<name>.<pid>.<random>` (a folder of that name for writers that
+make temporary files of their own, such as Keras); any left behind by a killed process is
+removed by the next write into the same folder (when its process is gone), so crashes leave
+neither a half-written target nor, for long, a stray file. `h5_writer` writes HDF5 files so
+that a failed write (full disk, file-size limit) is a Python error, never a crash.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
 
 _PREFIX = ".tmp-"
 
@@ -32,30 +40,58 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+# `.tmp-<target>.<pid>.<8 random characters of mkstemp>[suffix]`
+_TEMP_NAME = re.compile(r"\.(\d+)\.[a-z0-9_]{8}(?:\.[A-Za-z0-9]+)?$")
+
+
+def _temp_pid(name: str) -> int | None:
+    """The writer's pid in a temporary name, or None for other names."""
+    if not name.startswith(_PREFIX):
+        return None
+    match = _TEMP_NAME.search(name, len(_PREFIX))
+    return int(match.group(1)) if match else None
+
+
 def clean_stale_temps(path: str | os.PathLike) -> list[str]:
-    """Removes temporary files of earlier writes to `path` whose process is gone.
+    """Removes temporary files (and folders) of earlier writes next to `path` whose process is
+    gone: those of any target in the folder, not only of `path`.
 
     Returns:
         The paths removed.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    prefix = _temp_prefix(path)
     removed = []
     with contextlib.suppress(OSError):
         for name in os.listdir(folder):
-            if not name.startswith(prefix):
+            pid = _temp_pid(name)
+            if pid is None or process_alive(pid):
                 continue
-            pid = name[len(prefix):].split(".", 1)[0]
-            if pid.isdigit() and not process_alive(int(pid)):
-                with contextlib.suppress(OSError):
-                    os.remove(os.path.join(folder, name))
-                    removed.append(os.path.join(folder, name))
+            entry = os.path.join(folder, name)
+            with contextlib.suppress(OSError):
+                if os.path.isdir(entry) and not os.path.islink(entry):
+                    shutil.rmtree(entry)
+                else:
+                    os.remove(entry)
+                removed.append(entry)
     return removed
 
 
+def terminate_as_interrupt() -> None:
+    """Makes SIGTERM / SIGHUP raise KeyboardInterrupt in the main thread, so that the clean-up
+    of atomic writes (removing temporary files) runs when a command is stopped that way."""
+
+    def interrupt(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            signal.signal(getattr(signal, name), interrupt)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, suffix: str = "",
+                private_folder: bool = False) -> Iterator[str]:
     """Yields a temporary path next to `path`; on success it replaces `path` atomically.
 
     The body writes the temporary file (and closes it). If the body raises, the temporary file
@@ -64,14 +100,23 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     Args:
         path: the destination.
         suffix: suffix of the temporary name (some writers check the extension, e.g. `.keras`).
+        private_folder: put the temporary file in a temporary folder of its own, removed with
+            whatever else the writer leaves in it (Keras writes a temporary file next to the
+            file it saves).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     clean_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=suffix,
-                               dir=folder)
-    os.close(fd)
+    prefix = f"{_temp_prefix(path)}{os.getpid()}."
+    if private_folder:
+        holder = tempfile.mkdtemp(prefix=prefix, dir=folder)
+        tmp = os.path.join(holder, os.path.basename(path) + suffix)
+        open(tmp, "wb").close()
+    else:
+        holder = None
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+        os.close(fd)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -84,3 +129,105 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+    finally:
+        if holder is not None:
+            shutil.rmtree(holder, ignore_errors=True)
+
+
+class _GuardedFile:
+    """A binary file for h5py's file-object driver that never lets a write error reach HDF5.
+
+    HDF5 cannot recover from a failed write (full disk, file-size limit): the file can then be
+    neither flushed nor closed, and the library crashes or hangs when the process exits. Here
+    the first OSError is kept, later writes are dropped (the file is discarded anyway), HDF5
+    finishes and closes normally, and `h5_writer` raises the error.
+    """
+
+    def __init__(self, fh):
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def _guard(self, call, *args, default=None):
+        if self.error is None:
+            try:
+                return call(*args)
+            except OSError as error:
+                self.error = error
+        return default
+
+    def _write_all(self, view) -> None:
+        while view.nbytes:
+            view = view[self._fh.write(view):]
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self._guard(self._write_all, view)
+        return view.nbytes
+
+    def truncate(self, size=None):
+        return self._guard(self._fh.truncate, size, default=size)
+
+    def flush(self) -> None:
+        self._guard(self._fh.flush)
+
+    def read(self, size=-1) -> bytes:
+        return self._fh.read(size)
+
+    def readinto(self, buffer) -> int:
+        return self._fh.readinto(buffer)
+
+    def seek(self, offset, whence=0) -> int:
+        return self._guard(self._fh.seek, offset, whence, default=offset)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+
+@contextlib.contextmanager
+def h5_writer(path: str, target: str | os.PathLike | None = None, **kwargs: Any) -> Iterator[Any]:
+    """`h5py.File(path, "w", **kwargs)` whose failed writes raise an OSError naming the file.
+
+    Use it on a temporary path (`atomic_path`) for `target`, the file named in the error: after
+    a failed write the file is incomplete.
+    """
+    import h5py
+
+    with open(path, "w+b", buffering=0) as raw:  # unbuffered: every error seen at its write
+        guarded = _GuardedFile(raw)
+        with h5py.File(guarded, "w", **kwargs) as f:
+            yield f
+            if guarded.error is None:
+                f.flush()
+        if guarded.error is None:
+            guarded.flush()
+    if guarded.error is not None:
+        error = guarded.error
+        shown = os.fspath(target if target is not None else path)
+        raise OSError(error.errno, f"could not write {shown!r} "
+                      f"({error.strerror or error}): the disk is full or a file-size limit "
+                      "was reached; nothing was replaced") from None
+
+
+def check_h5_sizes(f: Any, path: str | os.PathLike) -> None:
+    """Raises a ValueError naming the file and the dataset when a dataset of the open HDF5 file
+    `f` claims more bytes than the whole file holds (a damaged or crafted shape, e.g. 2**40 rows
+    in unallocated chunks): reading it would only fail with a bare MemoryError, or exhaust the
+    memory. keras_yt writes its files uncompressed, so every real dataset fits in its file."""
+    import h5py
+
+    size = os.path.getsize(path)
+    found: list = []
+
+    def visit(name: str, obj: Any) -> None:
+        if not found and isinstance(obj, h5py.Dataset) and obj.compression is None:
+            nbytes = int(np.prod(obj.shape, dtype=object)) * obj.dtype.itemsize
+            if nbytes > size:
+                found.append((name, obj.shape, nbytes))
+
+    f.visititems(visit)
+    if found:
+        name, shape, nbytes = found[0]
+        raise ValueError(
+            f"{os.fspath(path)!r}: dataset {name!r} has shape {shape} ({nbytes:,} bytes) but the "
+            f"file holds only {size:,} bytes: the file is damaged or was not written by keras_yt"
+        )

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from keras_yt._quiet import load_tensorflow, quiet_environment
+from keras_yt._quiet import load_tensorflow, quiet_environment, show_progress
 
 quiet_environment()
 
@@ -39,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    if getattr(args, "verbose", False):
+        from keras_yt._quiet import verbose_environment
+
+        verbose_environment()
+    if argv is None:  # the console script: SIGTERM cleans up temporary files as Ctrl-C does
+        from keras_yt._files import terminate_as_interrupt
+
+        terminate_as_interrupt()
     try:
         args.run_command(args)
     except KeyboardInterrupt:
@@ -179,18 +187,35 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--threads", type=_positive_int, help="DuckDB threads (default: all)")
     prepare.set_defaults(run_command=_prepare)
 
-    evaluate = commands.add_parser("evaluate", help="Recall/MAP/NDCG@k vs popularity")
-    evaluate.add_argument("--run", required=True)
+    run_help = "run folder written by keras-yt train or keras-yt demo"
+    evaluate = commands.add_parser(
+        "evaluate", help="Recall/MAP/NDCG@k vs popularity",
+        description="Ranks every video for each test user (the last watch of each user, held "
+        "out by train) and reports Recall@10/50/100, MAP and NDCG@10 of the model and of the "
+        "popularity baseline; the videos each user watched in training are left out. Prints "
+        "the figures and writes them to RUN/metrics.json.",
+    )
+    evaluate.add_argument("--run", required=True, help=run_help)
     evaluate.set_defaults(run_command=_evaluate)
 
     export = commands.add_parser(
-        "export", help="SavedModel of the user tower (takes raw video ids)"
+        "export", help="SavedModel of the user tower (takes raw video ids)",
+        description="Writes RUN/user_tower, a TensorFlow SavedModel of the user tower for "
+        "TensorFlow Serving or tf.saved_model.load: input watch_history, the raw video ids of "
+        "the log, oldest first, padded with -1 (integer ids) or \"\" (string ids); output the "
+        "user vector u. Replaces an earlier export atomically.",
     )
-    export.add_argument("--run", required=True)
+    export.add_argument("--run", required=True, help=run_help)
     export.set_defaults(run_command=_export)
 
-    index = commands.add_parser("index", help="PyNNDescent index of the output embeddings")
-    index.add_argument("--run", required=True)
+    index = commands.add_parser(
+        "index", help="PyNNDescent index of the output embeddings",
+        description="Builds RUN/index.h5, an approximate nearest-neighbour index (PyNNDescent, "
+        "inner product u·W_j + b_j) of the model's output embeddings, used by recommend and "
+        "serve with --search index (or auto above 200,000 videos). The file is checksummed and "
+        "replaced atomically: a failed write (full disk) keeps the previous index.",
+    )
+    index.add_argument("--run", required=True, help=run_help)
     index.set_defaults(run_command=_index)
 
     recommend = commands.add_parser(
@@ -224,9 +249,19 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run_command=_serve)
 
     warm_up = commands.add_parser(
-        "warm-up", help="fill numba's on-disk cache for PyNNDescent (see README: what it caches)"
+        "warm-up", help="fill numba's on-disk cache for PyNNDescent (see README: what it caches)",
+        description="Compiles PyNNDescent's cacheable numba functions once into numba's on-disk "
+        "cache (NUMBA_CACHE_DIR, default $KERAS_HOME/keras_yt/numba_cache), so that the first "
+        "keras-yt index, recommend --search index or serve of a session starts faster. Run it "
+        "once after installing; it needs no run folder.",
     )
     warm_up.set_defaults(run_command=_warm_up)
+    for command in commands.choices.values():
+        command.add_argument(
+            "--verbose", action="store_true",
+            help="keep TensorFlow's log lines and show progress bars (also when the output is "
+            "not a terminal); same as KERAS_YT_VERBOSE=1",
+        )
     return parser
 
 
@@ -289,17 +324,12 @@ def _train_locked(args) -> None:
         return _warm_start(args)
     _check_preset(args.preset)
     _check_distribute(args)
-    load_tensorflow()
-    import keras
     import numpy as np
 
     from keras_yt import data as yt_data
     from keras_yt import pipeline
-    from keras_yt.data.vocabulary import Vocabulary
-    from keras_yt.evaluation import LeaveLastOut
-    from keras_yt.models import CandidateGenerator
-    from keras_yt.models.presets import load_preset
 
+    # The log is read and checked before TensorFlow loads: a bad log fails in about a second.
     start = _step(f"reading {args.log}")
     raw = yt_data.read_raw_watch_log(args.log)
     if len(raw["user"]) == 0:
@@ -314,6 +344,14 @@ def _train_locked(args) -> None:
         print(f"    {line}")
     _done(start)
 
+    load_tensorflow()
+    import keras
+
+    from keras_yt.data.vocabulary import Vocabulary
+    from keras_yt.evaluation import LeaveLastOut
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.models.presets import load_preset
+
     start = _step("building training examples (next watch from the watches before it)")
     preset_config = load_preset(args.preset)["config"]
     args.max_history = args.max_history or preset_config.get("max_history", 50)
@@ -323,12 +361,12 @@ def _train_locked(args) -> None:
     if preset_config.get("history_encoder") == "attention":  # every position of a sequence
         examples = yt_data.sequence_examples(
             split.fit_watches, max_history=args.max_history, max_windows_per_user=None,
-            verbose=True,
+            verbose=show_progress(),
         )
     else:
         examples = yt_data.candidate_examples(
             split.fit_watches, max_history=args.max_history,
-            max_examples_per_user=args.max_examples_per_user, verbose=True,
+            max_examples_per_user=args.max_examples_per_user, verbose=show_progress(),
         )
     if len(examples["label"]) == 0:
         raise ValueError("no training examples: every user needs at least 3 watches")
@@ -586,7 +624,7 @@ def _index(args) -> None:
     from keras_yt.serving.candidate_index import CandidateIndex
 
     start = _step("building the PyNNDescent index of the output embeddings")
-    index = CandidateIndex.from_model(model, verbose=True)
+    index = CandidateIndex.from_model(model, verbose=show_progress())
     index.save(run.index_path)
     print(f"    wrote {run.index_path}")
     _done(start)

@@ -17,6 +17,7 @@ import numpy as np
 from keras_yt import data as yt_data
 from keras_yt import metrics as yt_metrics
 from keras_yt import pipeline
+from keras_yt._quiet import show_progress
 from keras_yt.data.vocabulary import Vocabulary
 from keras_yt.evaluation import LeaveLastOut
 
@@ -133,7 +134,7 @@ def _run(run, dataset, size, config, epochs, seed, data_dir, ranker) -> dict:
     examples = yt_data.candidate_examples(
         split.fit_watches, max_history=config.max_history, max_examples_per_user=None,
         queries=queries, max_queries=5, example_age_reference=logs["window_end"],
-        verbose=True,
+        verbose=show_progress(),
     )
     for part in (examples, split.validation, test):
         part.update(user_features(part["user"]))
@@ -167,7 +168,7 @@ def _run(run, dataset, size, config, epochs, seed, data_dir, ranker) -> dict:
     _done(start, timings, "export")
 
     start = _step("building the PyNNDescent index of the output embeddings (first run compiles)")
-    index = CandidateIndex.from_model(model, random_state=seed, verbose=True)
+    index = CandidateIndex.from_model(model, random_state=seed, verbose=show_progress())
     index.save(run.index_path)
     names = [n for n in model.feature_specs() if n != "example_age"]
     user_vectors = model.predict(pipeline.features_of(test, names), verbose=0)
@@ -241,7 +242,8 @@ def _load(dataset: str, config: DemoSize, seed: int, data_dir: str | None) -> di
         from keras_yt.datasets import synthetic
 
         logs = synthetic.watch_logs(
-            num_users=config.num_users, num_videos=config.num_videos, seed=seed, verbose=True
+            num_users=config.num_users, num_videos=config.num_videos, seed=seed,
+            verbose=show_progress(),
         )
         users = logs.users
 
@@ -372,7 +374,8 @@ def _rank(logs: dict, config: DemoSize, seed: int, out: Path):
     from keras_yt.serving import export_saved_model
 
     examples = yt_data.ranking_examples(
-        logs["impressions"], watches=logs["watches"], max_history=config.max_history, verbose=True
+        logs["impressions"], watches=logs["watches"], max_history=config.max_history,
+        verbose=show_progress(),
     )
     examples["previous_impressions"] = examples["previous_impressions"].astype("float32")
     categorical = {

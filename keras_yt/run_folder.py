@@ -355,6 +355,9 @@ class RunFolder:
             for group in ("videos", "users", "watched", "latest"):
                 if group not in f:
                     raise ValueError(f"{source} has no '{group}' group: it is incomplete")
+            from keras_yt._files import check_h5_sizes
+
+            check_h5_sizes(f, self.data_path)
             try:
                 data = {
                     "videos": Vocabulary.read(f["videos"], source=f"{source}/videos"),
@@ -366,8 +369,10 @@ class RunFolder:
                     "serving": _read_arrays(f["serving"]) if "serving" in f else None,
                     "max_history": int(f.attrs.get("max_history", -1)),
                 }
-            except (KeyError, OSError) as error:
+            except (KeyError, OSError, UnicodeDecodeError) as error:
                 raise ValueError(f"{source} is damaged or incomplete ({error})") from None
+            except MemoryError:
+                raise ValueError(f"{source}: not enough memory to load its arrays") from None
         _check_data(data, source)
         self._data = data
         return data

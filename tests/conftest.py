@@ -13,6 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # distributed unless a test sets a keras.distribution.
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "4")
 
+from keras_yt._quiet import quiet_keras_import  # noqa: E402
+
+quiet_keras_import()  # Keras and TensorFlow load without their start-up log lines
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -36,6 +36,9 @@ def test_demo_tiny_writes_a_consistent_run_folder(tmp_path):
     assert (out / "ranker_saved_model" / "saved_model.pb").is_file()
     assert (out / "index.h5").is_file()
     assert "top 10" in result.stdout
+    # redirected output: no progress-bar escape codes or carriage returns (issue 24, item 17)
+    for text in (result.stdout, result.stderr):
+        assert "\r" not in text and "\x1b[" not in text, text[-2000:]
 
 
 def write_log(path, n_users=40, n_videos=30, seed=0):
@@ -75,11 +78,16 @@ def test_train_evaluate_export_index_recommend_on_a_csv(tmp_path):
         ("user,video,timestamp\n1,abc,yesterday\n", "'yesterday' on line 2"),
         ("user,video,timestamp,video\n1,2,3,4\n", "names column 'video' twice"),
         ("user,video,timestamp\n1,2,3\n1,2,3,4\n", "line 3: 4 values for 3 header columns"),
+        # issue 24, item 15
+        ("user,video,timestamp\r1,2,3\r2,3,4\r", "line 1: a carriage return"),
+        ("user,video,timestamp\r\n1,2,3\r\n2,3\r4\r\n", "line 3: a carriage return"),
+        ("user,video,timestamp\n1,2,3\n,3,4\n", "'user' of watch log"),
+        ("user,video,timestamp\n1,2,3\n2, ,4\n", "has an empty id on line 3"),
     ],
 )
 def test_bad_logs_fail_with_a_clear_message_and_no_traceback(tmp_path, content, message):
     log = tmp_path / "bad.csv"
-    log.write_text(content)
+    log.write_bytes(content.encode())
     result = run_cli("train", "--log", str(log), "--out", str(tmp_path / "run"))
     assert result.returncode != 0
     assert "keras-yt train: error:" in result.stderr and message in result.stderr
@@ -322,3 +330,105 @@ def test_train_reports_duplicate_rows_and_users_too_short_to_train_on(tmp_path, 
     assert "2 duplicate rows (same user, video and timestamp as an earlier row)" in out
     assert "2 users with fewer than 3 watches get no training example (1 with a single watch" \
         in out
+def test_index_on_a_full_disk_is_a_clear_error_and_keeps_the_old_index(tiny_run, tmp_path):
+    # Regression (issue 24, item 9): the HDF5 write error was followed by SIGSEGV (or a hang).
+    import resource
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["index", "--run", str(run)]) == 0
+    old = (run / "index.h5").read_bytes()
+
+    def file_size_limit():  # a full disk, as far as the writer can tell
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    result = subprocess.run([sys.executable, "-m", "keras_yt.cli", "index", "--run", str(run)],
+                            capture_output=True, text=True, timeout=300,
+                            preexec_fn=file_size_limit, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1 and "could not write" in error[0] and "index.h5" in error[0]
+    assert "File too large" in error[0]
+    assert (run / "index.h5").read_bytes() == old
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_a_bad_log_fails_before_tensorflow_loads(tmp_path):
+    # Regression (issue 24, item 14): the log was read after TensorFlow had loaded (5-6 s).
+    log = tmp_path / "bad.csv"
+    log.write_text("user,video,timestamp\n1,abc,yesterday\n")
+    code = ("import sys, time; from keras_yt.cli import main; start = time.perf_counter(); "
+            f"status = main(['train', '--log', {str(log)!r}, '--out', {str(tmp_path / 'run')!r}]);"
+            " print(status, 'tensorflow' in sys.modules, 'keras' in sys.modules, "
+            "time.perf_counter() - start)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
+    status, tensorflow, keras_loaded, _seconds = result.stdout.splitlines()[-1].split()
+    assert (status, tensorflow, keras_loaded) == ("2", "False", "False"), result.stderr
+    assert "'yesterday' on line 2" in result.stderr
+
+
+def test_crafted_or_damaged_run_data_names_the_file_and_the_dataset(tiny_run, tmp_path):
+    # Regression (issue 24, item 15): a 2**40-row dataset gave a bare MemoryError, invalid UTF-8
+    # ids a codec error without the file.
+    import shutil
+
+    import h5py
+
+    from keras_yt.run_folder import RunFolder
+
+    for case in ("huge", "utf8"):
+        run = tmp_path / case
+        shutil.copytree(tiny_run, run)
+        with h5py.File(run / "run.h5", "r+") as f:
+            if case == "huge":
+                del f["watched/indices"]
+                f.create_dataset("watched/indices", shape=(2**40,), dtype="int64",
+                                 chunks=(1024,))
+            else:
+                ids = f["videos/ids"]
+                dtype = ids.dtype
+                values = ids[()]
+                values[0] = b"\xff\xfe"
+                del f["videos/ids"]
+                f.create_dataset("videos/ids", data=values, dtype=dtype)
+        with pytest.raises(ValueError) as error:
+            RunFolder(run).videos  # noqa: B018
+        message = str(error.value)
+        assert "run.h5" in message, message
+        assert "checksum" in message or (
+            "'watched/indices'" in message if case == "huge" else "utf-8" in message), message
+
+
+def test_a_crafted_index_dataset_names_the_file_and_the_dataset(tiny_run, tmp_path):
+    import shutil
+
+    import h5py
+
+    from keras_yt.serving import CandidateIndex
+    from keras_yt.serving._common import seal
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["index", "--run", str(run)]) == 0
+    path = run / "index.h5"
+    with h5py.File(path, "r+") as f:
+        del f["b"]
+        f.create_dataset("b", shape=(2**40,), dtype="float32", chunks=(1024,))
+    seal(path)  # a valid seal: the shape itself is what must be refused
+    with pytest.raises(ValueError, match=r"index\.h5'?: dataset 'b' has shape \(1099511627776,\)"):
+        CandidateIndex.load(path)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export", "index", "warm-up"])
+def test_help_says_what_the_command_reads_and_writes(command, capsys):
+    # Regression (issue 24, item 16): these commands had a one-line --help, --run unexplained.
+    with pytest.raises(SystemExit) as exit_status:
+        main([command, "--help"])
+    assert exit_status.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    body = text.split("options:")[0]
+    assert len(body.split()) > 30, text  # a description, not only the usage line
+    if command != "warm-up":
+        assert "--run RUN run folder written by keras-yt train" in text

@@ -273,13 +273,22 @@ def _decoded_lines(path: str, f) -> Iterator[tuple[int, str]]:
         except UnicodeDecodeError:
             raise ValueError(f"watch log {path!r} line {number}: not UTF-8 text; expected a CSV "
                              "text file (is it a binary file?)") from None
+        if "\r" in text.replace("\r\n", ""):
+            raise ValueError(
+                f"watch log {path!r} line {number}: a carriage return (\\r) not followed by a "
+                "line feed, as in files with CR-only (classic Mac) line endings; expected LF or "
+                "CRLF line endings (convert with: tr '\\r' '\\n' < old.csv > new.csv)"
+            )
         yield number, text
 
 
 def _csv_header(path: str, lines: Iterator[tuple[int, str]]) -> list[str]:
     for number, text in lines:
         if text.strip():
-            header = [h.strip() for h in next(csv.reader([text]))]
+            try:
+                header = [h.strip() for h in next(csv.reader([text]))]
+            except csv.Error as error:
+                raise ValueError(f"watch log {path!r} line {number}: {error}") from None
             break
     else:
         raise ValueError(f"watch log {path!r} is empty; expected a header line")
@@ -547,6 +556,11 @@ def read_raw_watch_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 parts.setdefault(name, []).extend(values)
         if not numbers:
             parts = {c: [] for c in WATCH_COLUMNS}
+        for name in ("user", "video"):
+            empty = next((i for i, v in enumerate(parts[name]) if not v.strip()), None)
+            if empty is not None:
+                raise ValueError(f"Column '{name}' of watch log {path!r} has an empty id on line "
+                                 f"{numbers[empty]}; expected an integer or string id")
         columns = {
             "user": _raw_ids(parts["user"]),
             "video": _raw_ids(parts["video"]),

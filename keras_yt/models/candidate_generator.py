@@ -285,6 +285,14 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             resolved = None if num_videos <= FULL_SOFTMAX_MAX_VIDEOS else AUTO_NUM_SAMPLED
         elif num_sampled is None or not isinstance(num_sampled, str):
             resolved = num_sampled
+            if (isinstance(num_sampled, int) and not isinstance(num_sampled, bool)
+                    and num_sampled >= num_videos and sampler != "in_batch"):
+                raise ValueError(
+                    f"num_sampled must be less than num_videos = {num_videos}, got {num_sampled} "
+                    "(the catalogue is smaller than the sampled negatives): pass "
+                    "num_sampled='auto' (full softmax up to "
+                    f"{FULL_SOFTMAX_MAX_VIDEOS:,} videos) or None (full softmax)"
+                )
         else:
             raise ValueError(
                 f"num_sampled must be an integer in [1, num_videos), None (full softmax) or "
@@ -342,7 +350,11 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         (the user's other features repeated at every position; `example_age` may be given per
         position, `(batch, max_history)`).
         """
-        _checks.has_features(features, [WATCH_HISTORY], "CandidateGenerator")
+        needed = [WATCH_HISTORY]  # every missing feature reported at once
+        if self.search_embedding is not None:
+            needed.append(SEARCH_HISTORY)
+        needed += [*self.categorical_embeddings, *self.continuous_features]
+        _checks.has_features(features, needed, "CandidateGenerator")
         history = features[WATCH_HISTORY]
         sequences = all_positions and self.encoder is not None
         if self.encoder is not None:
@@ -354,7 +366,6 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             recent = left_pad(history)[:, -self.recent_history :]
             parts.append(self.watch_embedding(recent))
         if self.search_embedding is not None:
-            _checks.has_features(features, [SEARCH_HISTORY], "CandidateGenerator")
             parts.append(self.search_embedding(features[SEARCH_HISTORY]))
         if self.example_age is not None:
             age = features.get(EXAMPLE_AGE)
@@ -375,10 +386,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             else:
                 parts.append(self.example_age(age, training=training))
         for name, layer in self.categorical_embeddings.items():
-            _checks.has_features(features, [name], "CandidateGenerator")
             parts.append(layer(features[name]))
         for name in self.continuous_features:
-            _checks.has_features(features, [name], "CandidateGenerator")
             value = ops.reshape(ops.cast(features[name], self.compute_dtype), (-1, 1))
             value = ops.maximum(value, 0.0)
             parts.extend([value, ops.square(value), ops.sqrt(value)])

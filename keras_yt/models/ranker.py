@@ -146,6 +146,18 @@ class Ranker(FeatureModelMixin, PresetMixin, keras.Model):
         for name, layer in self.normalizers.items():
             layer.adapt(np.asarray(features[name], dtype="float32").reshape(-1))
 
+    def _check_features(self, x) -> None:
+        # Before anything is traced: a failed symbolic build in `fit` would leave the model
+        # half-built and unusable even after `adapt`.
+        missing = [name for name, layer in self.normalizers.items() if not layer.is_adapted]
+        if missing:
+            raise ValueError(
+                f"Ranker is not adapted: call model.adapt(features) on the training features "
+                f"before fit / evaluate / predict (continuous feature(s) {missing} need their "
+                "quantiles)"
+            )
+        super()._check_features(x)
+
     def _build_from_features(self, inputs):
         self.logit(inputs, training=False)
 

@@ -62,7 +62,8 @@ def save_model(model: keras.Model, path: str | os.PathLike, overwrite: bool = Tr
             )
     if path.exists() and not overwrite:
         raise ValueError(f"{str(path)!r} exists; pass overwrite=True to replace it")
-    with atomic_path(path, suffix=".keras") as tmp:
+    # In a folder of its own: Keras may write a temporary weights file next to the file.
+    with atomic_path(path, suffix=".keras", private_folder=True) as tmp:
         keras.saving.save_model(model, tmp)
     return path
 

@@ -212,15 +212,14 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[Any]:
     """Opens a temporary HDF5 file next to `path`; on success it replaces `path` atomically.
 
     The root attribute `checksum` (`file_checksum`) is written last, over everything the body
-    wrote. If the body raises, the temporary file is removed and `path` is left untouched;
-    temporary files of killed writers are removed by the next save to the same path.
+    wrote. If the body raises, or a write fails (full disk, file-size limit: an OSError naming
+    the file), the temporary file is removed and `path` is left untouched; temporary files of
+    killed writers are removed by the next save into the same folder.
     """
-    import h5py
-
-    from keras_yt._files import atomic_path
+    from keras_yt._files import atomic_path, h5_writer
 
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", userblock_size=_USERBLOCK) as f:
+        with h5_writer(tmp, target=path, userblock_size=_USERBLOCK) as f:
             yield f
             f.attrs["checksum"] = file_checksum(f)
         seal(tmp)
@@ -352,6 +351,9 @@ def read_index_file(path: str | os.PathLike, kind: str, version: int) -> Iterato
     try:
         with f:
             check_header(f, kind, version, shown)
+            from keras_yt._files import check_h5_sizes
+
+            check_h5_sizes(f, shown)
             stored = f.attrs.get("checksum")
             if stored is None:
                 raise IndexFileError(f"{shown!r} has no checksum: not a complete {kind} file")

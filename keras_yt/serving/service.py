@@ -17,12 +17,33 @@ httptools, which uvicorn picks when installed; its pure-Python fallback is about
 
 Errors are JSON `{"error": <message>, "field": <request field or null>}` with status 400
 (malformed JSON), 422 (unknown field, wrong type, k <= 0, both or neither of user and
-watch_history) or 404 (unknown user). The `Recommender` (model, vocabularies, index) is loaded and
+watch_history), 404 (unknown user or path), 405 (wrong method), 413 (body over 4 MiB) or 431
+(headers over 64 KiB); messages are cut to 300 characters. Slow or idle connections are closed
+(see `serve`). The `Recommender` (model, vocabularies, index) is loaded and
 warmed before the server accepts connections.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request model's annotation.
 from typing import Any
+
+from keras_yt.serving._limits import (
+    KEEP_ALIVE_TIMEOUT,
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    REQUEST_TIMEOUT,
+    BodyLimit,
+    protocol_class,
+)
+
+_MAX_MESSAGE = 300  # characters of an error message; longer ones (echoed ids) are cut
+
+
+def _field_of(text: str, request: Any) -> Any:
+    """The request field a `Recommender` ValueError is about."""
+    for field in ("exclude", "k"):
+        if text.startswith(field) or f"{field} " in text.split(":")[0]:
+            return field
+    return "user" if request.user is not None else "watch_history"
 
 
 def _imports():
@@ -37,12 +58,13 @@ def _imports():
     return fastapi, pydantic
 
 
-def create_app(recommender: Any):
+def create_app(recommender: Any, max_body_bytes: int = MAX_BODY_BYTES):
     """The FastAPI application serving a `Recommender`.
 
     Args:
         recommender: a loaded `keras_yt.serving.recommender.Recommender`, or a
             `keras_yt.serving.swappable.SwappableRecommender` (`POST /reload` swaps its run).
+        max_body_bytes: larger request bodies are refused (413) unread.
 
     Returns:
         A `fastapi.FastAPI` app (run it with uvicorn, or use `serve`).
@@ -55,6 +77,7 @@ def create_app(recommender: Any):
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     RawId = StrictInt | StrictStr
 
@@ -80,7 +103,23 @@ def create_app(recommender: Any):
     app = fastapi.FastAPI(title="keras-yt recommendations", docs_url=None, redoc_url=None)
 
     def error(status: int, message: str, field: str | None) -> JSONResponse:
+        if len(message) > _MAX_MESSAGE:  # a 50 MB id is not echoed back
+            message = f"{message[:_MAX_MESSAGE]}... ({len(message):,} characters)"
         return JSONResponse({"error": message, "field": field}, status_code=status)
+
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):  # 404 unknown path, 405 wrong method, ...
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no such endpoint {request.url.path!r}; use POST /recommend or GET /health"
+        elif exc.status_code == 405:
+            message = (f"method {request.method} not allowed on {request.url.path}; use POST "
+                       "/recommend or GET /health")
+        response = error(exc.status_code, message, None)
+        response.headers.update(getattr(exc, "headers", None) or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):  # noqa: ARG001
@@ -125,7 +164,7 @@ def create_app(recommender: Any):
             text = str(exc)
             if text.startswith("unknown user"):
                 return error(404, text, "user")
-            return error(422, text, None)
+            return error(422, text, _field_of(text, request))
         return JSONResponse({"items": items, "model": current.fingerprint,
                              "fallback": fallback})
 
@@ -145,14 +184,21 @@ def create_app(recommender: Any):
     return app
 
 
-def serve(run: Any, host: str = "127.0.0.1", port: int = 8000, search: str = "auto") -> None:
+def serve(run: Any, host: str = "127.0.0.1", port: int = 8000, search: str = "auto",
+          request_timeout: float = REQUEST_TIMEOUT, max_body_bytes: int = MAX_BODY_BYTES) -> None:
     """Loads and warms a run's `Recommender`, then serves it with uvicorn until interrupted.
+
+    Connections are closed when a request (line, headers and body) takes more than
+    `request_timeout` seconds to arrive, or when idle for 5 s after a response; request line
+    and headers are capped at 64 KiB (431) and bodies at `max_body_bytes` (413).
 
     Args:
         run: the run folder.
         host: interface to listen on (default: local only).
         port: TCP port (0: any free port; the chosen one is printed).
         search: `"auto"`, `"exact"` or `"index"` (see `Recommender`).
+        request_timeout: seconds a client has to send a whole request.
+        max_body_bytes: most bytes of a request body.
 
     Example:
     >>> serve("runs/demo", port=8000)  # doctest: +SKIP
@@ -182,7 +228,11 @@ def serve(run: Any, host: str = "127.0.0.1", port: int = 8000, search: str = "au
     print(f"serving {info['run']} on http://{host}:{bound} (model {info['model'][:12]}, "
           f"{info['videos']:,} videos, {info['users']:,} users, search: {info['search']}; "
           f"loaded in {recommender.load_seconds:.1f} s)", flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off",
+        http=protocol_class(request_timeout, MAX_HEADER_BYTES),
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT, h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -79,6 +79,24 @@ def test_missing_feature_is_named():
         model.predict(x, verbose=0)
 
 
+def test_a_preset_on_a_small_catalogue_hints_num_sampled_auto():
+    # Regression (issue 24, item 16): youtube_paper_candidate's num_sampled=4096 failed on a
+    # small catalogue without saying what to pass instead.
+    with pytest.raises(ValueError, match=r"num_sampled must be less than num_videos = 1000, got "
+                                         r"4096 .*pass num_sampled='auto'"):
+        CandidateGenerator.from_preset("youtube_paper_candidate", num_videos=1000)
+
+
+def test_every_missing_feature_is_named_at_once():
+    model = make_model()
+    x = make_features(4)
+    for name in ("geography", "user_age", "search_history"):
+        del x[name]
+    with pytest.raises(ValueError, match=r"missing input feature\(s\) \['search_history', "
+                                         r"'geography', 'user_age'\]"):
+        model.predict(x, verbose=0)
+
+
 def test_fit_reports_sampled_loss_and_evaluate_reports_full_softmax():
     model = make_model()
     model.compile()

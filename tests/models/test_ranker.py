@@ -64,6 +64,30 @@ def test_bad_arguments_raise_clear_errors(kwargs, match):
         make_model(**kwargs)
 
 
+def test_fit_before_adapt_fails_clearly_and_leaves_the_model_usable():
+    model = make_model()
+    model.compile()
+    x, watch_time = make_impressions(256)
+    with pytest.raises(ValueError, match=r"Ranker is not adapted: call model.adapt\(features\)"):
+        model.fit(x, watch_time, verbose=0)
+    with pytest.raises(ValueError, match="not adapted"):
+        model.predict(x, verbose=0)
+    model.adapt(x)
+    history = model.fit(x, watch_time, batch_size=64, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert np.all(np.isfinite(model.predict(x, verbose=0)))
+
+
+def test_every_missing_feature_is_named_at_once():
+    model = make_model()
+    x, _ = make_impressions(16)
+    model.adapt(x)
+    del x["video_language"], x["previous_impressions"]
+    with pytest.raises(ValueError, match=r"missing input feature\(s\) \['video_language', "
+                                         r"'previous_impressions'\]"):
+        model.predict(x, verbose=0)
+
+
 def test_impression_and_history_share_one_video_table():
     model = make_model()
     model.build()

@@ -103,3 +103,96 @@ def test_an_empty_or_unknown_history_is_answered_with_a_fallback_sign(server):
     for request in ({"watch_history": ["v1", "unknown"], "k": 3}, {"user": "u3", "k": 3}):
         body = httpx.post(f"{server}/recommend", json=request).json()
         assert body["fallback"] is None and len(body["items"]) == 3, body
+def start_server(run, *extra_args, python_serve=None):
+    """A server subprocess on 127.0.0.1 and a free port: `(process, url)`."""
+    if python_serve is None:
+        command = [sys.executable, "-m", "keras_yt.cli", "serve", "--run", str(run),
+                   "--port", "0", *extra_args]
+    else:
+        command = [sys.executable, "-c",
+                   "from keras_yt._quiet import load_tensorflow; load_tensorflow(); "
+                   "from keras_yt.serving.service import serve; "
+                   f"serve({str(run)!r}, port=0, {python_serve})"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+    if not match:
+        process.kill()
+        raise AssertionError(f"no address in {line!r}; stderr: {process.stderr.read()[-2000:]}")
+    return process, f"http://127.0.0.1:{match.group(1)}"
+
+
+def test_http_errors_have_the_documented_body_and_cut_long_ids(server):
+    for method, path, status in [("GET", "/nothing", 404), ("GET", "/recommend", 405),
+                                 ("POST", "/health", 405)]:
+        response = httpx.request(method, f"{server}{path}")
+        assert response.status_code == status
+        body = response.json()
+        assert set(body) == {"error", "field"} and body["field"] is None, body
+        assert "/recommend" in body["error"]
+    # a non-ASCII digit is no id: not Python's int() message, and the field is named
+    response = httpx.post(f"{server}/recommend", json={"watch_history": ["²"], "k": 3})
+    if response.status_code != 200:
+        body = response.json()
+        assert body["field"] == "watch_history" and "invalid literal" not in body["error"], body
+    # a 1 MB user id is not echoed back whole
+    response = httpx.post(f"{server}/recommend", json={"user": "x" * 1_000_000}, timeout=30)
+    assert response.status_code == 404 and response.json()["field"] == "user"
+    assert len(response.content) < 1000 and "1,000,0" in response.json()["error"]
+
+
+def test_bodies_over_the_limit_are_refused_unread(server):
+    big = b'{"watch_history": [' + b'"v1", ' * 1_000_000 + b'"v2"]}'  # 6 MB
+    response = httpx.post(f"{server}/recommend", content=big, timeout=30,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == 413 and response.json()["field"] is None
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(100):
+            yield b" " * 65536
+
+    response = httpx.post(f"{server}/recommend", content=chunks(), timeout=30,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert httpx.post(f"{server}/recommend", json={"user": "u3", "k": 2}).status_code == 200
+
+
+def test_slow_partial_and_idle_connections_are_closed(tiny_run):
+    import socket
+
+    process, url = start_server(tiny_run, python_serve="request_timeout=1.0")
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        with httpx.Client() as client:  # a whole request in time is answered
+            assert client.post(f"{url}/recommend", json={"user": "u3"}).status_code == 200
+        partial = [
+            b"",  # connects, sends nothing
+            b"POST /recommend HTTP/1.1\r\nHost: x\r\n",  # headers never end
+            b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{\"user\":",  # body never ends
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",  # answered, then idle (keep-alive)
+        ]
+        sockets = []
+        for data in partial:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(data)
+            sockets.append(s)
+        start = time.monotonic()
+        for s, data in zip(sockets, partial):
+            received = b""
+            while True:  # read until the server closes (bounded by the 10 s socket timeout)
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+            s.close()
+            assert received.startswith(b"HTTP/1.1 200") == data.startswith(b"GET"), received
+        assert time.monotonic() - start < 4  # closed after about 1 s, not left open
+        # request line and headers over 64 KiB: 431
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 431")
+        s.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
