@@ -10,8 +10,8 @@ on the backend under test (CI runs the layer and model tests on TensorFlow and J
 3. `fit` runs one step on the tiny batch: the loss is finite and every trainable weight changes;
 4. a `.keras` save / load of a model using it gives the same outputs (to float32 round-off);
 5. under `mixed_float16` and `mixed_bfloat16` every variable stays float32, every float
-   sublayer takes the policy (built with `dtype=self.dtype_policy`), float outputs are in the compute
-   dtype, and they are close to the float32 outputs of the same weights.
+   sublayer takes the policy (built with `dtype=self.dtype_policy`), float outputs are in the
+   compute dtype, and they are close to the float32 outputs of the same weights.
 
 A layer is trained inside a small `keras.Model` whose output is the layer's (the loss: mean
 squared distance to `train_targets`, zeros by default). A model (a `keras.Model` subclass) is
@@ -272,6 +272,8 @@ def run_layer_test(
     # 5. mixed precision.
     if run_precision_checks:
         full = new()
+        full(input_data, **call_kwargs)
+        # The second call of each instance (below too): seeded sampling draws alike in both.
         reference = _numpy(full(input_data, **call_kwargs))
         scale = max([1.0] + [float(np.max(np.abs(r))) for r in keras.tree.flatten(reference)
                              if np.issubdtype(np.asarray(r).dtype, np.floating)])
