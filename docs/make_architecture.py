@@ -8,7 +8,7 @@ its imports of other keras_yt modules, function-level (lazy) imports included; t
 `tests/test_import_graph.py` checks for cycles. A module's floor is 0 when it imports no other
 keras_yt module, else one more than the highest floor it imports: a module only imports from
 floors below its own. The block between the two marker lines of docs/architecture.md lists the
-floors, highest first.
+floors of its parts (subpackages and top-level modules), highest first.
 
 Edges counted: `import keras_yt.a.b` → `keras_yt.a.b`; `from keras_yt.a import b` →
 `keras_yt.a.b` when that is a module, else `keras_yt.a`; relative imports alike. Not counted:
@@ -121,21 +121,53 @@ def floors(graph: dict[str, set[str]]) -> dict[str, int]:
     return out
 
 
-def _short(module: str) -> str:
-    return module.removeprefix("keras_yt.") if module != "keras_yt" else "keras_yt"
+def group_of(module: str) -> str | None:
+    """The part of keras_yt a module belongs to: its subpackage (`layers`, `serving`, ...) or,
+    for a top-level module, the module itself (`cli`, `_checks`); None for `keras_yt` itself."""
+    parts = module.split(".")[1:]
+    return parts[0] if parts else None
+
+
+def group_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """`graph` with modules merged into their parts (imports within a part dropped)."""
+    out: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        group = group_of(module)
+        if group is None:
+            continue
+        out.setdefault(group, set())
+        out[group] |= {group_of(t) for t in targets if group_of(t) not in (None, group)}
+    return out
+
+
+def _wrap(head: str, items: list[str], width: int = 100) -> list[str]:
+    """`head` followed by `items` joined with commas, wrapped under the first item."""
+    lines, line = [], head
+    for i, item in enumerate(items):
+        word = item + ("," if i < len(items) - 1 else "")
+        if len(line) + 1 + len(word) > width and line.strip():
+            lines.append(line)
+            line = " " * (len(head) + 1)
+        line = f"{line} {word}" if line.strip() else line + word
+    lines.append(line)
+    return [line.rstrip() for line in lines]
 
 
 def render(graph: dict[str, set[str]] | None = None) -> str:
-    """The floors block: one line per floor, highest first, its modules and what they import."""
-    graph = import_graph() if graph is None else graph
+    """The floors block: the parts of keras_yt by floor, highest first, and what each imports.
+
+    A part is a subpackage or a top-level module (`group_of`); its floor is computed on the
+    graph of parts, which must be acyclic too.
+    """
+    graph = group_graph(import_graph() if graph is None else graph)
     levels = floors(graph)
+    name_width = max(len(name) for name in graph) + 2
     lines = [BEGIN, "", "```text"]
     for level in range(max(levels.values()), -1, -1):
-        names = sorted(m for m, f in levels.items() if f == level)
-        lines.append(f"floor {level}:")
-        for name in names:
-            below = ", ".join(sorted(_short(t) for t in graph[name]))
-            lines.append(f"  {_short(name):<36} {'→ ' + below if below else ''}".rstrip())
+        lines.append(f"floor {level}")
+        for name in sorted(m for m, f in levels.items() if f == level):
+            head = f"  {name:<{name_width}}" + ("→" if graph[name] else "")
+            lines += _wrap(head, sorted(graph[name]))
     lines += ["```", "", END]
     return "\n".join(lines)
 
