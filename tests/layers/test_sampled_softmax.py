@@ -467,12 +467,16 @@ def test_one_fit_step_updates_label_rows():
     labels = rng.integers(1, N, 16).astype("int32")
     model((x, labels))
     w_before, _ = head.get_output_embeddings()
+    # A label row's gradient is -(1 - p) u: zero where the ReLU tower gives u = 0 (the tower's
+    # initial weights come from the global seed, so which examples those are varies by order).
+    active = labels[np.any(keras.ops.convert_to_numpy(model.tower(x)) != 0, axis=1)]
+    assert len(active) >= 8
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     history = model.fit((x, labels), epochs=1, batch_size=16, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     w_after, _ = head.get_output_embeddings()
     changed = np.flatnonzero(np.any(w_after != w_before, axis=1))
-    assert set(labels.tolist()) <= set(changed.tolist())
+    assert set(active.tolist()) <= set(changed.tolist())
     assert 0 not in changed or 0 in labels  # class 0 is never sampled
     # Inference returns the full logits.
     assert model.predict((x, labels), verbose=0).shape == (16, N)
