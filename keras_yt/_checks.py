@@ -64,6 +64,27 @@ def categorical_features(value) -> dict:
     return checked
 
 
+def feature_model_args(num_videos, video_embedding_dim, max_history, units, dropout,
+                       categorical, continuous) -> tuple[tuple, dict, tuple]:
+    """The constructor arguments `CandidateGenerator` and `Ranker` share, checked.
+
+    Args (in the models' words): `num_videos` (>= 2), `video_embedding_dim`, `max_history`,
+    `hidden_units` (here `units`), `dropout`, `categorical_features` (`categorical`),
+    `continuous_features` (`continuous`).
+
+    Returns:
+        `(hidden_units, categorical_features, continuous_features)` in their checked form: a
+        tuple of ints, a `{name: {"input_dim": int, "output_dim": int}}` dict, a tuple of names.
+    """
+    positive_int("num_videos", num_videos, minimum=2)
+    positive_int("video_embedding_dim", video_embedding_dim)
+    positive_int("max_history", max_history)
+    units = hidden_units(units)
+    rate("dropout", dropout)
+    return (units, categorical_features(categorical),
+            feature_names("continuous_features", continuous))
+
+
 def has_features(features, names, owner: str) -> None:
     if not isinstance(features, dict):
         raise ValueError(f"{owner} takes a dict of named features, got {type(features).__name__}")

@@ -7,7 +7,7 @@ import sys
 import keras
 import numpy as np
 
-from keras_yt.distribution import _batch_multiple, padded_rows
+from keras_yt._distributed_inputs import _batch_multiple, padded_rows
 
 __all__ = ["default_batch_size", "fit_candidate_generator"]
 

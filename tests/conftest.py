@@ -1,6 +1,5 @@
-"""Shared test set-up: backend, quiet logs, MovieLens files, and serialisation checks."""
+"""Shared test set-up: backend, quiet logs, MovieLens files (the layer checks: tests/testing.py)."""
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -18,7 +17,6 @@ from keras_yt._quiet import quiet_keras_import  # noqa: E402
 quiet_keras_import()  # Keras and TensorFlow load without their start-up log lines
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 if keras.backend.backend() == "tensorflow":
     # Two logical CPU devices for the tf.distribute.MirroredStrategy tests
@@ -71,24 +69,6 @@ def movielens_dir(tmp_path_factory) -> Path:
     if out.returncode != 0:
         pytest.fail(f"get-movielens-100k failed: {out.stderr.strip()}")
     return Path(out.stdout.strip().splitlines()[-1])
-
-
-def assert_config_round_trip(obj) -> None:
-    """The config is JSON-serialisable and `from_config` rebuilds an object with the same config."""
-    config = obj.get_config()
-    restored = type(obj).from_config(json.loads(json.dumps(config)))
-    assert restored.get_config() == config
-
-
-def assert_saved_model_reproduces(model: keras.Model, inputs, tmp_path: Path, atol=1e-6) -> None:
-    """A `.keras` save/load of `model` gives the same outputs on `inputs`."""
-    path = tmp_path / "model.keras"
-    expected = model.predict(inputs, verbose=0)
-    model.save(path)
-    restored = keras.saving.load_model(path)
-    actual = restored.predict(inputs, verbose=0)
-    for e, a in zip(keras.tree.flatten(expected), keras.tree.flatten(actual)):
-        np.testing.assert_allclose(a, e, atol=atol, rtol=1e-5)
 
 
 from tests.runs import tiny_run  # noqa: E402, F401  (session fixture: a small trained run folder)

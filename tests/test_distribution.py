@@ -8,7 +8,6 @@ process). On TensorFlow only the backend-neutral ones run (errors, layout keys).
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import socket
@@ -192,12 +191,6 @@ def test_wrong_backend_error():
 
 
 # ------------------------------------------------------------------ JAX, 4 devices
-
-
-@needs_4
-def test_docstring_examples():
-    result = doctest.testmod(dist_lib)
-    assert result.attempted > 0 and result.failed == 0
 
 
 @needs_4

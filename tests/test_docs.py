@@ -8,7 +8,8 @@
   for `file.md#anchor`, to an existing heading).
 * Every public name (the `__all__` of each keras_yt subpackage, and the public classes and
   functions of modules listed there) appears in docs/api.md as a heading or in backticks, and
-  docs/api.md is what `python docs/make_api.py` renders.
+  docs/api.md is what `python docs/make_api.py` renders, and the import floors of
+  docs/architecture.md are what `python docs/make_architecture.py` draws.
 * Every public class and function has a docstring; every one has an `Example` section, except
   dataclass records (returned by loaders, documented field by field under `Attributes:`).
 * `docs/make_figures.py --diagram` draws the diagram; the slow tests run both tutorial scripts
@@ -227,6 +228,12 @@ def test_public_names_in_api_md():
 
 def test_api_md_is_current():
     result = subprocess.run([sys.executable, str(DOCS / "make_api.py"), "--check"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_architecture_floors_are_current():
+    result = subprocess.run([sys.executable, str(DOCS / "make_architecture.py"), "--check"],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_yt.data import _core
+from keras_yt.data import _timelines
 from keras_yt.data.io import WatchLogLike, iter_chunks, iter_user_blocks, to_watch_log
 
 SECONDS_PER_DAY = 86400.0
@@ -73,7 +73,7 @@ def _examples_from_sorted(
     """Builds examples for the selected rows of a block sorted by (user, timestamp)."""
     rows = np.flatnonzero(select)
     out = {
-        "watch_history": _core.gather_window(
+        "watch_history": _timelines.gather_window(
             block["video"].astype(np.int64), run_start[rows], user_start[rows], max_history, 0
         ),
         "history_length": np.minimum(run_start[rows] - user_start[rows], max_history).astype(
@@ -92,10 +92,10 @@ def _examples_from_sorted(
         else:
             lo = hi = 0
         part = queries[lo:hi]
-        before = _core.count_strictly_before(part["user"], part["timestamp"], users, times)
+        before = _timelines.count_strictly_before(part["user"], part["timestamp"], users, times)
         first = np.searchsorted(part["user"], users, side="left")
         texts = np.asarray(part["text"], dtype=object)
-        out["search_history"] = _core.gather_window(texts, before, first, max_queries, "")
+        out["search_history"] = _timelines.gather_window(texts, before, first, max_queries, "")
     return out
 
 
@@ -204,20 +204,20 @@ def candidate_examples(
     parts = []
     max_time = -np.inf
     for block in tqdm(iter_user_blocks(chunks), disable=not verbose, desc="candidate examples"):
-        block = block[_core.sort_by_user_time(block)]
+        block = block[_timelines.sort_by_user_time(block)]
         max_time = max(max_time, float(block["timestamp"].max()))
         users = block["user"]
-        user_start, run_start = _core.user_and_run_starts(users, block["timestamp"])
+        user_start, run_start = _timelines.user_and_run_starts(users, block["timestamp"])
         select = (run_start - user_start) >= min_history
         if max_examples_per_user is not None:
             if sampling == "last":
                 count = np.cumsum(select)
-                ends = _core.user_ends(users)
+                ends = _timelines.user_ends(users)
                 after = count[ends - 1] - count
                 select &= after < max_examples_per_user
             else:
                 position = np.arange(len(block)) - user_start
-                keys = _core.splitmix64(np.int64(seed), users, position)
+                keys = _timelines.splitmix64(np.int64(seed), users, position)
                 keys[~select] = np.iinfo(np.uint64).max
                 order = np.lexsort((keys, users))
                 rank = np.empty(len(block), dtype=np.int64)
@@ -277,12 +277,12 @@ def leave_last_out_split(
         parts = list(iter_chunks(watches, 1_000_000))
         log = np.concatenate(parts) if parts else to_watch_log({c: [] for c in
                                                                 ("user", "video", "timestamp")})
-    log = log[_core.sort_by_user_time(log)]
+    log = log[_timelines.sort_by_user_time(log)]
     users = log["user"]
-    user_start, run_start = _core.user_and_run_starts(users, log["timestamp"])
+    user_start, run_start = _timelines.user_and_run_starts(users, log["timestamp"])
     last = np.zeros(len(log), dtype=bool)
     if len(log):
-        last[_core.user_ends(users) - 1] = True
+        last[_timelines.user_ends(users) - 1] = True
     held = last & ((run_start - user_start) >= min_history)
     query_log = _to_queries(queries) if queries is not None else None
     test = _examples_from_sorted(

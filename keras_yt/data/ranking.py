@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_yt.data import _core
+from keras_yt.data import _timelines
 from keras_yt.data.io import iter_user_blocks, to_watch_log
 
 IMPRESSION_COLUMNS = ("user", "video", "timestamp", "clicked", "watch_time")
@@ -152,7 +152,7 @@ def ranking_examples(
             watch_log = read_watch_log(watches)
         else:
             watch_log = to_watch_log(watches, source="watches")
-        watch_log = watch_log[_core.sort_by_user_time(watch_log)]
+        watch_log = watch_log[_timelines.sort_by_user_time(watch_log)]
 
     if isinstance(impressions, np.ndarray) or hasattr(impressions, "keys"):
         data = to_impressions(impressions)
@@ -184,7 +184,7 @@ def _block_features(
     users, times = block["user"], block["timestamp"]
     # Previous impressions of the same video to the same user, strictly earlier.
     order = np.lexsort((times, block["video"], users))
-    pair_start, run_start = _core.user_and_run_starts(
+    pair_start, run_start = _timelines.user_and_run_starts(
         _pair_ids(users[order], block["video"][order]), times[order]
     )
     previous = np.empty(n, dtype=np.int32)
@@ -192,19 +192,19 @@ def _block_features(
 
     if watch_log is None:
         clicked = block[block["clicked"] == 1]
-        ref = clicked[_core.sort_by_user_time(clicked)]
+        ref = clicked[_timelines.sort_by_user_time(clicked)]
     elif n:
         lo = np.searchsorted(watch_log["user"], users.min(), side="left")
         hi = np.searchsorted(watch_log["user"], users.max(), side="right")
         ref = watch_log[lo:hi]
     else:
         ref = watch_log[:0]
-    before = _core.count_strictly_before(ref["user"], ref["timestamp"], users, times)
+    before = _timelines.count_strictly_before(ref["user"], ref["timestamp"], users, times)
     first = np.searchsorted(ref["user"], users, side="left")
     has_watch = before > first
     last_time = ref["timestamp"][np.clip(before - 1, 0, None)] if len(ref) else np.zeros(n)
     since = np.where(has_watch, times - last_time, missing_time).astype(np.float32)
-    history = _core.gather_window(ref["video"].astype(np.int64), before, first, max_history, 0)
+    history = _timelines.gather_window(ref["video"].astype(np.int64), before, first, max_history, 0)
 
     out = {
         "user": users.astype(np.int64),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from keras_yt.data import _core
+from keras_yt.data import _timelines
 from keras_yt.data.candidate import SECONDS_PER_DAY, _check_positive, _check_reference
 from keras_yt.data.io import WatchLogLike, iter_chunks, iter_user_blocks, to_watch_log
 
@@ -25,8 +25,8 @@ def _windows_from_sorted(
     """Windows of a block of complete users sorted by (user, timestamp)."""
     users = block["user"]
     n = len(block)
-    user_start, _ = _core.user_and_run_starts(users, block["timestamp"])
-    ends = _core.user_ends(users)
+    user_start, _ = _timelines.user_and_run_starts(users, block["timestamp"])
+    ends = _timelines.user_ends(users)
     position = np.arange(n) - user_start  # 0 = the user's first watch
     from_end = (ends - 1) - np.arange(n)  # 0 = the user's last watch
     window = from_end // max_history  # 0 = the most recent window
@@ -137,7 +137,7 @@ def sequence_examples(
     parts = []
     max_time = -np.inf
     for block in tqdm(iter_user_blocks(chunks), disable=not verbose, desc="sequence examples"):
-        block = block[_core.sort_by_user_time(block)]
+        block = block[_timelines.sort_by_user_time(block)]
         max_time = max(max_time, float(block["timestamp"].max()))
         parts.append(_windows_from_sorted(block, max_history, max_windows_per_user))
     if not parts:

@@ -7,7 +7,12 @@ import keras
 import numpy as np
 
 from keras_yt import _checks
-from keras_yt.distribution import _batch_multiple, _pad_inputs, _place_variables, padded_rows
+from keras_yt._distributed_inputs import (
+    _batch_multiple,
+    _pad_inputs,
+    _place_variables,
+    padded_rows,
+)
 
 _VIDEO_ID_FEATURES = ("watch_history", "video_id")
 

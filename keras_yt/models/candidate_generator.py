@@ -172,9 +172,9 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _checks.positive_int("num_videos", num_videos, minimum=2)
-        _checks.positive_int("video_embedding_dim", video_embedding_dim)
-        _checks.positive_int("max_history", max_history)
+        hidden_units, categorical_features, continuous_features = _checks.feature_model_args(
+            num_videos, video_embedding_dim, max_history, hidden_units, dropout,
+            categorical_features, continuous_features)
         if recent_history is not None:
             _checks.positive_int("recent_history", recent_history)
             if recent_history > max_history:
@@ -182,10 +182,6 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
                     f"recent_history must be <= max_history ({max_history}), got {recent_history}"
                 )
         _checks.positive_int("max_queries", max_queries)
-        hidden_units = _checks.hidden_units(hidden_units)
-        _checks.rate("dropout", dropout)
-        categorical_features = _checks.categorical_features(categorical_features)
-        continuous_features = _checks.feature_names("continuous_features", continuous_features)
         if tie_output_embeddings and video_embedding_dim != hidden_units[-1]:
             raise ValueError(
                 "tie_output_embeddings=True needs video_embedding_dim == hidden_units[-1] (the "

@@ -81,19 +81,15 @@ class Ranker(FeatureModelMixin, PresetMixin, keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _checks.positive_int("num_videos", num_videos, minimum=2)
-        _checks.positive_int("video_embedding_dim", video_embedding_dim)
-        _checks.positive_int("max_history", max_history)
+        hidden_units, categorical_features, continuous_features = _checks.feature_model_args(
+            num_videos, video_embedding_dim, max_history, hidden_units, dropout,
+            categorical_features, continuous_features)
         _checks.positive_int("num_quantiles", num_quantiles, minimum=2)
-        hidden_units = _checks.hidden_units(hidden_units)
-        _checks.rate("dropout", dropout)
         self.num_videos = num_videos
         self.video_embedding_dim = video_embedding_dim
         self.max_history = max_history
-        self.categorical_features = _checks.categorical_features(categorical_features)
-        self.continuous_features = _checks.feature_names(
-            "continuous_features", continuous_features
-        )
+        self.categorical_features = categorical_features
+        self.continuous_features = continuous_features
         self.num_quantiles = num_quantiles
         self.hidden_units = hidden_units
         self.dropout = dropout

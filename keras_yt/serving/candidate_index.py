@@ -203,7 +203,7 @@ class CandidateIndex:
         )
 
     def _build(self):
-        from keras_yt.serving.numba_cache import import_pynndescent
+        from keras_yt.serving._pynndescent import import_pynndescent
 
         pynndescent = import_pynndescent()
         nnd = pynndescent.NNDescent(
@@ -221,7 +221,7 @@ class CandidateIndex:
         return nnd
 
     def _restore(self, state: dict):
-        from keras_yt.serving.numba_cache import import_pynndescent
+        from keras_yt.serving._pynndescent import import_pynndescent
 
         pynndescent = import_pynndescent()
         state = dict(state)

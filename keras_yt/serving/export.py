@@ -142,6 +142,7 @@ def _export_in_tensorflow_process(model, path: Path, vocabulary, verbose: bool) 
         else:
             _check_exportable(model)
             source = Path(folder) / "model.keras"
+            model.build()  # as on TensorFlow, where an unbuilt model is built for export
             model.save(source)
         command = [sys.executable, "-m", "keras_yt.serving.export", str(source), str(path)]
         if vocabulary is not None:

@@ -1,5 +1,3 @@
-import doctest
-
 import keras
 import numpy as np
 import pytest
@@ -7,10 +5,9 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import keras_yt.layers.embedding_bag as embedding_bag_module
 from keras_yt.layers import EmbeddingBag
-from tests.conftest import assert_config_round_trip, assert_saved_model_reproduces
 from tests.gradients import gradients
+from tests.testing import run_layer_test
 
 INPUT_DIM, OUTPUT_DIM = 20, 4
 
@@ -185,22 +182,17 @@ def test_shared_table_between_two_inputs():
     np.testing.assert_allclose(pred[1, OUTPUT_DIM:], (table[1] + table[2]) / 2, rtol=1e-6)
 
 
-def test_symbolic_call_and_output_shape():
-    layer = EmbeddingBag(INPUT_DIM, OUTPUT_DIM)
-    ids = keras.Input(shape=(7,), dtype="int32")
-    weights = keras.Input(shape=(7,))
-    assert tuple(layer(ids).shape) == (None, OUTPUT_DIM)
-    assert tuple(layer(ids, weights).shape) == (None, OUTPUT_DIM)
-    assert layer.compute_output_shape((3, 7)) == (3, OUTPUT_DIM)
-
-
-def test_config_round_trip():
-    layer = EmbeddingBag(
-        10, 3, combiner="sqrtn", embeddings_regularizer="l2", name="history", dtype="float64"
-    )
-    assert_config_round_trip(layer)
-    restored = EmbeddingBag.from_config(layer.get_config())
-    assert restored.combiner == "sqrtn" and restored.input_dim == 10 and restored.output_dim == 3
+@pytest.mark.parametrize("combiner", ["mean", "sum", "sqrtn"])
+def test_run_layer_test(combiner):
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, INPUT_DIM, size=(5, 4))
+    weights = rng.uniform(0, 2, size=(5, 4)).astype("float32")
+    init = {"input_dim": INPUT_DIM, "output_dim": OUTPUT_DIM, "combiner": combiner,
+            "embeddings_regularizer": "l2", "name": "history"}
+    run_layer_test(EmbeddingBag, init, ids, (5, OUTPUT_DIM), expected_num_trainable_weights=1,
+                   expected_num_non_trainable_weights=0)
+    run_layer_test(EmbeddingBag, init, ids, (5, OUTPUT_DIM), call_kwargs={"weights": weights})
+    assert EmbeddingBag(INPUT_DIM, OUTPUT_DIM).compute_output_shape((3, 7)) == (3, OUTPUT_DIM)
 
 
 def test_regularizer_adds_loss():
@@ -223,16 +215,6 @@ def test_fit_step_updates_only_looked_up_rows():
     np.testing.assert_array_equal(changed, [1, 2, 3])
 
 
-def test_saved_model_reproduces(tmp_path):
-    ids_in = keras.Input(shape=(4,), dtype="int32")
-    w_in = keras.Input(shape=(4,))
-    out = EmbeddingBag(INPUT_DIM, OUTPUT_DIM, combiner="sqrtn")(ids_in, w_in)
-    model = keras.Model([ids_in, w_in], out)
-    rng = np.random.default_rng(3)
-    x = [rng.integers(0, INPUT_DIM, size=(5, 4)), rng.uniform(0, 2, size=(5, 4))]
-    assert_saved_model_reproduces(model, x, tmp_path)
-
-
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -248,11 +230,6 @@ def test_saved_model_reproduces(tmp_path):
 def test_bad_kwargs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         EmbeddingBag(**kwargs)
-
-
-def test_docstring_example_runs():
-    result = doctest.testmod(embedding_bag_module, extraglobs={"keras": keras})
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------- issue 13: no silent wrong answers

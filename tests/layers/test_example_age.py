@@ -1,12 +1,9 @@
-import doctest
-
 import keras
 import numpy as np
 import pytest
 
-import keras_yt.layers.example_age as example_age_module
 from keras_yt.layers import ExampleAge
-from tests.conftest import assert_config_round_trip, assert_saved_model_reproduces
+from tests.testing import assert_saved_model_reproduces, run_layer_test
 
 AGES = np.array([[0.0], [3.5], [14.0], [-2.0], [30.0]], dtype="float32")
 
@@ -62,10 +59,18 @@ def test_one_dimensional_and_integer_ages():
     assert keras.ops.convert_to_numpy(layer(ages)).shape == (3, 1)
 
 
-def test_symbolic_call_and_shape():
+@pytest.mark.parametrize("training", [True, False])
+def test_run_layer_test(training):
+    ages = np.array([[0.0], [3.5], [10.0], [40.0]], "float32")
+    init = {"scale": 28, "serving_value": -0.1, "powers": True, "name": "age"}
+    expected = reference(ages, 28.0, True) if training else np.tile([[-0.1, 0.01]], (4, 1))
+    run_layer_test(ExampleAge, init, ages, (4, 2), call_kwargs={"training": training},
+                   expected_output_data=expected, expected_num_trainable_weights=0)
+    run_layer_test(ExampleAge, {}, ages[:, 0], (4, 1), call_kwargs={"training": training})
+
+
+def test_symbolic_call_rejects_wide_inputs():
     layer = ExampleAge(powers=True)
-    assert tuple(layer(keras.Input(shape=(1,))).shape) == (None, 2)
-    assert tuple(ExampleAge()(keras.Input(shape=())).shape) == (None, 1)
     with pytest.raises(ValueError, match=r"shape \(batch,\) or \(batch, 1\), got \(None, 3\)"):
         layer(keras.Input(shape=(3,)))
 
@@ -104,10 +109,8 @@ def test_saved_model_keeps_training_behaviour(tmp_path):
     )
 
 
-def test_config_round_trip():
-    layer = ExampleAge(scale=28, serving_value=-0.1, powers=True, name="age")
-    assert_config_round_trip(layer)
-    assert layer.get_config()["scale"] == 28.0
+def test_config_holds_a_float_scale():
+    assert ExampleAge(scale=28).get_config()["scale"] == 28.0
 
 
 @pytest.mark.parametrize(
@@ -124,8 +127,3 @@ def test_config_round_trip():
 def test_bad_kwargs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ExampleAge(**kwargs)
-
-
-def test_docstring_example_runs():
-    result = doctest.testmod(example_age_module)
-    assert result.attempted > 0 and result.failed == 0

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_yt.layers import WeightedLogisticRegression
 from keras_yt.losses import WeightedLogisticLoss
-from tests.conftest import assert_config_round_trip, assert_saved_model_reproduces
+from tests.testing import assert_saved_model_reproduces, run_layer_test
 
 
 def _x(batch=6, d=5, seed=0):
@@ -27,23 +27,11 @@ def test_logit_in_training_and_exp_at_inference_match_numpy():
     np.testing.assert_allclose(head(x), np.exp(logit), rtol=1e-5)
 
 
-def test_symbolic_and_eager_calls():
-    head = WeightedLogisticRegression()
-    inputs = keras.Input((5,))
-    assert tuple(head(inputs).shape) == (None, 1)
-    assert tuple(head(inputs, training=True).shape) == (None, 1)
-    assert tuple(head(_x()).shape) == (6, 1)
-
-
-def test_sublayer_follows_dtype_policy():
-    head = WeightedLogisticRegression(dtype="mixed_float16")
-    out = head(_x())
-    assert head.dense.dtype_policy.name == "mixed_float16"
-    assert out.dtype == "float16" and head.dense.kernel.dtype == "float32"
-
-
-def test_config_round_trip():
-    assert_config_round_trip(WeightedLogisticRegression(name="ranking_head"))
+def test_run_layer_test():
+    x = _x()
+    run_layer_test(WeightedLogisticRegression, {"name": "ranking_head"}, x, (6, 1),
+                   expected_num_trainable_weights=2, expected_num_non_trainable_weights=0)
+    run_layer_test(WeightedLogisticRegression, {}, x, (6, 1), call_kwargs={"training": True})
 
 
 def _model(d=5):

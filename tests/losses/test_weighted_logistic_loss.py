@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_yt.losses import WeightedLogisticLoss, watch_time_weights
-from tests.conftest import assert_config_round_trip
+from tests.testing import assert_config_round_trip
 
 
 def _np_loss(watch_time, logits):

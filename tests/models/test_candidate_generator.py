@@ -1,11 +1,10 @@
-import json
 
 import keras
 import numpy as np
 import pytest
 
 from keras_yt.models import CandidateGenerator
-from tests.conftest import assert_config_round_trip
+from tests.testing import assert_config_round_trip, run_layer_test
 
 NUM_VIDEOS = 60
 MAX_HISTORY = 6
@@ -49,10 +48,16 @@ def numpy_logits(model, user_vectors):
     return user_vectors @ W.T + b
 
 
-def test_config_round_trip_is_json():
-    model = make_model(dropout=0.1, class_counts=None)
-    json.dumps(model.get_config())
-    assert_config_round_trip(model)
+def test_run_layer_test():
+    # Without search queries: strings are a TensorFlow input, the other features any backend's.
+    init = dict(num_videos=NUM_VIDEOS, video_embedding_dim=8, max_history=MAX_HISTORY,
+                categorical_features={"geography": {"input_dim": 5, "output_dim": 3}},
+                continuous_features=["user_age"], hidden_units=(16, 8), num_sampled=12,
+                dropout=0.1, seed=1)
+    x = make_features(8)
+    del x["search_history"]
+    # The call is the user vector (the last hidden layer); fit trains the sampled softmax.
+    run_layer_test(CandidateGenerator, init, x, (8, 8), train_data=(x, np.arange(1, 9)))
 
 
 @pytest.mark.parametrize(

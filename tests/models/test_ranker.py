@@ -1,4 +1,3 @@
-import json
 
 import keras
 import numpy as np
@@ -6,7 +5,7 @@ import pytest
 
 from keras_yt.metrics import auc
 from keras_yt.models import Ranker
-from tests.conftest import assert_config_round_trip
+from tests.testing import run_layer_test
 
 NUM_VIDEOS = 40
 
@@ -45,10 +44,17 @@ def make_impressions(n=4000, seed=0):
     return x, watch_time
 
 
-def test_config_round_trip_is_json():
-    model = make_model()
-    json.dumps(model.get_config())
-    assert_config_round_trip(model)
+def test_run_layer_test():
+    x, watch_time = make_impressions(400)
+    small = {name: value[:8] for name, value in x.items()}
+    init = dict(num_videos=NUM_VIDEOS, video_embedding_dim=4, max_history=5,
+                categorical_features={"video_language": {"input_dim": 4, "output_dim": 2}},
+                continuous_features=["time_since_last_watch", "previous_impressions"],
+                num_quantiles=50, hidden_units=(16, 8), seed=0)
+    # The call is the expected watch time exp(logit) at inference; fit trains the weighted
+    # logistic regression. The quantiles are adapted to the 400 impressions first.
+    run_layer_test(Ranker, init, small, (8, 1), setup=lambda model: model.adapt(x),
+                   train_data=(small, watch_time[:8]))
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,6 @@
-"""Vectorised helpers shared by the example generators (private)."""
+"""Per-user timelines of a log, vectorised for the example generators (private): rows ordered by
+(user, time), where each user's rows and each same-time run start and end, the window of earlier
+rows, counts of rows strictly before a time, and a per-row hash (splitmix64) for seeded choices."""
 
 from __future__ import annotations
 
