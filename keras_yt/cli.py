@@ -164,6 +164,9 @@ def _parser() -> argparse.ArgumentParser:
                        default="cowatched",
                        help="with --init-from: how new videos' rows start (default: "
                             "%(default)s, the mean of the known videos watched next to them)")
+    train.add_argument("--optimizer-state", choices=("reset", "carry"), default="reset",
+                       help="with --init-from: a fresh optimizer (default) or the old run's "
+                            "Adam moments and step, carried over")
     train.set_defaults(run_command=_train)
 
     prepare = commands.add_parser(
@@ -500,7 +503,8 @@ def _warm_start(args) -> None:
     info = warm_start(args.log, args.out, args.init_from, epochs=args.epochs,
                       batch_size=args.batch_size,
                       max_examples_per_user=args.max_examples_per_user,
-                      new_rows=args.new_rows, seed=args.seed)
+                      new_rows=args.new_rows, optimizer_state=args.optimizer_state,
+                      seed=args.seed)
     _done(start)
     print(f"\nwrote {args.out}/ ({info['new_videos']:,} new videos, {info['new_users']:,} new "
           f"users, {info['examples']:,} new examples, {info['seconds']['total']:.1f} s)")
