@@ -278,3 +278,25 @@ def test_train_data_and_model_parallel_on_four_jax_cpu_devices(tmp_path, distrib
     videos = [int(line.split("video")[1].split()[0])
               for line in result.stdout.splitlines() if "score" in line]
     assert len(videos) == 5 and all(100 <= v < 130 for v in videos)
+
+
+def test_train_a_sequential_preset_then_recommend(tmp_path, capsys):
+    """An attention preset trains on sequence windows, at the preset's history width."""
+    from keras_yt.models.presets import load_preset
+    from tests.runs import write_log as write_raw_log
+
+    preset = load_preset("movielens_sequential")
+    preset["config"].update(num_videos=100, video_embedding_dim=8, hidden_units=[8],
+                            max_history=7, encoder_blocks=1)
+    path = tmp_path / "seq.json"
+    path.write_text(json.dumps(preset))
+    log = write_raw_log(tmp_path / "ints.csv", n_users=12, ids="int")
+    run = tmp_path / "run"
+    assert main(["train", "--log", str(log), "--out", str(run), "--epochs", "1",
+                 "--preset", str(path)]) == 0
+    assert "training examples" in capsys.readouterr().out
+    from keras_yt.run_folder import RunFolder
+
+    model = RunFolder(run).load_model()
+    assert model.history_encoder == "attention" and model.max_history == 7
+    assert main(["recommend", "--run", str(run), "--user", "0", "--k", "3"]) == 0
