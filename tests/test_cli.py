@@ -85,6 +85,8 @@ def test_train_evaluate_export_index_recommend_on_a_csv(tmp_path):
         ("user,video,timestamp\n1,2,3\n2, ,4\n", "has an empty id on line 3"),
     ],
 )
+
+
 def test_bad_logs_fail_with_a_clear_message_and_no_traceback(tmp_path, content, message):
     log = tmp_path / "bad.csv"
     log.write_bytes(content.encode())
@@ -240,6 +242,8 @@ def test_distribute_options_fail_early_naming_the_flag_and_the_backend(tmp_path,
 
 
 @pytest.mark.tf_only
+
+
 def test_train_under_mirrored_strategy_writes_a_run_that_recommends(tmp_path, capsys):
     # In a process of its own (one MirroredStrategy per process, see CandidateGenerator), with
     # the CPU split into two logical devices so that there are two replicas.
@@ -264,6 +268,8 @@ def test_train_under_mirrored_strategy_writes_a_run_that_recommends(tmp_path, ca
 
 
 @pytest.mark.parametrize("distribute", ["data", "model"])
+
+
 def test_train_data_and_model_parallel_on_four_jax_cpu_devices(tmp_path, distribute):
     import os
 
@@ -330,6 +336,8 @@ def test_train_reports_duplicate_rows_and_users_too_short_to_train_on(tmp_path, 
     assert "2 duplicate rows (same user, video and timestamp as an earlier row)" in out
     assert "2 users with fewer than 3 watches get no training example (1 with a single watch" \
         in out
+
+
 def test_index_on_a_full_disk_is_a_clear_error_and_keeps_the_old_index(tiny_run, tmp_path):
     # Regression (issue 24, item 9): the HDF5 write error was followed by SIGSEGV (or a hang).
     import resource
@@ -422,6 +430,8 @@ def test_a_crafted_index_dataset_names_the_file_and_the_dataset(tiny_run, tmp_pa
 
 
 @pytest.mark.parametrize("command", ["evaluate", "export", "index", "warm-up"])
+
+
 def test_help_says_what_the_command_reads_and_writes(command, capsys):
     # Regression (issue 24, item 16): these commands had a one-line --help, --run unexplained.
     with pytest.raises(SystemExit) as exit_status:
@@ -432,3 +442,25 @@ def test_help_says_what_the_command_reads_and_writes(command, capsys):
     assert len(body.split()) > 30, text  # a description, not only the usage line
     if command != "warm-up":
         assert "--run RUN run folder written by keras-yt train" in text
+
+
+def test_train_a_sequential_preset_then_recommend(tmp_path, capsys):
+    """An attention preset trains on sequence windows, at the preset's history width."""
+    from keras_yt.models.presets import load_preset
+    from tests.runs import write_log as write_raw_log
+
+    preset = load_preset("movielens_sequential")
+    preset["config"].update(num_videos=100, video_embedding_dim=8, hidden_units=[8],
+                            max_history=7, encoder_blocks=1)
+    path = tmp_path / "seq.json"
+    path.write_text(json.dumps(preset))
+    log = write_raw_log(tmp_path / "ints.csv", n_users=12, ids="int")
+    run = tmp_path / "run"
+    assert main(["train", "--log", str(log), "--out", str(run), "--epochs", "1",
+                 "--preset", str(path)]) == 0
+    assert "training examples" in capsys.readouterr().out
+    from keras_yt.run_folder import RunFolder
+
+    model = RunFolder(run).load_model()
+    assert model.history_encoder == "attention" and model.max_history == 7
+    assert main(["recommend", "--run", str(run), "--user", "0", "--k", "3"]) == 0
