@@ -14,6 +14,7 @@ from keras_yt.data import _prepare_common as common
 from keras_yt.data.vocabulary import Vocabulary
 
 DEFAULT_SHUFFLE_BUFFER = 1 << 17
+_SLICE_ROWS = 4096
 _FEATURES = ("watch_history", "example_age")
 
 
@@ -246,7 +247,11 @@ class ExampleShards:
             parquet = pq.ParquetFile(path.decode() if isinstance(path, bytes) else path)
             for group in range(parquet.num_row_groups):
                 block = _to_numpy(parquet.read_row_group(group), H)
-                yield {name: block[name] for name in features}, block["label"]
+                # Small elements: the interleaved readers' buffers stay small.
+                for start in range(0, len(block["label"]), _SLICE_ROWS):
+                    part = slice(start, start + _SLICE_ROWS)
+                    yield ({name: block[name][part] for name in features},
+                           block["label"][part])
 
         def shard_dataset(path):
             return tf.data.Dataset.from_generator(read, args=(path,),

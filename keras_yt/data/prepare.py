@@ -178,7 +178,11 @@ def _staged(path: Path) -> Iterator[str]:
     for entry in path.parent.glob(f".{path.name}.staging-*"):
         pid = entry.name.split("staging-", 1)[1].split("-")[0]
         if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)  # left by a killed prepare
+            # Left by a killed prepare; one killed between its two renames set aside the
+            # previous folder: put it back.
+            if not path.exists() and (entry / "previous").is_dir():
+                os.replace(entry / "previous", path)
+            shutil.rmtree(entry, ignore_errors=True)
     stage = tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-", dir=path.parent)
     try:
         yield stage
