@@ -493,6 +493,8 @@ def _train_examples(args) -> None:
         )
         run.write_json("history.json", history)
     print(f"\nwrote {args.out}/")
+
+
 def _warm_start(args) -> None:
     """`train --init-from OLD_RUN`: `keras_yt.warm_start.warm_start` (checks before reading)."""
     if args.distribute != "none":

@@ -85,8 +85,6 @@ def test_train_evaluate_export_index_recommend_on_a_csv(tmp_path):
         ("user,video,timestamp\n1,2,3\n2, ,4\n", "has an empty id on line 3"),
     ],
 )
-
-
 def test_bad_logs_fail_with_a_clear_message_and_no_traceback(tmp_path, content, message):
     log = tmp_path / "bad.csv"
     log.write_bytes(content.encode())
@@ -242,8 +240,6 @@ def test_distribute_options_fail_early_naming_the_flag_and_the_backend(tmp_path,
 
 
 @pytest.mark.tf_only
-
-
 def test_train_under_mirrored_strategy_writes_a_run_that_recommends(tmp_path, capsys):
     # In a process of its own (one MirroredStrategy per process, see CandidateGenerator), with
     # the CPU split into two logical devices so that there are two replicas.
@@ -268,8 +264,6 @@ def test_train_under_mirrored_strategy_writes_a_run_that_recommends(tmp_path, ca
 
 
 @pytest.mark.parametrize("distribute", ["data", "model"])
-
-
 def test_train_data_and_model_parallel_on_four_jax_cpu_devices(tmp_path, distribute):
     import os
 
@@ -430,8 +424,6 @@ def test_a_crafted_index_dataset_names_the_file_and_the_dataset(tiny_run, tmp_pa
 
 
 @pytest.mark.parametrize("command", ["evaluate", "export", "index", "warm-up"])
-
-
 def test_help_says_what_the_command_reads_and_writes(command, capsys):
     # Regression (issue 24, item 16): these commands had a one-line --help, --run unexplained.
     with pytest.raises(SystemExit) as exit_status:
