@@ -683,9 +683,14 @@ def read_raw_impressions(
             except ValueError as error:
                 if name in IMPRESSION_LOG_COLUMNS:
                     raise
-                raise ValueError(f"{error} (a feature column of ids? name it as categorical)") \
+                raise ValueError(f"{error} (a column of ids? name it in --categorical)") \
                     from None
         else:
+            array = np.asarray(values)
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                i = int(np.flatnonzero(~np.isfinite(array))[0])
+                raise ValueError(f"Column '{name}' of {source} must hold finite numbers; got "
+                                 f"{array[i].item()!r} on row {numbers[i]}")
             parsed = _check_column(name, values, "time" if kind == "time" else "float", source)
             bad = _implausible(name, parsed)
             if bad is not None:
