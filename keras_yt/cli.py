@@ -27,6 +27,12 @@ LOG_HELP = (
     "(int/float) or ISO-8601 (2016-09-15T10:30:00Z; no zone = UTC)"
 )
 
+IMPRESSIONS_HELP = (
+    "CSV (header user,video,timestamp,clicked,watch_time[,features...]) or Parquet. Ids, "
+    "timestamps: as in a watch log; clicked 0/1; watch_time seconds, finite, >= 0 (0 when not "
+    "clicked); extra columns are features (see --categorical)"
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `keras-yt` console script; returns the exit status.
@@ -78,6 +84,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _units(text: str) -> tuple[int, ...]:
+    try:
+        units = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        units = ()
+    if not units or min(units) < 1:
+        raise argparse.ArgumentTypeError(f"must be integers >= 1, comma separated, got {text!r}")
+    return units
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}")
     return value
 
 
@@ -189,6 +215,36 @@ def _parser() -> argparse.ArgumentParser:
                                             "staging folder)")
     prepare.add_argument("--threads", type=_positive_int, help="DuckDB threads (default: all)")
     prepare.set_defaults(run_command=_prepare)
+
+    ranker = commands.add_parser(
+        "train-ranker", help="train a ranker on an impressions log (AUC, weighted per-user loss)",
+        description="Train the ranker (paper's section 4: weighted logistic regression on watch "
+        "time) on an impressions log, evaluate it on the latest impressions held out by time "
+        "and write a folder: ranker.keras, videos.h5 (raw video id -> model id), "
+        "vocabularies/NAME.h5 for categorical features, ranker.json (inputs, split, metrics). "
+        "The folder is staged and renamed at the end. Impressions log: " + IMPRESSIONS_HELP,
+    )
+    ranker.add_argument("--log", required=True, help=IMPRESSIONS_HELP)
+    ranker.add_argument("--out", required=True, help="folder to write (replaced if it is one "
+                                                     "written by train-ranker)")
+    ranker.add_argument("--categorical", action="append", default=[], metavar="NAMES",
+                        help="feature columns holding ids (comma separated, repeatable); every "
+                             "other extra column is a continuous feature")
+    ranker.add_argument("--epochs", type=_positive_int, default=5,
+                        help="default: %(default)s")
+    ranker.add_argument("--batch-size", type=_positive_int, default=512,
+                        help="default: %(default)s")
+    ranker.add_argument("--max-history", type=_positive_int, default=50,
+                        help="clicked videos per watch_history (default: %(default)s)")
+    ranker.add_argument("--embedding-dim", type=_positive_int, default=32,
+                        help="width of the video and feature embeddings (default: %(default)s)")
+    ranker.add_argument("--hidden-units", type=_units, default=(256, 128, 64),
+                        help="widths of the ReLU tower, comma separated (default: 256,128,64)")
+    ranker.add_argument("--test-fraction", type=_fraction, default=0.2,
+                        help="latest share of the impressions held out for AUC and the weighted "
+                             "per-user loss (default: %(default)s)")
+    ranker.add_argument("--seed", type=int, default=0)
+    ranker.set_defaults(run_command=_train_ranker)
 
     run_help = "run folder written by keras-yt train or keras-yt demo"
     evaluate = commands.add_parser(
@@ -579,6 +635,20 @@ def _check_preset(preset: str) -> None:
         raise ValueError(f"preset file {preset!r} is not valid JSON ({error})") from None
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise ValueError(f"preset file {preset!r} must hold a JSON object with a 'config' object")
+
+
+def _train_ranker(args) -> None:
+    """`keras-yt train-ranker`: see `keras_yt._train_ranker` (the log is checked before TF)."""
+    from keras_yt import _train_ranker as trainer
+    from keras_yt.run_folder import RunFolder
+
+    out = trainer.check_target(args.out)  # fail before training, not after
+    categorical = [n.strip() for names in args.categorical for n in names.split(",")
+                   if n.strip()]
+    with RunFolder.lock(out):  # a second train-ranker into the same --out fails at once
+        data = trainer.prepare(args.log, categorical, args.max_history, args.test_fraction)
+        load_tensorflow()
+        trainer.train_and_save(args, data, out)
 
 
 def _evaluate(args) -> None:

@@ -9,6 +9,7 @@ from keras_yt.data.example_shards import ExampleShards
 from keras_yt.data.io import (
     WATCH_DTYPE,
     iter_watch_log,
+    read_raw_impressions,
     read_raw_watch_log,
     read_watch_log,
     to_unix_seconds,
@@ -30,6 +31,7 @@ __all__ = [
     "prepare_examples",
     "prepare_sequences",
     "ranking_examples",
+    "read_raw_impressions",
     "read_raw_watch_log",
     "read_watch_log",
     "sequence_examples",

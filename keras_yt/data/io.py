@@ -262,57 +262,64 @@ def _column_names(data: Any) -> set[str]:
     )
 
 
-def _decoded_lines(path: str, f) -> Iterator[tuple[int, str]]:
+def _decoded_lines(path: str, f, what: str = "watch log") -> Iterator[tuple[int, str]]:
     """(line number, text) of a binary file object, with a clear error for non-UTF-8 bytes."""
     for number, raw in enumerate(f, start=1):
         if b"\0" in raw:
-            raise ValueError(f"watch log {path!r} line {number}: holds NUL bytes; expected a "
+            raise ValueError(f"{what} {path!r} line {number}: holds NUL bytes; expected a "
                              "UTF-8 CSV text file (is it a binary file?)")
         try:
             text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError:
-            raise ValueError(f"watch log {path!r} line {number}: not UTF-8 text; expected a CSV "
+            raise ValueError(f"{what} {path!r} line {number}: not UTF-8 text; expected a CSV "
                              "text file (is it a binary file?)") from None
         if "\r" in text.replace("\r\n", ""):
             raise ValueError(
-                f"watch log {path!r} line {number}: a carriage return (\\r) not followed by a "
+                f"{what} {path!r} line {number}: a carriage return (\\r) not followed by a "
                 "line feed, as in files with CR-only (classic Mac) line endings; expected LF or "
                 "CRLF line endings (convert with: tr '\\r' '\\n' < old.csv > new.csv)"
             )
         yield number, text
 
 
-def _csv_header(path: str, lines: Iterator[tuple[int, str]]) -> list[str]:
+def _csv_header(path: str, lines: Iterator[tuple[int, str]], required=WATCH_COLUMNS,
+                what: str = "watch log") -> list[str]:
     for number, text in lines:
         if text.strip():
             try:
                 header = [h.strip() for h in next(csv.reader([text]))]
             except csv.Error as error:
-                raise ValueError(f"watch log {path!r} line {number}: {error}") from None
+                raise ValueError(f"{what} {path!r} line {number}: {error}") from None
             break
     else:
-        raise ValueError(f"watch log {path!r} is empty; expected a header line")
+        raise ValueError(f"{what} {path!r} is empty; expected a header line")
     seen = set()
     for name in header:
         if name in seen:
-            raise ValueError(f"watch log {path!r} line {number}: the header names column "
+            raise ValueError(f"{what} {path!r} line {number}: the header names column "
                              f"{name!r} twice; expected each column once, got {header}")
         seen.add(name)
-    missing = [c for c in WATCH_COLUMNS if c not in header]
+    missing = [c for c in required if c not in header]
     if missing:
         raise ValueError(
-            f"watch log {path!r} is missing column(s) {missing}; expected a header with "
-            f"{list(WATCH_COLUMNS)} (+ optional 'watch_time'), got {header}"
+            f"{what} {path!r} is missing column(s) {missing}; expected a header with "
+            f"{list(required)}"
+            + (" (+ optional 'watch_time')" if required == WATCH_COLUMNS else "")
+            + f", got {header}"
         )
     return header
 
 
-def _csv_text_chunks(path: str, chunk_size: int) -> Iterator[tuple[list[int], dict]]:
-    """(line numbers, {column: list of str}) per chunk, with checked row lengths."""
+def _csv_text_chunks(path: str, chunk_size: int, required=WATCH_COLUMNS, every_column=False,
+                     what: str = "watch log") -> Iterator[tuple[list[int], dict]]:
+    """(line numbers, {column: list of str}) per chunk, with checked row lengths.
+
+    The columns are the watch log's (`every_column=False`) or every column of the header."""
     with open(path, "rb") as f:
-        lines = _decoded_lines(path, f)
-        header = _csv_header(path, lines)
-        wanted = [c for c in ("user", "video", "timestamp", "watch_time") if c in header]
+        lines = _decoded_lines(path, f, what)
+        header = _csv_header(path, lines, required, what)
+        wanted = header if every_column else [
+            c for c in ("user", "video", "timestamp", "watch_time") if c in header]
         positions = [header.index(c) for c in wanted]
         while True:
             block = list(itertools.islice(lines, chunk_size))
@@ -325,20 +332,21 @@ def _csv_text_chunks(path: str, chunk_size: int) -> Iterator[tuple[list[int], di
             try:
                 rows = list(csv.reader([t for _, t in block], skipinitialspace=True))
             except csv.Error as error:
-                raise ValueError(f"watch log {path!r} (lines {numbers[0]}-{numbers[-1]}): "
+                raise ValueError(f"{what} {path!r} (lines {numbers[0]}-{numbers[-1]}): "
                                  f"{error}") from None
             for number, row in zip(numbers, rows):
                 if len(row) != len(header):
                     extra = "an extra value" if len(row) > len(header) else "a missing value"
                     raise ValueError(
-                        f"watch log {path!r} line {number}: {len(row)} values for "
+                        f"{what} {path!r} line {number}: {len(row)} values for "
                         f"{len(header)} header columns ({extra}); expected one value per column "
                         f"of {header}"
                     )
             yield numbers, {c: [row[p] for row in rows] for c, p in zip(wanted, positions)}
 
 
-def _parse_text_column(name: str, values: list, numbers: list, path: str, kind: str):
+def _parse_text_column(name: str, values: list, numbers: list, path: str, kind: str,
+                       what: str = "watch log"):
     """Converts one CSV column (strings); errors name the file and the line."""
     array = np.asarray(values, dtype=str)
     try:
@@ -350,14 +358,14 @@ def _parse_text_column(name: str, values: list, numbers: list, path: str, kind: 
         expected = {"int": "integers", "time": "numbers (Unix seconds) or ISO-8601 date-times",
                     "float": "numbers"}[kind]
         raise ValueError(
-            f"Column '{name}' of watch log {path!r} must hold {expected}; got "
+            f"Column '{name}' of {what} {path!r} must hold {expected}; got "
             f"{str(array[position])!r} on line {numbers[position]}"
             + ("" if kind != "int" or name not in ("user", "video") else
                " (string ids are read by `read_raw_watch_log` and `keras-yt train`)")
         ) from None
     bad = _implausible(name, parsed) if kind != "int" else None
     if bad is not None:
-        raise ValueError(f"Column '{name}' of watch log {path!r} must hold {bad[1]}; got "
+        raise ValueError(f"Column '{name}' of {what} {path!r} must hold {bad[1]}; got "
                          f"{str(array[bad[0]])!r} on line {numbers[bad[0]]}")
     return parsed
 
@@ -576,6 +584,125 @@ def read_raw_watch_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
     columns["watch_time"] = columns["watch_time"].astype(np.float32)
     if not np.all(np.isfinite(columns["timestamp"])):
         raise ValueError(f"Column 'timestamp' of {source} must hold finite numbers, got NaN/inf")
+    return columns
+
+
+IMPRESSION_LOG_COLUMNS = ("user", "video", "timestamp", "clicked", "watch_time")
+
+
+def read_raw_impressions(
+    path: str | os.PathLike, categorical: Iterable[str] = ()
+) -> dict[str, np.ndarray]:
+    """Reads an impressions log (CSV or Parquet) with the log's own (raw) ids, checked line by line.
+
+    An impression is a video shown to a user. The file holds the columns ``user, video,
+    timestamp, clicked, watch_time`` and any further *feature* columns. The guarantees are those
+    of `read_raw_watch_log`: ids exact (``7`` and ``007`` are two ids), timestamps Unix seconds
+    or ISO-8601 with ``|t| < 1e11``, errors naming the file and the line (the row for Parquet).
+    ``clicked`` must be 0 or 1 and ``watch_time`` finite and >= 0. Feature columns named in
+    `categorical` are raw ids (integers or strings, map them with `keras_yt.data.Vocabulary`);
+    every other feature column must hold finite numbers.
+
+    Args:
+        path: CSV file with a header, or a Parquet file (needs the ``keras-yt[parquet]`` extra).
+        categorical: names of the feature columns that hold ids (language, device, ...).
+
+    Returns:
+        Columns in file order: ``user``, ``video`` and the categorical features as int64 or str
+        arrays, ``timestamp`` float64 seconds, ``clicked`` int8, ``watch_time`` float32, the
+        other features float64.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: a column is missing or holds a bad value (the message names the file, the
+            column and the line), or a `categorical` name is not a column.
+        ImportError: a Parquet file without pandas / pyarrow.
+
+    Example:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "impressions.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("user,video,timestamp,clicked,watch_time,device,age\\n"
+    ...                 "ana,v7,10,1,31.5,phone,3\\nbo,v7,12,0,0,tv,0.5\\n")
+    >>> log = read_raw_impressions(path, categorical=["device"])
+    >>> log["clicked"].tolist(), log["device"].tolist(), log["age"].tolist()
+    ([1, 0], ['phone', 'tv'], [3.0, 0.5])
+    >>> with open(path, "a") as f:
+    ...     _ = f.write("bo,v8,13,2,0,tv,1\\n")
+    >>> read_raw_impressions(path, categorical=["device"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: Column 'clicked' of impressions log '...' must hold 0 or 1; got '2' on line 4
+    """
+    path = os.fspath(path)
+    what = "impressions log"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
+    categorical = list(categorical)
+    source = f"{what} {path!r}"
+    if path.lower().endswith((".parquet", ".pq")):
+        frame = _parquet_frame(path)
+        names = [str(c) for c in frame.columns]
+        missing = [c for c in IMPRESSION_LOG_COLUMNS if c not in names]
+        if missing:
+            raise ValueError(f"{source} is missing column(s) {missing}; expected columns "
+                             f"{list(IMPRESSION_LOG_COLUMNS)} (+ feature columns), got {names}")
+        text = {c: np.asarray(frame[c]) for c in frame.columns}
+        numbers = list(range(1, len(frame) + 1))
+        where = "row"
+    else:
+        text, numbers = {}, []
+        for chunk_numbers, chunk in _csv_text_chunks(path, 1_000_000, IMPRESSION_LOG_COLUMNS,
+                                                     every_column=True, what=what):
+            numbers.extend(chunk_numbers)
+            for name, values in chunk.items():
+                text.setdefault(name, []).extend(values)
+        if not numbers:
+            text = {c: [] for c in IMPRESSION_LOG_COLUMNS}
+        where = "line"
+    unknown = [c for c in categorical if c not in text or c in IMPRESSION_LOG_COLUMNS]
+    if unknown:
+        raise ValueError(f"categorical feature(s) {unknown} are not feature columns of {source}; "
+                         f"its feature columns are "
+                         f"{[c for c in text if c not in IMPRESSION_LOG_COLUMNS]}")
+    columns: dict[str, np.ndarray] = {}
+    for name, values in text.items():
+        if name in ("user", "video") or name in categorical:
+            values = np.asarray(values)
+            if values.dtype.kind in "USO":
+                empty = np.flatnonzero(np.char.strip(values.astype(str)) == "")
+                if empty.size:
+                    raise ValueError(f"Column '{name}' of {source} has an empty id on {where} "
+                                     f"{numbers[empty[0]]}; expected an integer or string id")
+            columns[name] = _raw_ids(values)
+            continue
+        kind = {"timestamp": "time", "clicked": "int"}.get(name, "float")
+        if where == "line":
+            try:
+                parsed = _parse_text_column(name, values, numbers, path, kind, what)
+            except ValueError as error:
+                if name in IMPRESSION_LOG_COLUMNS:
+                    raise
+                raise ValueError(f"{error} (a column of ids? name it in --categorical)") \
+                    from None
+        else:
+            array = np.asarray(values)
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                i = int(np.flatnonzero(~np.isfinite(array))[0])
+                raise ValueError(f"Column '{name}' of {source} must hold finite numbers; got "
+                                 f"{array[i].item()!r} on row {numbers[i]}")
+            parsed = _check_column(name, values, "time" if kind == "time" else "float", source)
+            bad = _implausible(name, parsed)
+            if bad is not None:
+                raise ValueError(f"Column '{name}' of {source} must hold {bad[1]}; got "
+                                 f"{values[bad[0]]!r} on row {numbers[bad[0]]}")
+        if name == "clicked" and not np.isin(parsed, (0, 1)).all():
+            i = int(np.flatnonzero(~np.isin(parsed, (0, 1)))[0])
+            raise ValueError(f"Column 'clicked' of {source} must hold 0 or 1; got "
+                             f"{str(values[i])!r} on {where} {numbers[i]}")
+        columns[name] = parsed
+    columns["clicked"] = columns["clicked"].astype(np.int8)
+    columns["watch_time"] = columns["watch_time"].astype(np.float32)
     return columns
 
 
