@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from keras_yt.layers import EmbeddingBag, HistoryEncoder
-from tests.conftest import assert_config_round_trip, assert_saved_model_reproduces
 from tests.gradients import gradients
+from tests.testing import assert_config_round_trip, assert_saved_model_reproduces
 
 NUM_VIDEOS, DIM, LENGTH = 30, 8, 7
 

@@ -8,7 +8,7 @@ import pytest
 
 from keras_yt.data import Vocabulary, sequence_examples
 from keras_yt.models import CandidateGenerator
-from tests.conftest import assert_config_round_trip, assert_saved_model_reproduces
+from tests.testing import assert_config_round_trip, assert_saved_model_reproduces
 
 NUM_VIDEOS, LENGTH = 40, 6
 
