@@ -78,7 +78,7 @@ def fit_candidate_generator_streaming(
     if shards.num_examples == 0:
         raise ValueError("the prepared examples hold no training example: every user needs at "
                          "least 3 watches")
-    from keras_yt.distribution import _batch_multiple, padded_rows
+    from keras_yt._distributed_inputs import _batch_multiple, padded_rows
 
     if batch_size is None:
         batch_size = padded_rows(default_batch_size(shards.num_examples), _batch_multiple())

@@ -66,7 +66,7 @@ def digest(folder: Path) -> dict:
 
 def train(log: Path, out: Path) -> Path:
     assert main(["train", "--log", str(log), "--out", str(out), "--epochs", "2",
-                 "--preset", "tiny_candidate"]) == 0
+                 "--preset", "tiny_candidate", "--max-history", "50"]) == 0
     return out
 
 

@@ -48,7 +48,7 @@ class ExampleShards:
     ...                      max_history=3)
     >>> shards = ExampleShards(os.path.join(folder, "ex"))
     >>> shards.num_examples, shards.held_out("test")["label"].tolist()
-    (4, [1, 1])
+    (4, [2, 2])
     >>> x, y = next(shards.batches(batch_size=4, seed=0))
     >>> x["watch_history"].shape, y.shape
     ((4, 3), (4,))

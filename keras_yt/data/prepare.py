@@ -98,7 +98,7 @@ def prepare_examples(
     ...         f"{u},{v},{t}\\n" for u in ("ana", "bo") for t, v in enumerate((7, 8, 9, 7))))
     >>> manifest = prepare_examples(os.path.join(folder, "log.csv"), os.path.join(folder, "ex"))
     >>> manifest["counts"]["train"], manifest["counts"]["validation"], manifest["counts"]["test"]
-    (4, 2, 2)
+    (2, 2, 2)
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
