@@ -304,6 +304,7 @@ class SampledSoftmax(keras.layers.Layer):
                     initializer=_constant(np.cumsum(self._probs)),
                     dtype="float32",
                     trainable=False,
+                    autocast=False,  # float16 would blur the CDF (and fail in searchsorted)
                 )
 
     def _ensure_built(self, u) -> None:

@@ -554,15 +554,9 @@ def test_tie_weights_errors():
 # ----------------------------------------------------------------------------- serialisation
 
 
-_UNIGRAM_MIXED_TF = pytest.mark.xfail(
-    keras.backend.backend() == "tensorflow", strict=True, raises=tf.errors.InvalidArgumentError,
-    reason="bug, reported: the unigram sampler's searchsorted takes the float16 sampling_cdf "
-           "and float32 uniforms under mixed_float16 on TensorFlow")
-
-
 @pytest.mark.parametrize("sampler, training", [
     ("log_uniform", False), ("log_uniform", True), ("unigram", False),
-    pytest.param("unigram", True, marks=_UNIGRAM_MIXED_TF)])
+    ("unigram", True)])
 def test_run_layer_test(sampler, training):
     u, labels = _data()
     # In training the output is the per-example sampled loss, in float32 under mixed precision.
