@@ -30,7 +30,8 @@ class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
 
     Compact moments of embedding tables (`compact_table_moments=True`, the default): for the
     tables of keras_yt's layers (`EmbeddingBag`, `SampledSoftmax`'s output embeddings) the first
-    moment is kept in bfloat16 and the second moment is one value per row, the mean of `g_r²` over
+    moment is kept in bfloat16 (float32 on JAX, whose CPU scatters convert a bfloat16 array
+    whole) and the second moment is one value per row, the mean of `g_r²` over
     the row ("partial row-wise Adam", as in FBGEMM's embedding optimizers):
 
         m_r ← β₁ m_r + (1 − β₁) g_r,   v_r ← β₂ v_r + (1 − β₂) mean(g_r²),
@@ -120,7 +121,9 @@ class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
                 self._velocities.append(None)
             elif self.compact_table_moments and is_embedding_table(variable):
                 self._compact_indices.add(len(self._momentums))
-                self._momentums.append(self._slot(variable, "momentum", variable.shape, "bfloat16"))
+                self._momentums.append(
+                    self._slot(variable, "momentum", variable.shape, _compact_momentum_dtype())
+                )
                 self._velocities.append(
                     self._slot(variable, "velocity", (variable.shape[0], 1), variable.dtype)
                 )
@@ -195,3 +198,9 @@ class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
 
     def get_config(self):
         return {**super().get_config(), "compact_table_moments": self.compact_table_moments}
+
+
+def _compact_momentum_dtype() -> str:
+    """bfloat16 first moments, except on JAX: XLA:CPU scatters into a bfloat16 array by
+    converting all of it to float32 and back (two passes over the table per step)."""
+    return "float32" if keras.backend.backend() == "jax" else "bfloat16"
