@@ -439,6 +439,11 @@ def train_step(model, state, data):
         n = ids.shape[0]
         unique, inverse = jnp.unique(ids, size=n, fill_value=table.shape[0], return_inverse=True)
         summed = jax.ops.segment_sum(rows, inverse.reshape(-1), num_segments=n)
+        # Rows read only at masked or zero-weight positions (padding ids, rows added to split a
+        # batch over devices) have an exactly zero gradient: left out, as TensorFlow's lookups
+        # leave them out, so that lazy updates do not move them.
+        read = jnp.any(summed.reshape(n, -1) != 0, axis=1)
+        unique = jnp.where(read, unique, table.shape[0])
         grads[i] = RowGradient(unique.astype("int32"), summed, table.shape[0])
 
     trainable, optimizer_values = model.optimizer.stateless_apply(

@@ -173,14 +173,7 @@ def row_sparse_parts(gradient):
     if not isinstance(gradient, tf.IndexedSlices):
         return None
     unique, position = tf.unique(gradient.indices)
-    count = tf.shape(unique)[0]
-    # Rows that are already distinct (the embedding bag's gradient: one row per distinct id)
-    # skip the segment sum, a pass over all the rows.
-    values = tf.cond(
-        tf.equal(count, tf.shape(gradient.indices)[0]),
-        lambda: gradient.values,
-        lambda: tf.math.unsorted_segment_sum(gradient.values, position, count),
-    )
+    values = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(unique)[0])
     return unique, values
 
 

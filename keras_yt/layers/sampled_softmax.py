@@ -274,6 +274,9 @@ class SampledSoftmax(keras.layers.Layer):
             if not layer.built:
                 layer.build(None)
             self._check_tied_shape(layer.embeddings.shape, d)
+            if self.num_sampled is None and self.sampler != "in_batch":
+                # A full softmax reads the tied table whole in training: not row by row only.
+                mark_embedding_table(layer.embeddings, False)
         else:
             self._output_embeddings = self.add_weight(
                 name="output_embeddings",

@@ -6,14 +6,15 @@ from keras_yt import backend
 _TABLE_MARK = "_keras_yt_embedding_table"
 
 
-def mark_embedding_table(variable) -> None:
+def mark_embedding_table(variable, read_by_rows: bool = True) -> None:
     """Marks `variable` as read only row by row in training (`backend.gather_rows`).
 
     Set by the layers that own such tables (`EmbeddingBag`, `SampledSoftmax`'s output embeddings
     and biases); `SparseAdam` keeps compact moments for marked rank-2 tables (see its
     `compact_table_moments`) and the JAX train step takes their gradients row by row.
+    `read_by_rows=False` removes the mark (a table that is also read whole in training).
     """
-    setattr(variable, _TABLE_MARK, True)
+    setattr(variable, _TABLE_MARK, bool(read_by_rows))
 
 
 def is_row_read(variable) -> bool:

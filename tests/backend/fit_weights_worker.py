@@ -11,7 +11,7 @@ from keras_yt.optimizers import SparseAdagrad, SparseAdam
 
 OPTIMIZERS = {
     "adam": lambda: SparseAdam(0.01),
-    "adam_full": lambda: SparseAdam(0.01, compact_table_moments=False),
+    "adam_compact": lambda: SparseAdam(0.01, compact_table_moments=True),
     "adagrad": lambda: SparseAdagrad(0.1, clipnorm=0.5),
 }
 

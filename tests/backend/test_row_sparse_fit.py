@@ -33,7 +33,10 @@ def test_jax_fit_equals_tensorflow_fit(both):
     tf_weights, jax_weights = both
     assert sorted(tf_weights) == sorted(jax_weights)
     for name in tf_weights:
-        np.testing.assert_allclose(jax_weights[name], tf_weights[name], rtol=1e-4, atol=2e-6,
+        # SparseAdam's compact first moments are bfloat16 on TensorFlow, float32 on JAX: the
+        # updates differ by bfloat16's rounding (~0.4 %) of lr = 0.01 over 5 steps.
+        atol = 3e-4 if name.startswith("adam_compact/") else 2e-6
+        np.testing.assert_allclose(jax_weights[name], tf_weights[name], rtol=1e-4, atol=atol,
                                    err_msg=name)
 
 

@@ -106,9 +106,30 @@ def test_candidate_generator_default_optimizer_updates_tables_row_wise(monkeypat
     x = {"watch_history": rng.integers(1, 997, (8, 4)).astype("int32"),
          "example_age": np.zeros(8, "float32")}
     model.fit(x, rng.integers(1, 997, 8), verbose=0)
-    # watch table and W: (997, 8), their compact moments (997, 8) and (997, 1); biases b: (997,)
-    assert set(updated) == {(997, 8), (997, 1), (997,)}
-    assert model.optimizer._momentums[0].dtype == "bfloat16"
+    assert set(updated) == {(997, 8), (997,)}  # watch table and W: (997, 8); biases b: (997,)
+
+
+@pytest.mark.tf_only
+def test_compact_table_moments_are_bfloat16_and_row_wise():
+    from keras_yt.models import CandidateGenerator
+
+    model = CandidateGenerator(num_videos=997, video_embedding_dim=8, max_history=4,
+                               hidden_units=(16, 8), num_sampled=16, seed=0)
+    model.compile(optimizer=SparseAdam(0.01, compact_table_moments=True))
+    rng = np.random.default_rng(0)
+    x = {"watch_history": rng.integers(1, 997, (8, 4)).astype("int32"),
+         "example_age": np.zeros(8, "float32")}
+    model.fit(x, rng.integers(1, 997, 8), verbose=0)
+    optimizer = model.optimizer
+    slots = {v.path: (m, s) for v, m, s in zip(model.trainable_variables, optimizer._momentums,
+                                               optimizer._velocities)}
+    m, v = slots[model.watch_embedding.embeddings.path]
+    assert m.dtype == "bfloat16" and tuple(v.shape) == (997, 1)
+    # Only the rows of the watched videos got a (row-wise) second moment.
+    touched = np.flatnonzero(keras.ops.convert_to_numpy(v)[:, 0])
+    assert set(touched) <= set(np.unique(x["watch_history"])) and len(touched) > 0
+    m, v = slots[model.softmax.output_biases.path]  # a vector: element-wise float32 moments
+    assert m.dtype == "float32" and tuple(v.shape) == (997,)
 
 
 def test_config_round_trip_and_validation():
