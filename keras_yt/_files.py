@@ -231,3 +231,16 @@ def check_h5_sizes(f: Any, path: str | os.PathLike) -> None:
             f"{os.fspath(path)!r}: dataset {name!r} has shape {shape} ({nbytes:,} bytes) but the "
             f"file holds only {size:,} bytes: the file is damaged or was not written by keras_yt"
         )
+
+
+def sha256_after(path: str | os.PathLike, offset: int) -> str:
+    """The hex sha256 of a file's bytes from `offset` on (run.h5 and index.h5 keep it in the
+    HDF5 user block before that offset: their seal)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

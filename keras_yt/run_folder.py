@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_yt._files import process_alive
+from keras_yt._files import process_alive, sha256_after
 from keras_yt.data.vocabulary import Vocabulary
 
 MODEL_FILE = "candidate_generator.keras"
@@ -483,17 +483,13 @@ def _real(path: str | os.PathLike) -> Path:
 
 def _seal(path: str | os.PathLike) -> None:
     """Writes the sha256 of everything after the user block into run.h5's user block."""
-    from keras_yt.serving._common import _raw_digest
-
-    digest = _raw_digest(os.fspath(path)).encode()
+    digest = sha256_after(path, _USERBLOCK).encode()
     with open(path, "r+b") as fh:
         fh.write((_SEAL_MAGIC + digest).ljust(_USERBLOCK, b"\0"))
 
 
 def _check_seal(path: Path, source: str) -> None:
     """Raises a ValueError naming run.h5 unless its user block holds the sha256 of the rest."""
-    from keras_yt.serving._common import _raw_digest
-
     with open(path, "rb") as fh:
         head = fh.read(_USERBLOCK)
     if not head.startswith(_SEAL_MAGIC):
@@ -503,7 +499,7 @@ def _check_seal(path: Path, source: str) -> None:
         raise ValueError(f"{source} is not a readable HDF5 file (not a keras_yt run data file: "
                          "truncated or damaged); re-run keras-yt train")
     stored = head[len(_SEAL_MAGIC):len(_SEAL_MAGIC) + 64].decode("ascii", "replace")
-    if len(head) < _USERBLOCK or stored != _raw_digest(os.fspath(path)):
+    if len(head) < _USERBLOCK or stored != sha256_after(path, _USERBLOCK):
         raise ValueError(f"{source} is corrupt: its checksum does not match its contents "
                          "(damaged or truncated); re-run keras-yt train")
 

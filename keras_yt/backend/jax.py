@@ -360,7 +360,7 @@ class RowSparseAdagrad:
 
 def _row_read_variables(model) -> list[int]:
     """Positions in `model.trainable_variables` of the variables read only row by row."""
-    from keras_yt.optimizers._row_sparse import is_row_read
+    from keras_yt._table_marks import is_row_read
 
     return [i for i, v in enumerate(model.trainable_variables) if is_row_read(v)]
 

@@ -16,9 +16,7 @@ then train on the output with `keras-yt train --examples /shared/examples --out 
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from typing import Any
 
 import numpy as np
@@ -321,27 +319,3 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
     sizes["watches"] = int(n_rows)
     return {"counts": sizes, "example_age_reference": {
         "train": reference[0], "validation": reference[1], "test": reference[2]}}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`spark-submit keras_yt/data/spark_examples.py --log LOG --out EXAMPLES`."""
-    parser = argparse.ArgumentParser(description="keras_yt example generation on Spark")
-    parser.add_argument("--log", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--max-history", type=int, default=50)
-    parser.add_argument("--max-examples-per-user", type=int)
-    parser.add_argument("--rows-per-shard", type=int, default=1_000_000)
-    args = parser.parse_args(argv)
-    from pyspark.sql import SparkSession
-
-    from keras_yt.data.prepare import prepare_examples
-
-    spark = SparkSession.builder.appName("keras_yt.prepare").getOrCreate()
-    prepare_examples(args.log, args.out, engine="spark", max_history=args.max_history,
-                     max_examples_per_user=args.max_examples_per_user,
-                     rows_per_shard=args.rows_per_shard, spark=spark, verbose=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_yt import _checks
 from keras_yt import backend as yt_backend
-from keras_yt.optimizers._row_sparse import mark_embedding_table
+from keras_yt._table_marks import mark_embedding_table
 
 _COMBINERS = ("mean", "sum", "sqrtn")
 

@@ -11,7 +11,7 @@ from keras import ops
 
 from keras_yt import _checks
 from keras_yt import backend as yt_backend
-from keras_yt.optimizers._row_sparse import mark_embedding_table
+from keras_yt._table_marks import mark_embedding_table
 
 _SAMPLERS = ("log_uniform", "unigram", "uniform", "in_batch")
 # Accidental hits get this logit, like `tf.nn.sampled_softmax_loss` (which adds -FLOAT_MAX).

@@ -6,7 +6,8 @@ import keras
 from keras import ops
 
 from keras_yt import backend
-from keras_yt.optimizers._row_sparse import RowSparseClippingMixin, is_embedding_table
+from keras_yt._table_marks import is_embedding_table
+from keras_yt.optimizers._row_sparse import RowSparseClippingMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")

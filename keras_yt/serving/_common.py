@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_yt._files import sha256_after
+
 PAD_ID = -1
 """Id returned in result slots that no eligible item could fill (score `-inf`)."""
 
@@ -233,12 +235,7 @@ _SEAL_MAGIC = b"keras_yt index sha256 "
 
 
 def _raw_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        fh.seek(_USERBLOCK)
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_after(path, _USERBLOCK)
 
 
 def seal(path: str | os.PathLike) -> None:
