@@ -30,9 +30,9 @@ class StringFeaturesMixin:
         return backend.strings_to_tensors(x, tokenize=self._query_token_ids)
 
     def __call__(self, inputs, *args, **kwargs):
+        inputs = self._convert_strings(inputs)  # query strings → token ids on JAX
         if isinstance(inputs, dict) and hasattr(self, "_check_features"):
             self._check_features(inputs)  # direct calls: numpy values checked as in predict
-        inputs = self._convert_strings(inputs)
         if isinstance(inputs, dict):  # Keras refuses a dict that mixes tensors and numpy arrays
             inputs = {
                 name: keras.ops.convert_to_tensor(value) if isinstance(value, np.ndarray) else value

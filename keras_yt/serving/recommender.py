@@ -155,7 +155,8 @@ class Recommender:
             if name == "watch_history":
                 features[name] = history
                 continue
-            shape = (len(history), *tuple(tensor.shape[1:]))
+            # A dimension the tower leaves open (the search tokens on JAX) gets one padding slot.
+            shape = (len(history), *(1 if d is None else d for d in tensor.shape[1:]))
             if tensor.dtype == "string":
                 features[name] = np.full(shape, "", dtype=object)
             else:
