@@ -404,11 +404,9 @@ def _train_locked(args) -> None:
     _done(start)
 
     load_tensorflow()
-    import keras
 
     from keras_yt.data.vocabulary import Vocabulary
     from keras_yt.evaluation import LeaveLastOut
-    from keras_yt.models import CandidateGenerator
     from keras_yt.models.presets import load_preset
 
     start = _step("building training examples (next watch from the watches before it)")
@@ -435,30 +433,12 @@ def _train_locked(args) -> None:
     _done(start)
 
     start = _step("training the candidate generator (early stopping on the last-but-one watch)")
-    keras.utils.set_random_seed(args.seed)
-    overrides = {"categorical_features": None, "continuous_features": None,
-                 "search_num_bins": None, "seed": args.seed}
-    recent = preset_config.get("recent_history")
-    if recent is not None and recent > args.max_history:
-        overrides["recent_history"] = args.max_history
-
-    def make_model(num_videos: int) -> CandidateGenerator:
-        return CandidateGenerator.from_preset(
-            args.preset, num_videos=num_videos, max_history=args.max_history, **overrides
-        )
-
-    scope, num_videos = _distribution(args, videos.size, make_model)
-    with scope():
-        model = make_model(num_videos)
-        history = pipeline.train_candidate_generator(
+    model, history = _train_preset_model(
+        args, args.max_history, videos.size,
+        lambda model: pipeline.train_candidate_generator(
             model, examples, split.validation, args.epochs, args.batch_size
-        )
-    if model.num_videos != videos.size:
-        from keras_yt.distribution import trim_padded_videos
-
-        model = trim_padded_videos(model, videos.size)
-    print(f"    best epoch {history['best_epoch']} of {len(history['loss'])} "
-          f"(batch size {history['batch_size']})")
+        ),
+    )
     _done(start)
 
     with RunFolder.create(args.out) as run:
@@ -491,10 +471,7 @@ def _train_examples(args) -> None:
         raise ValueError("--max-examples-per-user is an option of `keras-yt prepare` (the "
                          "examples are already built)")
     load_tensorflow()
-    import keras
 
-    from keras_yt.models import CandidateGenerator
-    from keras_yt.models.presets import load_preset
     from keras_yt.streaming import fit_candidate_generator_streaming
 
     max_history = shards.max_history
@@ -510,33 +487,15 @@ def _train_examples(args) -> None:
 
     start = _step("training the candidate generator on streamed examples (early stopping on "
                   "the last-but-one watch)")
-    keras.utils.set_random_seed(args.seed)
-    overrides = {"categorical_features": None, "continuous_features": None,
-                 "search_num_bins": None, "seed": args.seed}
-    recent = load_preset(args.preset)["config"].get("recent_history")
-    if recent is not None and recent > max_history:
-        overrides["recent_history"] = max_history
-
-    def make_model(num_videos: int) -> CandidateGenerator:
-        return CandidateGenerator.from_preset(
-            args.preset, num_videos=num_videos, max_history=max_history, **overrides
-        )
-
     from keras_yt.pipeline import progress_verbosity
 
-    scope, num_videos = _distribution(args, videos.size, make_model)
-    with scope():
-        model = make_model(num_videos)
-        history = fit_candidate_generator_streaming(
+    model, history = _train_preset_model(
+        args, max_history, videos.size,
+        lambda model: fit_candidate_generator_streaming(
             model, shards, validation, epochs=args.epochs, batch_size=args.batch_size,
             verbose=progress_verbosity(), seed=args.seed,
-        )
-    if model.num_videos != videos.size:
-        from keras_yt.distribution import trim_padded_videos
-
-        model = trim_padded_videos(model, videos.size)
-    print(f"    best epoch {history['best_epoch']} of {len(history['loss'])} "
-          f"(batch size {history['batch_size']})")
+        ),
+    )
     _done(start)
 
     with RunFolder.create(args.out) as run:
@@ -549,6 +508,39 @@ def _train_examples(args) -> None:
         )
         run.write_json("history.json", history)
     print(f"\nwrote {args.out}/")
+
+
+def _train_preset_model(args, max_history: int, num_videos: int, fit):
+    """The `--preset` candidate generator (the log's side features left out), trained by
+    `fit(model)` under `--distribute`, with padded video rows trimmed: `(model, history)`."""
+    import keras
+
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.models.presets import load_preset
+
+    keras.utils.set_random_seed(args.seed)
+    overrides = {"categorical_features": None, "continuous_features": None,
+                 "search_num_bins": None, "seed": args.seed}
+    recent = load_preset(args.preset)["config"].get("recent_history")
+    if recent is not None and recent > max_history:
+        overrides["recent_history"] = max_history
+
+    def make_model(size: int) -> CandidateGenerator:
+        return CandidateGenerator.from_preset(
+            args.preset, num_videos=size, max_history=max_history, **overrides
+        )
+
+    scope, padded_size = _distribution(args, num_videos, make_model)
+    with scope():
+        model = make_model(padded_size)
+        history = fit(model)
+    if model.num_videos != num_videos:
+        from keras_yt.distribution import trim_padded_videos
+
+        model = trim_padded_videos(model, num_videos)
+    print(f"    best epoch {history['best_epoch']} of {len(history['loss'])} "
+          f"(batch size {history['batch_size']})")
+    return model, history
 
 
 def _warm_start(args) -> None:
