@@ -19,6 +19,8 @@ from keras_yt.data.io import WatchLogLike, iter_chunks, iter_user_blocks, to_wat
 
 SECONDS_PER_DAY = 86400.0
 
+TIE_RULES = ("log_order", "video_id")
+
 QUERY_DTYPE = np.dtype([("user", "<i8"), ("timestamp", "<f8"), ("text", object)])
 
 
@@ -239,14 +241,20 @@ def leave_last_out_split(
     queries: Any = None,
     max_queries: int = 5,
     example_age_reference: float | None = None,
+    ties: str = "log_order",
+    same_time_history: bool = False,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Holds out each user's last watch as a test example; the rest is the training log.
 
-    The held-out watch is the user's latest by timestamp (among ties, the last in input order).
-    Its test example uses the user's whole earlier history (watches strictly before it, last
-    `max_history` of them), exactly as `candidate_examples` builds inputs. Users whose last watch
-    has fewer than `min_history` earlier watches keep all their watches in training and get no
-    test example.
+    The held-out watch is the user's latest by timestamp; among watches with the same timestamp
+    the order is the log's (``ties="log_order"``) or the video ids' (``ties="video_id"``, the
+    rule of the SASRec papers on MovieLens, where many ratings share a second). Its test example
+    uses the user's earlier history (last `max_history` of it): by default the watches strictly
+    before it in time, exactly as `candidate_examples` builds inputs (the paper's rollback); with
+    ``same_time_history=True`` every watch before it in that order, same-second ones included,
+    as `keras_yt.data.sequence_examples` reads a sequence. Users whose held-out watch has fewer
+    than `min_history` earlier watches keep all their watches in training and get no test
+    example.
 
     Args:
         watches: watch log (structured array, mapping of columns, or file path); read in memory.
@@ -255,10 +263,13 @@ def leave_last_out_split(
         queries: optional search log (``user, timestamp, text``) for ``search_history``.
         max_queries: width of ``search_history``.
         example_age_reference: reference for ``example_age`` (default: the largest timestamp).
+        ties: order of same-timestamp watches, ``"log_order"`` or ``"video_id"``.
+        same_time_history: whether watches sharing the held-out watch's timestamp (and ordered
+            before it) are part of its history.
 
     Returns:
         ``(train_watches, test)``: the training log (structured array `WATCH_DTYPE`, sorted by
-        user then time, held-out rows removed) and a dict with the same keys as
+        user, time and the `ties` rule, held-out rows removed) and a dict with the same keys as
         `candidate_examples`, one row per test user.
 
     Example:
@@ -266,9 +277,20 @@ def leave_last_out_split(
     >>> train, test = leave_last_out_split(log, max_history=3)
     >>> train["video"].tolist(), test["watch_history"].tolist(), test["label"].tolist()
     ([4, 5, 4], [[0, 4, 5]], [6])
+    >>> same_second = {"user": [1, 1, 1], "video": [9, 5, 7], "timestamp": [1, 2, 2]}
+    >>> leave_last_out_split(same_second, max_history=3)[1]["watch_history"].tolist()
+    [[0, 0, 9]]
+    >>> _, test = leave_last_out_split(same_second, max_history=3, ties="video_id",
+    ...                                same_time_history=True)
+    >>> test["watch_history"].tolist(), test["label"].tolist()
+    ([[0, 9, 5]], [7])
     """
     _check_positive("max_history", max_history)
     _check_positive("min_history", min_history, minimum=0)
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
+    if not isinstance(same_time_history, (bool, np.bool_)):
+        raise ValueError(f"same_time_history must be a bool, got {same_time_history!r}")
     _check_positive("max_queries", max_queries)
     _check_reference(example_age_reference)
     if isinstance(watches, np.ndarray) or hasattr(watches, "keys"):
@@ -277,9 +299,14 @@ def leave_last_out_split(
         parts = list(iter_chunks(watches, 1_000_000))
         log = np.concatenate(parts) if parts else to_watch_log({c: [] for c in
                                                                 ("user", "video", "timestamp")})
-    log = log[_timelines.sort_by_user_time(log)]
+    if ties == "video_id":
+        log = log[np.lexsort((log["video"], log["timestamp"], log["user"]))]
+    else:
+        log = log[_timelines.sort_by_user_time(log)]
     users = log["user"]
     user_start, run_start = _timelines.user_and_run_starts(users, log["timestamp"])
+    if same_time_history:
+        run_start = np.arange(len(log))  # every earlier row of the user, same second included
     last = np.zeros(len(log), dtype=bool)
     if len(log):
         last[_timelines.user_ends(users) - 1] = True

@@ -22,13 +22,17 @@ class LeaveLastOut:
     same way:
 
     * **Split.** A user's watches are ordered by timestamp; among watches with the same
-      timestamp the later row of the log comes later (a deterministic rule: the log's own
-      order breaks ties). The last watch is the **test** item, and every earlier watch is
+      timestamp the later row of the log comes later (``ties="log_order"``, a deterministic
+      rule: the log's own order breaks ties) or the larger video id (``ties="video_id"``, the
+      rule of the SASRec papers on MovieLens, where 44% of last ratings share their second with
+      the one before). The last watch is the **test** item, and every earlier watch is
       training data (`train_watches`). With `validation=True` the last-but-one watch is held
       out as well, as the **validation** item for early stopping: `fit_watches` is the log
       without it, and it stays in the inputs of the test example.
     * **Inputs.** A held-out example's watch history is the user's watches strictly before it
-      in time (its last `max_history`), as `keras_yt.data.candidate_examples` builds them.
+      in time (its last `max_history`), as `keras_yt.data.candidate_examples` builds them; with
+      ``same_time_history=True``, every watch before it in the order above, same-second ones
+      included, as `keras_yt.data.sequence_examples` reads a sequence (the SASRec protocol).
     * **Ranking.** A model scores every item id in `[1, num_items)`; the rank of the held-out
       item is the number of eligible items that score higher, plus those that tie with it and
       have a smaller id (the tie rule of `keras_yt.metrics.rank_top_k`). *Unfiltered*: every
@@ -51,9 +55,13 @@ class LeaveLastOut:
         max_queries: width of `search_history`.
         example_age_reference: end of the training window for `example_age` (default: the
             largest timestamp).
+        ties: order of same-timestamp watches, ``"log_order"`` or ``"video_id"``.
+        same_time_history: whether the watches that share a held-out watch's timestamp (and
+            come before it in the order) are part of its history.
 
     Attributes:
-        train_watches: every watch but each user's last (sorted by user, then time).
+        train_watches: every watch but each user's last (sorted by user, time and `ties`: feed
+            it to `sequence_examples` as it is, and its sequences follow the split's order).
         fit_watches: `train_watches` without the validation items (equal to it when
             `validation=False`): the labels a model trains on while validating.
         test: the test examples, a dict like `keras_yt.data.candidate_examples` returns, one row
@@ -83,6 +91,8 @@ class LeaveLastOut:
         queries: Any = None,
         max_queries: int = 5,
         example_age_reference: float | None = None,
+        ties: str = "log_order",
+        same_time_history: bool = False,
     ):
         if not isinstance(validation, (bool, np.bool_)):
             raise ValueError(f"validation must be a bool, got {validation!r}")
@@ -90,7 +100,8 @@ class LeaveLastOut:
         self.num_items = checked_num_items(log, num_items)
         self.max_history = max_history
         inputs = {"max_history": max_history, "queries": queries, "max_queries": max_queries,
-                  "example_age_reference": example_age_reference}
+                  "example_age_reference": example_age_reference, "ties": ties,
+                  "same_time_history": same_time_history}
         self.train_watches, self.test = leave_last_out_split(log, **inputs)
         if validation:
             self.fit_watches, self.validation = leave_last_out_split(self.train_watches, **inputs)
