@@ -35,6 +35,35 @@ def test_split_holds_out_the_last_watch_with_ties_broken_by_log_order():
     assert [s.tolist() for s in split.seen("validation")] == [[4, 8]]
 
 
+def test_sequence_protocol_ties_by_video_id_and_same_second_history():
+    log = {"user": [7, 7, 7, 7, 9, 9], "video": [6, 5, 4, 8, 2, 1],
+           "timestamp": [30, 30, 10, 20, 6, 6]}
+    split = LeaveLastOut(log, max_history=3, ties="video_id", same_time_history=True)
+    # User 7 in order: 4 (10), 8 (20), then 5 before 6 at 30 (smaller id first): 6 is last.
+    assert split.test["label"].tolist() == [6, 2]
+    assert split.test["watch_history"].tolist() == [[4, 8, 5], [0, 0, 1]]  # 5 and 1: same second
+    assert split.validation["label"].tolist() == [5]  # user 9's only other watch has no history
+    assert split.validation["watch_history"].tolist() == [[0, 4, 8]]
+    assert split.train_watches["video"].tolist() == [4, 8, 5, 1]  # in the split's order
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sequence_protocol_matches_a_python_reference(seed):
+    log, _ = _random_log(seed)
+    split = LeaveLastOut(log, max_history=4, ties="video_id", same_time_history=True)
+    timelines = {}
+    for user, video, t in zip(log["user"], log["video"], log["timestamp"]):
+        timelines.setdefault(int(user), []).append((t, int(video)))
+    expected = {}
+    for user, rows in timelines.items():
+        videos = [v for _, v in sorted(rows)]  # time, then video id
+        if len(videos) >= 2:
+            expected[user] = (videos[-1], ([0] * 4 + videos[:-1])[-4:])
+    assert split.test["user"].tolist() == sorted(expected)
+    assert split.test["label"].tolist() == [expected[u][0] for u in sorted(expected)]
+    assert split.test["watch_history"].tolist() == [expected[u][1] for u in sorted(expected)]
+
+
 def test_filtered_seen_items_are_the_whole_history_not_the_last_max_history():
     n = 30
     log = {"user": [1] * n, "video": list(range(1, n + 1)), "timestamp": list(range(n))}
@@ -115,5 +144,10 @@ def test_bad_input_gets_a_clear_error():
     with pytest.raises(ValueError, match=r"num_items must be an integer > the largest video id "
                                          r"\(3\), got 3"):
         LeaveLastOut(log, num_items=3)
+    with pytest.raises(ValueError, match=r"ties must be one of \('log_order', 'video_id'\), "
+                                         r"got 'time'"):
+        LeaveLastOut(log, ties="time")
+    with pytest.raises(ValueError, match="same_time_history must be a bool, got 1"):
+        LeaveLastOut(log, same_time_history=1)
     with pytest.raises(ValueError, match="ks must hold positive integers"):
         split.evaluate(np.zeros((1, 4)), ks=(0,))
