@@ -19,6 +19,10 @@ Prints mean ± std over the seeds and the targets of issue 11, writes JSON (`--o
 `--plot`, the HR@k curves. The default is a smoke run for CI (1 seed, 2 epochs); `--full` is the
 measurement in docs/quality.md (3 seeds, the shipped recipe; about 5 minutes on 2 cores).
 
+`--protocol sequence` orders same-second ratings by movie id and gives a held-out rating every
+rating before it in that order as history (the protocol of issue 20's SASRec anchor, on which its
+targets are checked); the default `rollback` gives it the ratings strictly before it in time.
+
     python benchmarks/bench_quality.py                # smoke
     python benchmarks/bench_quality.py --full --plot docs/figures/quality_hr_at_k.png
 """
@@ -127,9 +131,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data-dir", help="folder holding u.data and u.user")
     p.add_argument("--models", nargs="+", choices=sorted(PRESETS), default=sorted(PRESETS),
                    help="trained models to run (default: both)")
-    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="sequence",
-                   help="how same-second ratings are split (default: sequence, the protocol "
-                        "of issue 20's SASRec anchor)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default="rollback",
+                   help="how same-second ratings are split (default: rollback, the figures of "
+                        "docs/quality.md; sequence: the protocol of issue 20's SASRec anchor, "
+                        "on which its targets are set)")
     p.add_argument("--plot", help="write the HR@k curves (PNG) here")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "quality.json"))
     args = p.parse_args(argv)
@@ -190,9 +195,10 @@ def main(argv: list[str] | None = None) -> dict:
             checks[f"model {key} > implicit_als"] = model[key]["mean"] > als[key]["mean"]
         checks["model training <= 120 s"] = max(
             i["train_seconds"] for i in infos if i["model"] == "model") <= 120
-    if "sequential" in table:
+    if "sequential" in table and args.protocol == "sequence":  # the anchor's protocol
         checks.update({f"sequential {key} >= {bound}": table["sequential"][key]["mean"] >= bound
                        for key, bound in SEQUENTIAL_TARGETS.items()})
+    if "sequential" in table:
         checks["sequential training <= 300 s"] = max(
             i["train_seconds"] for i in infos if i["model"] == "sequential") <= 300
     seconds = [i["train_seconds"] for i in infos]
