@@ -25,13 +25,12 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from keras_yt._files import process_alive
+from keras_yt._files import remove_stale_stages, staged_folder
 from keras_yt.data import _prepare_common as common
 
 FORMAT_KIND = "keras_yt.PreparedExamples"
@@ -175,28 +174,9 @@ def check_target(path: str | os.PathLike) -> Path:
 def _staged(path: Path) -> Iterator[str]:
     """A staging folder next to `path`, renamed to `path` when the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    for entry in path.parent.glob(f".{path.name}.staging-*"):
-        pid = entry.name.split("staging-", 1)[1].split("-")[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            # Left by a killed prepare; one killed between its two renames set aside the
-            # previous folder: put it back.
-            if not path.exists() and (entry / "previous").is_dir():
-                os.replace(entry / "previous", path)
-            shutil.rmtree(entry, ignore_errors=True)
-    stage = tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-", dir=path.parent)
-    try:
-        yield stage
-        old = None
-        if path.exists():
-            old = tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-old-",
-                                   dir=path.parent)
-            os.replace(path, os.path.join(old, "previous"))
-        os.replace(stage, path)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    remove_stale_stages(path, "previous")
+    with staged_folder(path, "previous") as stage:
+        yield os.fspath(stage)
 
 
 def prepare_sequences(
