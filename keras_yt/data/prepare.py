@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from keras_yt._files import remove_stale_stages, staged_folder
-from keras_yt.data import _prepare_common as common
+from keras_yt.data import _log_files as log_files
+from keras_yt.data import _prepared_folder as prepared_folder
 
 FORMAT_KIND = "keras_yt.PreparedExamples"
 FORMAT_VERSION = 1
@@ -107,7 +108,7 @@ def prepare_examples(
         _check_int("max_examples_per_user", max_examples_per_user)
     if threads is not None:
         _check_int("threads", threads)
-    paths = common.expand(log)
+    paths = log_files.expand(log)
     out = check_target(out)
     start = time.perf_counter()
     with _staged(out) as stage:
@@ -128,8 +129,8 @@ def prepare_examples(
             "kind": FORMAT_KIND, "format_version": FORMAT_VERSION, "engine": engine,
             "log": paths if len(paths) > 1 else paths[0], "max_history": int(max_history),
             "max_examples_per_user": max_examples_per_user,
-            "train_files": sorted(f"{common.TRAIN_DIR}/{name}" for name in
-                                  os.listdir(os.path.join(stage, common.TRAIN_DIR))
+            "train_files": sorted(f"{prepared_folder.TRAIN_DIR}/{name}" for name in
+                                  os.listdir(os.path.join(stage, prepared_folder.TRAIN_DIR))
                                   if name.endswith(".parquet")),
             "seconds": round(time.perf_counter() - start, 3), **result,
         }
@@ -218,7 +219,7 @@ def prepare_sequences(
 
     Example:
     >>> import os, tempfile
-    >>> from keras_yt.data._prepare_common import read_sequences
+    >>> from keras_yt.data._prepared_folder import read_sequences
     >>> folder = tempfile.mkdtemp()
     >>> with open(os.path.join(folder, "log.csv"), "w") as f:
     ...     _ = f.write("user,video,timestamp\\n1,4,0\\n1,5,1\\n1,6,2\\n1,7,3\\n")
@@ -234,7 +235,7 @@ def prepare_sequences(
         _check_int(name, value)
     if max_windows_per_user is not None:
         _check_int("max_windows_per_user", max_windows_per_user)
-    paths = common.expand(log)
+    paths = log_files.expand(log)
     out = check_target(out)
     with _staged(out) as stage:
         spill = os.fspath(temp_directory) if temp_directory else os.path.join(stage, ".spill")
