@@ -46,7 +46,7 @@ def check_target(out: str | os.PathLike) -> Path:
 def prepare(log: str, categorical: list[str], max_history: int, test_fraction: float) -> dict:
     """Reads the log and builds the model inputs (numpy only: no TensorFlow)."""
     from keras_yt.data import Vocabulary, ranking_examples, read_raw_impressions
-    from keras_yt.data.io import IMPRESSION_LOG_COLUMNS
+    from keras_yt.data.impression_log import IMPRESSION_LOG_COLUMNS
 
     start = _step(f"reading {log}")
     raw = read_raw_impressions(log, categorical=categorical)
