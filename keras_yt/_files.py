@@ -16,6 +16,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,71 @@ def terminate_as_interrupt() -> None:
             signal.signal(getattr(signal, name), interrupt)
 
 
+def current_umask() -> int:
+    """The process's umask (read without changing it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def staged_folder(path: Path, aside: str) -> Iterator[Path]:
+    """Yields a new folder staged beside `path`, swapped in at `path` when the block succeeds.
+
+    The stage is `.NAME.staging-PID-*` beside `path` (with the usual folder mode, not
+    `mkdtemp`'s 0700). When the block succeeds an existing `path` is moved aside (to
+    `.NAME.old-PID-*/ASIDE`), the stage is renamed to `path` and what was set aside is
+    removed; when it fails the stage is removed and `path` is left as it was. A writer killed
+    on the way leaves folders that `remove_stale_stages(path, aside)` cleans up.
+
+    Args:
+        path: the folder to write (its parent must exist).
+        aside: the name an existing `path` takes in its `.old-` folder while it is swapped.
+
+    Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> path = Path(tempfile.mkdtemp()) / "out"
+    >>> with staged_folder(path, "previous") as stage:
+    ...     _ = (stage / "a.txt").write_text("a")
+    >>> sorted(p.name for p in path.iterdir())
+    ['a.txt']
+    """
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-",
+                                  dir=path.parent))
+    os.chmod(stage, 0o777 & ~current_umask())
+    try:
+        yield stage
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-",
+                                        dir=path.parent))
+            os.replace(path, old / aside)
+        os.replace(stage, path)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_stages(path: Path, aside: str) -> None:
+    """Removes what `staged_folder(path, aside)` writers that are gone left beside `path`.
+
+    A folder of a writer killed between its two renames is put back from its `.old-` folder
+    (where it is named `aside`) when `path` is missing.
+    """
+    for kind in ("staging", "old"):
+        prefix = f".{path.name}.{kind}-"
+        for entry in sorted(path.parent.glob(f"{prefix}*")):
+            pid = entry.name[len(prefix):].split("-")[0]
+            if pid.isdigit() and process_alive(int(pid)):
+                continue  # another writer is at work
+            if kind == "old" and not path.exists() and (entry / aside).is_dir():
+                os.replace(entry / aside, path)
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "",
                 private_folder: bool = False) -> Iterator[str]:
@@ -121,9 +187,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "",
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600; the usual file mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

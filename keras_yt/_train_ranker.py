@@ -16,15 +16,15 @@ or interrupted run leaves an earlier folder intact); it holds:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from keras_yt._files import staged_folder
+from keras_yt._progress import done as _done
+from keras_yt._progress import step as _step
 
 MARKER = "ranker.json"
 RESERVED = ("video_id", "watch_history", "time_since_last_watch", "previous_impressions")
@@ -43,42 +43,10 @@ def check_target(out: str | os.PathLike) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def staged_folder(path: Path):
-    """Yields a staging folder beside `path`, renamed to `path` when the block succeeds."""
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-",
-                                  dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)  # mkdtemp creates 0700; give the usual folder mode
-    try:
-        yield stage
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-",
-                                        dir=path.parent))
-            os.replace(path, old / "ranker")
-        os.replace(stage, path)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _step(title: str) -> float:
-    print(f"\n==> {title}", flush=True)
-    return time.perf_counter()
-
-
-def _done(start: float) -> None:
-    print(f"    done in {time.perf_counter() - start:.1f} s", flush=True)
-
-
 def prepare(log: str, categorical: list[str], max_history: int, test_fraction: float) -> dict:
     """Reads the log and builds the model inputs (numpy only: no TensorFlow)."""
     from keras_yt.data import Vocabulary, ranking_examples, read_raw_impressions
-    from keras_yt.data.io import IMPRESSION_LOG_COLUMNS
+    from keras_yt.data.impression_log import IMPRESSION_LOG_COLUMNS
 
     start = _step(f"reading {log}")
     raw = read_raw_impressions(log, categorical=categorical)
@@ -240,7 +208,7 @@ def train_and_save(args, data: dict, out: Path) -> None:
         "metrics": results,
         "history": {"loss": losses},
     }
-    with staged_folder(out) as stage:
+    with staged_folder(out, "ranker") as stage:
         from keras_yt.models.saving import save_model
 
         save_model(model, stage / "ranker.keras")

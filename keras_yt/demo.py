@@ -17,6 +17,7 @@ import numpy as np
 from keras_yt import data as yt_data
 from keras_yt import metrics as yt_metrics
 from keras_yt import pipeline
+from keras_yt._progress import step as _step
 from keras_yt._quiet import show_progress
 from keras_yt.data.vocabulary import Vocabulary
 from keras_yt.evaluation import LeaveLastOut
@@ -39,11 +40,6 @@ SIZES = {
     "tiny": DemoSize(800, 300, 16, (64, 32), 20, 10, 2),
     "default": DemoSize(2000, 5000, 64, (256, 64), 50, 30, 4),
 }
-
-
-def _step(title: str) -> float:
-    print(f"\n==> {title}", flush=True)
-    return time.perf_counter()
 
 
 def _done(start: float, timings: dict, name: str) -> None:

@@ -31,7 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from keras_yt._files import process_alive, sha256_after
+from keras_yt._files import (
+    current_umask,
+    remove_stale_stages,
+    sha256_after,
+    staged_folder,
+)
 from keras_yt.data.vocabulary import Vocabulary
 
 MODEL_FILE = "candidate_generator.keras"
@@ -125,23 +130,9 @@ class RunFolder:
         """
         path = cls.check_target(path)
         with cls.lock(path):
-            _remove_stale(path)
-            stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-",
-                                          dir=path.parent))
-            os.chmod(stage, 0o777 & ~_umask())
-            try:
+            remove_stale_stages(path, "run")
+            with staged_folder(path, "run") as stage:
                 yield cls(stage)
-                old = None
-                if path.exists():
-                    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-{os.getpid()}-",
-                                                dir=path.parent))
-                    os.replace(path, old / "run")
-                os.replace(stage, path)
-            except BaseException:
-                shutil.rmtree(stage, ignore_errors=True)
-                raise
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
 
     @classmethod
     @contextlib.contextmanager
@@ -280,7 +271,7 @@ class RunFolder:
         text = json.dumps(value, indent=2, sort_keys=True)
         with tempfile.NamedTemporaryFile("w", dir=self.path, prefix=f".{name}.", delete=False) as f:
             f.write(text)
-        os.chmod(f.name, 0o666 & ~_umask())
+        os.chmod(f.name, 0o666 & ~current_umask())
         os.replace(f.name, path)
         return path
 
@@ -454,9 +445,9 @@ def _acquire(lock_path: Path, key: str) -> int:
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
-        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
     for _ in range(10):
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~current_umask())
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -502,25 +493,6 @@ def _check_seal(path: Path, source: str) -> None:
     if len(head) < _USERBLOCK or stored != sha256_after(path, _USERBLOCK):
         raise ValueError(f"{source} is corrupt: its checksum does not match its contents "
                          "(damaged or truncated); re-run keras-yt train")
-
-
-def _remove_stale(path: Path) -> None:
-    """Removes staging folders of dead writers; restores a run moved aside by a killed swap."""
-    for kind in ("staging", "old"):
-        prefix = f".{path.name}.{kind}-"
-        for entry in sorted(path.parent.glob(f"{prefix}*")):
-            pid = entry.name[len(prefix):].split("-")[0]
-            if pid.isdigit() and process_alive(int(pid)):
-                continue  # another writer is at work
-            if kind == "old" and not path.exists() and (entry / "run").is_dir():
-                os.replace(entry / "run", path)
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,10 +6,10 @@ Watch logs are numpy structured arrays with the fields of `WATCH_DTYPE` (``user`
 
 from keras_yt.data.candidate import candidate_examples, leave_last_out_split
 from keras_yt.data.example_shards import ExampleShards
+from keras_yt.data.impression_log import read_raw_impressions
 from keras_yt.data.io import (
     WATCH_DTYPE,
     iter_watch_log,
-    read_raw_impressions,
     read_raw_watch_log,
     read_watch_log,
     to_unix_seconds,

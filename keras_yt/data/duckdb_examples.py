@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from keras_yt.data import _prepare_common as common
+from keras_yt.data import _log_files as log_files
+from keras_yt.data import _prepared_folder as prepared_folder
+from keras_yt.data.io import WATCH_COLUMNS
 
 
 def run(
@@ -105,19 +107,19 @@ def _load(con, paths: list[str]) -> dict:
             described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         except Exception as error:
             raise ValueError(f"watch log {paths[0]!r}: not a readable Parquet file "
-                             f"({common.first_line(error)})") from None
+                             f"({log_files.first_line(error)})") from None
         columns = {row[0]: row[1] for row in described}
-        missing = [c for c in common.WATCH_COLUMNS if c not in columns]
+        missing = [c for c in WATCH_COLUMNS if c not in columns]
         if missing:
             raise ValueError(f"watch log {paths[0]!r} is missing column(s) {missing}; expected "
-                             f"columns {list(common.WATCH_COLUMNS)} (+ optional 'watch_time'), "
+                             f"columns {list(WATCH_COLUMNS)} (+ optional 'watch_time'), "
                              f"got {sorted(set(columns) - {'filename', 'file_row_number'})}")
         wanted = [c for c in ("user", "video", "timestamp", "watch_time") if c in columns]
         select = ", ".join(f'"{c}"' for c in wanted) + ", filename, file_row_number"
     else:
         header = None
         for path in paths:
-            this = common.csv_header(path)
+            this = log_files.csv_header(path)
             if header is not None and this != header:
                 raise ValueError(f"watch log {path!r}: header {this} differs from the header "
                                  f"{header} of {paths[0]!r}; every shard needs the same columns")
@@ -133,7 +135,7 @@ def _load(con, paths: list[str]) -> dict:
         con.execute(f"CREATE TABLE raw AS SELECT {select} FROM {source}")
     except Exception as error:
         raise ValueError(f"watch log {paths[0] if len(paths) == 1 else paths}: "
-                         f"{common.duckdb_csv_error(error)}") from None
+                         f"{log_files.duckdb_csv_error(error)}") from None
     _mark("read")
     # Every check in one scan; the message (file and line of the first bad row) only on failure.
     checks, kind_tests, exprs = [], {}, {}
@@ -209,7 +211,7 @@ def _check_rows(con, bad: str, name: str, expected: str, paths: list[str]) -> No
     first = con.execute(f"SELECT min(rowid) FROM raw WHERE filename = {_quote(filename)}")
     index = int(row) - int(first.fetchone()[0])
     raise ValueError(f"Column '{name}' of watch log {filename!r} must hold {expected}; got "
-                     f"{value!r} {common.where(filename, index)}")
+                     f"{value!r} {log_files.where(filename, index)}")
 
 
 # ---------------------------------------------------------------------- the job
@@ -252,7 +254,7 @@ def _sequence_job(con, stage: str, H: int, max_windows: int | None, rows_per_sha
                   kinds: dict) -> dict:
     n_rows = _positions(con)
     vocab = _vocabularies(con)
-    common.write_vocabularies(stage, vocab, kinds, vocab["videos"][1])
+    prepared_folder.write_vocabularies(stage, vocab, kinds, vocab["videos"][1])
     reference = con.execute("SELECT max(ts) FROM p0").fetchall()[0][0]
     keep = "" if max_windows is None else f"AND win < {int(max_windows)}"
     query = f"""
@@ -266,8 +268,8 @@ def _sequence_job(con, stage: str, H: int, max_windows: int | None, rows_per_sha
         WHERE pos >= 1 {keep}
         GROUP BY "user", win
     """
-    sizes = common.write_sequences(_arrow_reader(con.sql(query), common.BATCH_ROWS), stage,
-                                   rows_per_shard)
+    sizes = prepared_folder.write_sequences(
+        _arrow_reader(con.sql(query), prepared_folder.BATCH_ROWS), stage, rows_per_shard)
     sizes["watches"] = n_rows
     return {"counts": sizes, "example_age_reference": reference}
 
@@ -313,11 +315,12 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     video_counts = np.zeros(len(vocab["videos"][0]), np.int64)
     for video, count in counts.items():
         video_counts[video - 1] = count
-    common.write_vocabularies(stage, vocab, kinds, video_counts)
+    prepared_folder.write_vocabularies(stage, vocab, kinds, video_counts)
     _mark("split and vocabularies")
 
     watched = con.sql('SELECT DISTINCT "user", video FROM p2 ORDER BY "user", video')
-    common.write_batches(_arrow_reader(watched, 1 << 20), common.watched_path(stage))
+    prepared_folder.write_batches(_arrow_reader(watched, 1 << 20),
+                                  prepared_folder.watched_path(stage))
     _mark("watched pairs")
 
     age = "((CASE role WHEN 2 THEN {2} WHEN 1 THEN {1} ELSE {0} END) - ts) / 86400.0"
@@ -332,8 +335,8 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
         FROM p2
         QUALIFY role <> 3 OR pos = n - 1
     """
-    reader = _arrow_reader(con.sql(query), common.BATCH_ROWS)
-    sizes = common.split_and_write(reader, stage, H, rows_per_shard)
+    reader = _arrow_reader(con.sql(query), prepared_folder.BATCH_ROWS)
+    sizes = prepared_folder.split_and_write(reader, stage, H, rows_per_shard)
     _mark("histories and Parquet writing")
     sizes["watches"] = int(n_rows)
     return {"counts": sizes, "example_age_reference": {
@@ -348,4 +351,4 @@ def _arrow_reader(relation, rows: int):
 
 def expand(paths: Any) -> list[str]:
     """Files of a log path: a file, a folder of shards, or a glob (sorted; error if none)."""
-    return common.expand(paths)
+    return log_files.expand(paths)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_yt.data import _prepare_common as common
+from keras_yt.data import _prepared_folder as prepared_folder
 from keras_yt.data.vocabulary import Vocabulary
 
 DEFAULT_SHUFFLE_BUFFER = 1 << 17
@@ -283,7 +283,7 @@ def _spec(tf, name: str, H: int):
 
 def _to_numpy(table, max_history: int) -> dict:
     history = table.column("watch_history")
-    padded = common.pad_histories(history, max_history)
+    padded = prepared_folder.pad_histories(history, max_history)
     lengths = (padded > 0).sum(axis=1).astype(np.int32)
     return {
         "watch_history": padded.astype(np.int32),

@@ -17,14 +17,23 @@ A *watch log* is a numpy structured array with the fields of `WATCH_DTYPE`:
 from __future__ import annotations
 
 import csv
-import datetime
 import itertools
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Union
 
 import numpy as np
+
+from keras_yt.data._column_checks import (  # noqa: F401  (MAX_ABS_SECONDS: re-exported)
+    _NUMBER,
+    MAX_ABS_SECONDS,
+    _check_column,
+    _check_plausible,
+    _first_non_number,
+    _implausible,
+    _one_timestamp,
+    to_unix_seconds,
+)
 
 WATCH_DTYPE = np.dtype(
     [("user", "<i8"), ("video", "<i8"), ("timestamp", "<f8"), ("watch_time", "<f4")]
@@ -37,159 +46,6 @@ WATCH_COLUMNS = ("user", "video", "timestamp")
 WatchLogLike = Union[np.ndarray, Mapping[str, Any], str, os.PathLike, Iterable]
 
 _INTEGER_COLUMNS = {"user", "video", "clicked", "previous_impressions"}
-
-MAX_ABS_SECONDS = 1e11
-"""Timestamps are seconds with `|t| < 1e11` (about year 5138): a larger value is milliseconds
-(or microseconds), or garbage, and is rejected with its line."""
-
-# A number written as text: ASCII digits, optional sign, point and exponent (no "1_000", "nan",
-# "inf", "0x10" or non-ASCII digits, which Python and numpy would otherwise accept).
-_NUMBER = re.compile(r"[ \t]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*")
-_NOT_NUMBER_CHAR = re.compile(r"[^0-9+\-.eE \t\x00]")
-
-
-def _first_non_number(texts: np.ndarray) -> int | None:
-    """Position of the first text holding a character no plain ASCII number has, or None.
-
-    Malformed texts of number characters only ("1e5e5", "--1") fail numpy's parse afterwards."""
-    values = texts.reshape(-1).tolist()
-    if not _NOT_NUMBER_CHAR.search("\x00".join(values)):
-        return None
-    return next((i for i, t in enumerate(values) if not _NUMBER.fullmatch(t)), None)
-
-
-def _implausible(name: str, values: np.ndarray) -> tuple[int, str] | None:
-    """`(position, why)` of the first implausible timestamp / watch time, or None."""
-    values = np.asarray(values, dtype=np.float64)
-    if name == "timestamp":
-        bad = ~(np.abs(values) < MAX_ABS_SECONDS)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            why = "Unix seconds with |t| < 1e11"
-            if np.isfinite(values[i]) and values[i] >= MAX_ABS_SECONDS and values[i] < 1e17:
-                why += " (it looks like milliseconds or microseconds: divide by 1000)"
-            return i, why
-    elif name == "watch_time":
-        bad = ~(np.isfinite(values) & (values >= 0))
-        if bad.any():
-            return int(np.flatnonzero(bad)[0]), "finite numbers >= 0 (seconds watched)"
-    return None
-
-
-def _check_column(name: str, values: Any, kind: str, source: str) -> np.ndarray:
-    """Converts one column to numpy, raising a ValueError that names it on a bad type."""
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ValueError(
-            f"Column '{name}' of {source} must be one-dimensional, got shape {array.shape}"
-        )
-    if kind == "int":
-        if array.dtype.kind in "iub":
-            return array.astype(np.int64)
-        if array.dtype.kind == "f" and array.size and np.all(np.isfinite(array)) and np.all(
-            array == np.round(array)
-        ):
-            return array.astype(np.int64)
-        if array.dtype.kind == "f" and array.size == 0:
-            return array.astype(np.int64)
-        raise ValueError(
-            f"Column '{name}' of {source} must hold integers, got dtype {array.dtype}"
-            + (f" (e.g. {array[:3].tolist()!r})" if array.size else "")
-        )
-    if kind == "time" and array.dtype.kind in "MUSO":
-        array = to_unix_seconds(array, f"Column '{name}' of {source}")
-    if array.dtype.kind in "iubf":
-        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-            raise ValueError(f"Column '{name}' of {source} must hold finite numbers, got NaN/inf"
-                             f" at position {int(np.flatnonzero(~np.isfinite(array))[0])}")
-        return array.astype(np.float64)
-    raise ValueError(
-        f"Column '{name}' of {source} must hold numbers, got dtype {array.dtype}"
-        + (f" (e.g. {array[:3].tolist()!r})" if array.size else "")
-    )
-
-
-def _check_plausible(name: str, values: np.ndarray, source: str) -> np.ndarray:
-    """Rejects implausible timestamps / watch times of an in-memory column, with the position."""
-    bad = _implausible(name, values)
-    if bad is not None:
-        raise ValueError(f"Column '{name}' of {source} must hold {bad[1]}; got "
-                         f"{values[bad[0]].item()!r} at position {bad[0]}")
-    return values
-
-
-def to_unix_seconds(values: Any, what: str = "timestamps") -> np.ndarray:
-    """Timestamps as float64 Unix seconds.
-
-    Accepts numbers (already seconds), numeric strings, ISO-8601 strings (``2016-09-15``,
-    ``2016-09-15T10:30:00``, ``2016-09-15 10:30:00.5+02:00``, ``...Z``), numpy ``datetime64``
-    and ``datetime`` / pandas ``Timestamp`` objects. Date-times without a time zone are UTC.
-
-    Args:
-        values: 1-D array-like of timestamps.
-        what: name used in error messages.
-
-    Returns:
-        float64 array of seconds since 1970-01-01 UTC.
-
-    Raises:
-        ValueError: a value is neither a number nor an ISO-8601 date-time (the message shows it
-            and its position).
-
-    Example:
-    >>> to_unix_seconds(["1970-01-02", "86400.5", "1970-01-01T00:01:00+00:01"]).tolist()
-    [86400.0, 86400.5, 0.0]
-    """
-    array = np.asarray(values)
-    if array.dtype.kind in "iuf":
-        return array.astype(np.float64)
-    if array.dtype.kind == "M":
-        if np.isnat(array).any():
-            raise ValueError(f"{what} must hold date-times, got NaT at position "
-                             f"{int(np.flatnonzero(np.isnat(array))[0])}")
-        return array.astype("datetime64[us]").astype(np.int64) / 1e6
-    if array.dtype.kind == "S":
-        array = array.astype(str)
-    if array.dtype.kind == "U" and _first_non_number(array) is None:
-        try:
-            return array.astype(np.float64)
-        except ValueError:
-            pass
-    out = np.empty(array.shape[0] if array.ndim else 1, np.float64)
-    for i, value in enumerate(array.reshape(-1).tolist()):
-        out[i] = _one_timestamp(value, what, i)
-    return out
-
-
-def _one_timestamp(value: Any, what: str, position: int) -> float:
-    if isinstance(value, bool):
-        pass
-    elif isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    elif isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.timezone.utc)
-        return value.timestamp()
-    elif isinstance(value, datetime.date):
-        return datetime.datetime(value.year, value.month, value.day,
-                                 tzinfo=datetime.timezone.utc).timestamp()
-    elif isinstance(value, np.datetime64):
-        return float(value.astype("datetime64[us]").astype(np.int64)) / 1e6
-    elif isinstance(value, str):
-        text = value.strip()
-        if _NUMBER.fullmatch(text):
-            return float(text)
-        try:
-            parsed = datetime.datetime.fromisoformat(text)
-        except ValueError:
-            parsed = None
-        if parsed is not None:
-            return _one_timestamp(parsed, what, position)
-    raise ValueError(
-        f"{what} must hold numbers (Unix seconds) or ISO-8601 date-times, got {value!r} "
-        f"at position {position}"
-    )
-
 
 def to_watch_log(data: Mapping[str, Any] | np.ndarray, source: str = "watches") -> np.ndarray:
     """Validates columns and converts them to a structured array with `WATCH_DTYPE`.
@@ -584,125 +440,6 @@ def read_raw_watch_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
     columns["watch_time"] = columns["watch_time"].astype(np.float32)
     if not np.all(np.isfinite(columns["timestamp"])):
         raise ValueError(f"Column 'timestamp' of {source} must hold finite numbers, got NaN/inf")
-    return columns
-
-
-IMPRESSION_LOG_COLUMNS = ("user", "video", "timestamp", "clicked", "watch_time")
-
-
-def read_raw_impressions(
-    path: str | os.PathLike, categorical: Iterable[str] = ()
-) -> dict[str, np.ndarray]:
-    """Reads an impressions log (CSV or Parquet) with the log's own (raw) ids, checked line by line.
-
-    An impression is a video shown to a user. The file holds the columns ``user, video,
-    timestamp, clicked, watch_time`` and any further *feature* columns. The guarantees are those
-    of `read_raw_watch_log`: ids exact (``7`` and ``007`` are two ids), timestamps Unix seconds
-    or ISO-8601 with ``|t| < 1e11``, errors naming the file and the line (the row for Parquet).
-    ``clicked`` must be 0 or 1 and ``watch_time`` finite and >= 0. Feature columns named in
-    `categorical` are raw ids (integers or strings, map them with `keras_yt.data.Vocabulary`);
-    every other feature column must hold finite numbers.
-
-    Args:
-        path: CSV file with a header, or a Parquet file (needs the ``keras-yt[parquet]`` extra).
-        categorical: names of the feature columns that hold ids (language, device, ...).
-
-    Returns:
-        Columns in file order: ``user``, ``video`` and the categorical features as int64 or str
-        arrays, ``timestamp`` float64 seconds, ``clicked`` int8, ``watch_time`` float32, the
-        other features float64.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: a column is missing or holds a bad value (the message names the file, the
-            column and the line), or a `categorical` name is not a column.
-        ImportError: a Parquet file without pandas / pyarrow.
-
-    Example:
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "impressions.csv")
-    >>> with open(path, "w") as f:
-    ...     _ = f.write("user,video,timestamp,clicked,watch_time,device,age\\n"
-    ...                 "ana,v7,10,1,31.5,phone,3\\nbo,v7,12,0,0,tv,0.5\\n")
-    >>> log = read_raw_impressions(path, categorical=["device"])
-    >>> log["clicked"].tolist(), log["device"].tolist(), log["age"].tolist()
-    ([1, 0], ['phone', 'tv'], [3.0, 0.5])
-    >>> with open(path, "a") as f:
-    ...     _ = f.write("bo,v8,13,2,0,tv,1\\n")
-    >>> read_raw_impressions(path, categorical=["device"])  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: Column 'clicked' of impressions log '...' must hold 0 or 1; got '2' on line 4
-    """
-    path = os.fspath(path)
-    what = "impressions log"
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{what} {path!r} does not exist")
-    categorical = list(categorical)
-    source = f"{what} {path!r}"
-    if path.lower().endswith((".parquet", ".pq")):
-        frame = _parquet_frame(path)
-        names = [str(c) for c in frame.columns]
-        missing = [c for c in IMPRESSION_LOG_COLUMNS if c not in names]
-        if missing:
-            raise ValueError(f"{source} is missing column(s) {missing}; expected columns "
-                             f"{list(IMPRESSION_LOG_COLUMNS)} (+ feature columns), got {names}")
-        text = {c: np.asarray(frame[c]) for c in frame.columns}
-        numbers = list(range(1, len(frame) + 1))
-        where = "row"
-    else:
-        text, numbers = {}, []
-        for chunk_numbers, chunk in _csv_text_chunks(path, 1_000_000, IMPRESSION_LOG_COLUMNS,
-                                                     every_column=True, what=what):
-            numbers.extend(chunk_numbers)
-            for name, values in chunk.items():
-                text.setdefault(name, []).extend(values)
-        if not numbers:
-            text = {c: [] for c in IMPRESSION_LOG_COLUMNS}
-        where = "line"
-    unknown = [c for c in categorical if c not in text or c in IMPRESSION_LOG_COLUMNS]
-    if unknown:
-        raise ValueError(f"categorical feature(s) {unknown} are not feature columns of {source}; "
-                         f"its feature columns are "
-                         f"{[c for c in text if c not in IMPRESSION_LOG_COLUMNS]}")
-    columns: dict[str, np.ndarray] = {}
-    for name, values in text.items():
-        if name in ("user", "video") or name in categorical:
-            values = np.asarray(values)
-            if values.dtype.kind in "USO":
-                empty = np.flatnonzero(np.char.strip(values.astype(str)) == "")
-                if empty.size:
-                    raise ValueError(f"Column '{name}' of {source} has an empty id on {where} "
-                                     f"{numbers[empty[0]]}; expected an integer or string id")
-            columns[name] = _raw_ids(values)
-            continue
-        kind = {"timestamp": "time", "clicked": "int"}.get(name, "float")
-        if where == "line":
-            try:
-                parsed = _parse_text_column(name, values, numbers, path, kind, what)
-            except ValueError as error:
-                if name in IMPRESSION_LOG_COLUMNS:
-                    raise
-                raise ValueError(f"{error} (a column of ids? name it in --categorical)") \
-                    from None
-        else:
-            array = np.asarray(values)
-            if array.dtype.kind == "f" and not np.isfinite(array).all():
-                i = int(np.flatnonzero(~np.isfinite(array))[0])
-                raise ValueError(f"Column '{name}' of {source} must hold finite numbers; got "
-                                 f"{array[i].item()!r} on row {numbers[i]}")
-            parsed = _check_column(name, values, "time" if kind == "time" else "float", source)
-            bad = _implausible(name, parsed)
-            if bad is not None:
-                raise ValueError(f"Column '{name}' of {source} must hold {bad[1]}; got "
-                                 f"{values[bad[0]]!r} on row {numbers[bad[0]]}")
-        if name == "clicked" and not np.isin(parsed, (0, 1)).all():
-            i = int(np.flatnonzero(~np.isin(parsed, (0, 1)))[0])
-            raise ValueError(f"Column 'clicked' of {source} must hold 0 or 1; got "
-                             f"{str(values[i])!r} on {where} {numbers[i]}")
-        columns[name] = parsed
-    columns["clicked"] = columns["clicked"].astype(np.int8)
-    columns["watch_time"] = columns["watch_time"].astype(np.float32)
     return columns
 
 

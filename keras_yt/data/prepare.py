@@ -25,14 +25,14 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from keras_yt._files import process_alive
-from keras_yt.data import _prepare_common as common
+from keras_yt._files import remove_stale_stages, staged_folder
+from keras_yt.data import _log_files as log_files
+from keras_yt.data import _prepared_folder as prepared_folder
 
 FORMAT_KIND = "keras_yt.PreparedExamples"
 FORMAT_VERSION = 1
@@ -108,7 +108,7 @@ def prepare_examples(
         _check_int("max_examples_per_user", max_examples_per_user)
     if threads is not None:
         _check_int("threads", threads)
-    paths = common.expand(log)
+    paths = log_files.expand(log)
     out = check_target(out)
     start = time.perf_counter()
     with _staged(out) as stage:
@@ -129,8 +129,8 @@ def prepare_examples(
             "kind": FORMAT_KIND, "format_version": FORMAT_VERSION, "engine": engine,
             "log": paths if len(paths) > 1 else paths[0], "max_history": int(max_history),
             "max_examples_per_user": max_examples_per_user,
-            "train_files": sorted(f"{common.TRAIN_DIR}/{name}" for name in
-                                  os.listdir(os.path.join(stage, common.TRAIN_DIR))
+            "train_files": sorted(f"{prepared_folder.TRAIN_DIR}/{name}" for name in
+                                  os.listdir(os.path.join(stage, prepared_folder.TRAIN_DIR))
                                   if name.endswith(".parquet")),
             "seconds": round(time.perf_counter() - start, 3), **result,
         }
@@ -175,28 +175,9 @@ def check_target(path: str | os.PathLike) -> Path:
 def _staged(path: Path) -> Iterator[str]:
     """A staging folder next to `path`, renamed to `path` when the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    for entry in path.parent.glob(f".{path.name}.staging-*"):
-        pid = entry.name.split("staging-", 1)[1].split("-")[0]
-        if pid.isdigit() and not process_alive(int(pid)):
-            # Left by a killed prepare; one killed between its two renames set aside the
-            # previous folder: put it back.
-            if not path.exists() and (entry / "previous").is_dir():
-                os.replace(entry / "previous", path)
-            shutil.rmtree(entry, ignore_errors=True)
-    stage = tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-", dir=path.parent)
-    try:
-        yield stage
-        old = None
-        if path.exists():
-            old = tempfile.mkdtemp(prefix=f".{path.name}.staging-{os.getpid()}-old-",
-                                   dir=path.parent)
-            os.replace(path, os.path.join(old, "previous"))
-        os.replace(stage, path)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    remove_stale_stages(path, "previous")
+    with staged_folder(path, "previous") as stage:
+        yield os.fspath(stage)
 
 
 def prepare_sequences(
@@ -238,7 +219,7 @@ def prepare_sequences(
 
     Example:
     >>> import os, tempfile
-    >>> from keras_yt.data._prepare_common import read_sequences
+    >>> from keras_yt.data._prepared_folder import read_sequences
     >>> folder = tempfile.mkdtemp()
     >>> with open(os.path.join(folder, "log.csv"), "w") as f:
     ...     _ = f.write("user,video,timestamp\\n1,4,0\\n1,5,1\\n1,6,2\\n1,7,3\\n")
@@ -254,7 +235,7 @@ def prepare_sequences(
         _check_int(name, value)
     if max_windows_per_user is not None:
         _check_int("max_windows_per_user", max_windows_per_user)
-    paths = common.expand(log)
+    paths = log_files.expand(log)
     out = check_target(out)
     with _staged(out) as stage:
         spill = os.fspath(temp_directory) if temp_directory else os.path.join(stage, ".spill")

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from keras_yt.data import _prepare_common as common
+from keras_yt.data import _log_files as log_files
+from keras_yt.data import _prepared_folder as prepared_folder
+from keras_yt.data.io import WATCH_COLUMNS
 
 ID_PATTERN = r"^[0-9]+\s*$"
 
@@ -71,7 +73,7 @@ def run_sequences(paths: list[str], stage: str, max_history: int, max_windows: i
     try:
         w, kinds = _load(spark, paths)
         n_rows, vocab, s = _model_ids(spark, F, w, kinds)
-        common.write_vocabularies(stage, vocab, kinds, vocab["videos"][1])
+        prepared_folder.write_vocabularies(stage, vocab, kinds, vocab["videos"][1])
         H = int(max_history)
         by_time = Window.partitionBy("user").orderBy("ts", "_fi", "_row")
         p = (s.withColumn("pos", F.row_number().over(by_time) - 1)
@@ -95,8 +97,8 @@ def run_sequences(paths: list[str], stage: str, max_history: int, max_windows: i
                         .cast("float")).alias("example_age"),
             F.col("sequence_length").cast("int").alias("sequence_length"))
         windows.write.option("maxRecordsPerFile", rows_per_shard).parquet(
-            os.path.join(stage, common.SEQUENCE_DIR))
-        count = spark.read.parquet(os.path.join(stage, common.SEQUENCE_DIR)).count()
+            os.path.join(stage, prepared_folder.SEQUENCE_DIR))
+        count = spark.read.parquet(os.path.join(stage, prepared_folder.SEQUENCE_DIR)).count()
         return {"counts": {"windows": count, "watches": n_rows},
                 "example_age_reference": reference}
     finally:
@@ -137,12 +139,12 @@ def _load(spark, paths: list[str]):
             df = spark.read.parquet(*paths)
         except Exception as error:
             raise ValueError(f"watch log {paths[0]!r}: not a readable Parquet file "
-                             f"({common.first_line(error)})") from None
+                             f"({log_files.first_line(error)})") from None
         columns = {f.name: f.dataType for f in df.schema.fields}
     else:
         header = None
         for path in paths:
-            this = common.csv_header(path)
+            this = log_files.csv_header(path)
             if header is not None and this != header:
                 raise ValueError(f"watch log {path!r}: header {this} differs from the header "
                                  f"{header} of {paths[0]!r}; every shard needs the same columns")
@@ -151,10 +153,10 @@ def _load(spark, paths: list[str]):
         df = spark.read.csv(paths, header=True, schema=schema, mode="FAILFAST",
                             enforceSchema=True, quote='"', escape='"')
         columns = {c: T.StringType() for c in header}
-    missing = [c for c in common.WATCH_COLUMNS if c not in columns]
+    missing = [c for c in WATCH_COLUMNS if c not in columns]
     if missing:
         raise ValueError(f"watch log {paths[0]!r} is missing column(s) {missing}; expected "
-                         f"columns {list(common.WATCH_COLUMNS)} (+ optional 'watch_time')")
+                         f"columns {list(WATCH_COLUMNS)} (+ optional 'watch_time')")
     # Input order: files in sorted-name order, rows in file order within a file.
     order = {p: i for i, p in enumerate(paths)}
     df = df.withColumn("_file", F.input_file_name()).withColumn(
@@ -192,8 +194,8 @@ def _spark_error(error: BaseException) -> str:
     text = str(error)
     if "Malformed" in text or "malformed" in text:
         return ("a malformed CSV row (a row with more or fewer values than the header, or a "
-                "bad quote); " + common.first_line(error)[:300])
-    return common.first_line(error)[:300]
+                "bad quote); " + log_files.first_line(error)[:300])
+    return log_files.first_line(error)[:300]
 
 
 def _id_kind(F, T, df, name: str, dtype):
@@ -239,7 +241,7 @@ def _check(F, df, bad, name: str, expected: str) -> None:
     value, filename = rows[0]["value"], rows[0]["_file"]
     local = filename[len("file:"):] if filename.startswith("file:") else filename
     index = df.filter((F.col("_fi") == rows[0]["_fi"]) & (F.col("_row") < rows[0]["_row"]))
-    where = common.where(local, index.count()) if os.path.exists(local) else ""
+    where = log_files.where(local, index.count()) if os.path.exists(local) else ""
     raise ValueError(f"Column '{name}' of watch log {local!r} must hold {expected}; got "
                      f"{value!r} {where}".rstrip())
 
@@ -288,7 +290,7 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
     video_counts = np.zeros(len(vocab["videos"][0]), np.int64)
     for video, count in counts.items():
         video_counts[video - 1] = count
-    common.write_vocabularies(stage, vocab, kinds, video_counts)
+    prepared_folder.write_vocabularies(stage, vocab, kinds, video_counts)
 
     ref = {k: float(v if v is not None else 0.0) for k, v in reference.items()}
     age_ref = (F.when(F.col("role") == 2, F.lit(ref[2]))
@@ -299,9 +301,10 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
         F.col("wt").cast("float").alias("watch_time"),
         ((age_ref - F.col("ts")) / 86400.0).cast("float").alias("example_age"),
         F.col("watch_history").cast("array<int>").alias("watch_history"))
-    columns = list(common.EXAMPLE_COLUMNS)
+    columns = list(prepared_folder.EXAMPLE_COLUMNS)
     sizes = {}
-    for role, name in ((0, common.TRAIN_DIR), (1, "validation.parquet"), (2, "test.parquet")):
+    for role, name in ((0, prepared_folder.TRAIN_DIR), (1, "validation.parquet"),
+                       (2, "test.parquet")):
         part = examples.filter(F.col("role") == role).select(*columns)
         writer = part.write.mode("error").option("maxRecordsPerFile", rows_per_shard)
         writer.parquet(os.path.join(stage, name))
@@ -314,7 +317,7 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
         os.path.join(stage, "latest.parquet"))
     sizes["users"] = last.count()
     (p.select(F.col("user").cast("long").alias("user"), "video").distinct()
-     .orderBy("user", "video").write.parquet(common.watched_path(stage)))
+     .orderBy("user", "video").write.parquet(prepared_folder.watched_path(stage)))
     p.unpersist()
     sizes["watches"] = int(n_rows)
     return {"counts": sizes, "example_age_reference": {

@@ -13,6 +13,7 @@ from keras_yt._distributed_inputs import (
     _place_variables,
     padded_rows,
 )
+from keras_yt.layers.embedding_bag import EmbeddingBag
 
 _VIDEO_ID_FEATURES = ("watch_history", "video_id")
 
@@ -120,6 +121,42 @@ class FeatureModelMixin:
         self.compile(optimizer=config.get("optimizer"))
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    # ------------------------------------------------------------ layers both models build
+
+    def _make_categorical_embeddings(self, categorical_features: dict) -> dict:
+        """`{name: EmbeddingBag}` of the checked `categorical_features` (id 0 embeds to zeros)."""
+        return {
+            name: EmbeddingBag(spec["input_dim"], spec["output_dim"], dtype=self.dtype_policy,
+                               name=f"{name}_embedding")
+            for name, spec in categorical_features.items()
+        }
+
+    def _make_relu_tower(self, hidden_units: tuple, dropout: float, seed,
+                         last_activation: str = "relu") -> None:
+        """Sets `self.tower`, one `Dense` per width of `hidden_units` (named `relu_0`, ...; the
+        last with `last_activation`), and `self.dropout_layer` (`None` when `dropout` is 0)."""
+        policy = self.dtype_policy
+        self.tower = [
+            keras.layers.Dense(
+                units,
+                activation="relu" if i < len(hidden_units) - 1 else last_activation,
+                dtype=policy,
+                name=f"relu_{i}",
+            )
+            for i, units in enumerate(hidden_units)
+        ]
+        self.dropout_layer = (
+            keras.layers.Dropout(dropout, seed=seed, dtype=policy) if dropout > 0 else None
+        )
+
+    def _apply_relu_tower(self, x, training: bool = False):
+        """`x` through `self.tower`, with dropout after each layer in training."""
+        for dense in self.tower:
+            x = dense(x)
+            if self.dropout_layer is not None:
+                x = self.dropout_layer(x, training=training)
+        return x
 
     # ------------------------------------------------------------ checks of numpy inputs
 

@@ -260,23 +260,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             if use_example_age
             else None
         )
-        self.categorical_embeddings = {
-            name: EmbeddingBag(spec["input_dim"], spec["output_dim"], dtype=policy,
-                               name=f"{name}_embedding")
-            for name, spec in categorical_features.items()
-        }
-        self.tower = [
-            keras.layers.Dense(
-                units,
-                activation="relu" if i < len(hidden_units) - 1 else user_vector_activation,
-                dtype=policy,
-                name=f"relu_{i}",
-            )
-            for i, units in enumerate(hidden_units)
-        ]
-        self.dropout_layer = (
-            keras.layers.Dropout(dropout, seed=seed, dtype=policy) if dropout > 0 else None
-        )
+        self.categorical_embeddings = self._make_categorical_embeddings(categorical_features)
+        self._make_relu_tower(hidden_units, dropout, seed, last_activation=user_vector_activation)
         if num_sampled == "auto":
             resolved = None if num_videos <= FULL_SOFTMAX_MAX_VIDEOS else AUTO_NUM_SAMPLED
         elif num_sampled is None or not isinstance(num_sampled, str):
@@ -395,11 +380,7 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
                 for p in parts
             ]
         x = ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
-        for dense in self.tower:
-            x = dense(x)
-            if self.dropout_layer is not None:
-                x = self.dropout_layer(x, training=training)
-        return x
+        return self._apply_relu_tower(x, training=training)
 
     def call(self, inputs, training=False):
         # In training the attention encoder gives the user vector after every watch, for

@@ -99,23 +99,13 @@ class Ranker(FeatureModelMixin, PresetMixin, keras.Model):
         self.video_embedding = EmbeddingBag(
             num_videos, video_embedding_dim, dtype=policy, name="video_embedding"
         )
-        self.categorical_embeddings = {
-            name: EmbeddingBag(spec["input_dim"], spec["output_dim"], dtype=policy,
-                               name=f"{name}_embedding")
-            for name, spec in self.categorical_features.items()
-        }
+        self.categorical_embeddings = self._make_categorical_embeddings(categorical_features)
         self.normalizers = {
             name: QuantileNormalization(num_quantiles, powers=True, dtype=policy,
                                         name=f"{name}_quantiles")
             for name in self.continuous_features
         }
-        self.tower = [
-            keras.layers.Dense(units, activation="relu", dtype=policy, name=f"relu_{i}")
-            for i, units in enumerate(hidden_units)
-        ]
-        self.dropout_layer = (
-            keras.layers.Dropout(dropout, seed=seed, dtype=policy) if dropout > 0 else None
-        )
+        self._make_relu_tower(hidden_units, dropout, seed)
         self.head = WeightedLogisticRegression(dtype=policy, name="watch_time")
 
     def feature_specs(self) -> dict:
@@ -167,11 +157,7 @@ class Ranker(FeatureModelMixin, PresetMixin, keras.Model):
         for name, layer in self.normalizers.items():
             parts.append(layer(features[name]))
         x = ops.concatenate(parts, axis=-1)
-        for dense in self.tower:
-            x = dense(x)
-            if self.dropout_layer is not None:
-                x = self.dropout_layer(x, training=training)
-        return self.head.logit(x)
+        return self.head.logit(self._apply_relu_tower(x, training=training))
 
     def call(self, inputs, training=False):
         logit = self.logit(inputs, training=training)

@@ -1,13 +1,26 @@
-"""What the row-wise optimizers share: clipping row-sparse gradients without densifying them.
+"""What the row-wise optimizers share: the row-sparse update step and clipping row-sparse
+gradients without densifying them.
 
 Which variables are embedding tables (whose slots may be kept compact) is `keras_yt._table_marks`.
 """
 
+from keras import ops
+
 from keras_yt import backend
 
 
-class RowSparseClippingMixin:
+class RowSparseOptimizerMixin:
     """Base of the optimizers that take row-sparse gradients (also `RowGradient` on JAX).
+
+    The update step: for a row-sparse gradient (`backend.row_sparse_parts` gives its distinct
+    rows and their summed values) only the touched rows of the slot variables are read
+    (`backend.gather_rows`), given the optimizer's rule (`_row_rule`) and written back
+    (`backend.scatter_assign_rows`), and the rule's step is subtracted from the same rows of the
+    variable (`_subtract_rows`, `backend.scatter_sub_rows` unless a subclass says otherwise).
+    Dense gradients go to `_dense_update_step` (the Keras optimizer's own step by default).
+
+    A subclass puts this mixin before its Keras optimizer and says which slots a variable has
+    (`_row_slots`) and how one step changes them (`_row_rule`).
 
     `clipnorm`, `global_clipnorm` and `clipvalue` act on the summed rows of row-sparse
     gradients: Keras' clipping densifies them (and `tf.clip_by_norm` on repeated rows uses the
@@ -16,6 +29,58 @@ class RowSparseClippingMixin:
     """
 
     takes_row_gradients = True
+
+    def _row_slots(self, variable) -> list:
+        """The slot variables of `variable` that `_row_rule` reads and writes, in its order."""
+        raise NotImplementedError
+
+    def _row_rule(self, variable, slot_rows: list, gradient, learning_rate) -> tuple:
+        """One step of the optimizer on some rows (or on whole variables).
+
+        Args:
+            variable: the variable updated (for its dtype and what kind of slots it has).
+            slot_rows: the current rows of `_row_slots(variable)`, in that order.
+            gradient: the gradient rows, cast to `variable.dtype`.
+            learning_rate: the step's learning rate.
+
+        Returns:
+            `(new_slot_rows, step)`: the slots' new rows (a list in the same order) and what to
+            subtract from the variable's rows.
+        """
+        raise NotImplementedError
+
+    def _dense_update_step(self, gradient, variable, learning_rate):
+        """The step for a dense gradient: the Keras optimizer's own."""
+        return super().update_step(gradient, variable, learning_rate)
+
+    def _rule_update_dense(self, gradient, variable, learning_rate) -> None:
+        """`_row_rule` applied to whole variables (for dense gradients of rule-only slots)."""
+        slots = self._row_slots(variable)
+        new_values, step = self._row_rule(
+            variable, [slot.value for slot in slots], ops.cast(gradient, variable.dtype),
+            learning_rate,
+        )
+        for slot, value in zip(slots, new_values):
+            slot.assign(ops.cast(value, slot.dtype))
+        variable.assign_sub(step)
+
+    def _subtract_rows(self, variable, indices, step) -> None:
+        """Subtracts `step` from the (distinct) rows `indices` of `variable`."""
+        backend.scatter_sub_rows(variable, indices, step)
+
+    def update_step(self, gradient, variable, learning_rate):
+        rows = backend.row_sparse_parts(gradient)
+        if rows is None:
+            return self._dense_update_step(gradient, variable, learning_rate)
+        indices, values = rows
+        slots = self._row_slots(variable)
+        new_rows, step = self._row_rule(
+            variable, [backend.gather_rows(slot, indices) for slot in slots],
+            ops.cast(values, variable.dtype), learning_rate,
+        )
+        for slot, slot_rows in zip(slots, new_rows):
+            backend.scatter_assign_rows(slot, indices, ops.cast(slot_rows, slot.dtype))
+        self._subtract_rows(variable, indices, step)
 
     def _clip_gradients(self, grads):
         if not (self.clipnorm or self.global_clipnorm or self.clipvalue):

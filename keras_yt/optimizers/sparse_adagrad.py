@@ -3,12 +3,11 @@
 import keras
 from keras import ops
 
-from keras_yt import backend
-from keras_yt.optimizers._row_sparse import RowSparseClippingMixin
+from keras_yt.optimizers._row_sparse import RowSparseOptimizerMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")
-class SparseAdagrad(RowSparseClippingMixin, keras.optimizers.Adagrad):
+class SparseAdagrad(RowSparseOptimizerMixin, keras.optimizers.Adagrad):
     """Adagrad whose step cost does not grow with the size of an embedding table.
 
     An embedding lookup gives a row-sparse gradient (a `tf.IndexedSlices` on the TensorFlow
@@ -84,15 +83,10 @@ class SparseAdagrad(RowSparseClippingMixin, keras.optimizers.Adagrad):
             **kwargs,
         )
 
-    def update_step(self, gradient, variable, learning_rate):
-        rows = backend.row_sparse_parts(gradient)
-        if rows is None:
-            return super().update_step(gradient, variable, learning_rate)
-        indices, values = rows
-        accumulator = self._accumulators[self._get_variable_index(variable)]
-        values = ops.cast(values, variable.dtype)
+    def _row_slots(self, variable) -> list:
+        return [self._accumulators[self._get_variable_index(variable)]]
+
+    def _row_rule(self, variable, slot_rows, gradient, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
-        new_accumulator_rows = backend.gather_rows(accumulator, indices) + ops.square(values)
-        backend.scatter_assign_rows(accumulator, indices, new_accumulator_rows)
-        step = lr * values / ops.sqrt(new_accumulator_rows + self.epsilon)
-        backend.scatter_sub_rows(variable, indices, step)
+        accumulator = slot_rows[0] + ops.square(gradient)
+        return [accumulator], lr * gradient / ops.sqrt(accumulator + self.epsilon)

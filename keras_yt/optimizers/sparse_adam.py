@@ -7,11 +7,11 @@ from keras import ops
 
 from keras_yt import backend
 from keras_yt._table_marks import is_embedding_table
-from keras_yt.optimizers._row_sparse import RowSparseClippingMixin
+from keras_yt.optimizers._row_sparse import RowSparseOptimizerMixin
 
 
 @keras.saving.register_keras_serializable(package="keras_yt")
-class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
+class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
     """Adam whose step cost does not grow with the size of an embedding table ("lazy" Adam).
 
     For a row-sparse gradient (an embedding lookup's `tf.IndexedSlices` on TensorFlow) only the
@@ -155,49 +155,36 @@ class SparseAdam(RowSparseClippingMixin, keras.optimizers.Adam):
         beta_2 = ops.cast(self.beta_2, dtype)
         return lr * ops.sqrt(1 - ops.power(beta_2, step)) / (1 - ops.power(beta_1, step))
 
-    def _compact_update(self, m, v, g, alpha):
-        """New `(m, v, step)` of the compact rule: `m` float32 rows, `v` one value per row."""
-        m = self.beta_1 * ops.cast(m, g.dtype) + (1 - self.beta_1) * g
-        v = self.beta_2 * v + (1 - self.beta_2) * ops.mean(ops.square(g), axis=-1, keepdims=True)
-        return m, v, m * (alpha / (ops.sqrt(v) + self.epsilon))
-
-    def update_step(self, gradient, variable, learning_rate):
-        rows = backend.row_sparse_parts(gradient)
+    def _row_slots(self, variable) -> list:
         index = self._get_variable_index(variable)
-        momentum, velocity = self._momentums[index], self._velocities[index]
-        dtype = variable.dtype
-        if rows is None:
-            if not self._is_compact(variable):
-                return super().update_step(gradient, variable, learning_rate)
-            m, v, step = self._compact_update(
-                momentum.value, velocity.value, ops.cast(gradient, dtype),
-                self._alpha(learning_rate, dtype),
-            )
-            momentum.assign(ops.cast(m, momentum.dtype))
-            velocity.assign(v)
-            variable.assign_sub(step)
-            return
-        indices, values = rows
-        values = ops.cast(values, dtype)
-        alpha = self._alpha(learning_rate, dtype)
+        return [self._momentums[index], self._velocities[index]]
+
+    def _row_rule(self, variable, slot_rows, gradient, learning_rate):
+        (m, v), g = slot_rows, gradient
+        alpha = self._alpha(learning_rate, variable.dtype)
         if self._is_compact(variable):
-            m, v, step = self._compact_update(
-                backend.gather_rows(momentum, indices), backend.gather_rows(velocity, indices),
-                values, alpha,
+            # `m` float32 rows (stored bfloat16 on TensorFlow), `v` one value per row.
+            m = self.beta_1 * ops.cast(m, g.dtype) + (1 - self.beta_1) * g
+            v = self.beta_2 * v + (1 - self.beta_2) * ops.mean(
+                ops.square(g), axis=-1, keepdims=True
             )
-            backend.scatter_assign_rows(momentum, indices, ops.cast(m, momentum.dtype))
-            backend.scatter_assign_rows(velocity, indices, v)
-            # A gather and an assignment of the (distinct) rows: cheaper than a scatter-sub.
-            backend.scatter_assign_rows(
-                variable, indices, backend.gather_rows(variable, indices) - step
-            )
-            return
-        m = self.beta_1 * backend.gather_rows(momentum, indices) + (1 - self.beta_1) * values
-        v = self.beta_2 * backend.gather_rows(velocity, indices) + (
-            1 - self.beta_2) * ops.square(values)
-        backend.scatter_assign_rows(momentum, indices, m)
-        backend.scatter_assign_rows(velocity, indices, v)
-        backend.scatter_sub_rows(variable, indices, alpha * m / (ops.sqrt(v) + self.epsilon))
+            return [m, v], m * (alpha / (ops.sqrt(v) + self.epsilon))
+        m = self.beta_1 * m + (1 - self.beta_1) * g
+        v = self.beta_2 * v + (1 - self.beta_2) * ops.square(g)
+        return [m, v], alpha * m / (ops.sqrt(v) + self.epsilon)
+
+    def _dense_update_step(self, gradient, variable, learning_rate):
+        if not self._is_compact(variable):
+            return super()._dense_update_step(gradient, variable, learning_rate)
+        self._rule_update_dense(gradient, variable, learning_rate)
+
+    def _subtract_rows(self, variable, indices, step) -> None:
+        if not self._is_compact(variable):
+            return super()._subtract_rows(variable, indices, step)
+        # A gather and an assignment of the (distinct) rows: cheaper than a scatter-sub.
+        backend.scatter_assign_rows(
+            variable, indices, backend.gather_rows(variable, indices) - step
+        )
 
     def get_config(self):
         return {**super().get_config(), "compact_table_moments": self.compact_table_moments}

@@ -9,7 +9,7 @@ import pytest
 from keras_yt import data as yt_data
 from keras_yt import pipeline
 from keras_yt.data import ExampleShards, Vocabulary, prepare_examples
-from keras_yt.data import _prepare_common as common
+from keras_yt.data import _prepared_folder as prepared_folder
 from keras_yt.evaluation import LeaveLastOut
 
 
@@ -179,7 +179,7 @@ def test_a_failed_prepare_leaves_no_output_and_the_previous_one_intact(tmp_path,
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common, "split_and_write", killed)
+    monkeypatch.setattr(prepared_folder, "split_and_write", killed)
     with pytest.raises(KeyboardInterrupt):
         prepare_examples(path, tmp_path / "ex", max_history=9)
     assert sorted(os.listdir(tmp_path / "ex")) == before

@@ -7,7 +7,7 @@ import pytest
 
 from keras_yt import data as yt_data
 from keras_yt import pipeline
-from keras_yt.data._prepare_common import read_sequences
+from keras_yt.data._prepared_folder import read_sequences
 from keras_yt.data.prepare import prepare_sequences
 from tests.data.test_prepare import random_log, write_csv
 

@@ -1,122 +1,25 @@
-"""Helpers shared by the DuckDB and Spark example-generation engines (private).
+"""The files of a prepared folder, written by the DuckDB and Spark engines (private).
 
 Both engines end in the same place: a stream of Arrow record batches with one row per kept
 watch (`role`, `last`, `user`, `label`, `timestamp`, `watch_time`, `example_age` and the
 unpadded `watch_history`, oldest first), which `split_and_write` writes as the prepared folder's
-Parquet files (see `keras_yt.data.prepare`).
+Parquet files (see `keras_yt.data.prepare`); `write_sequences` / `read_sequences` do the same
+for the per-user sequence windows of `prepare_sequences`, and `write_vocabularies` writes the
+folder's `videos.h5` and `users.h5`.
 """
 
 from __future__ import annotations
 
-import csv
-import glob as globlib
 import os
-import re
-from typing import Any
 
 import numpy as np
 
-from keras_yt.data.io import WATCH_COLUMNS
 from keras_yt.data.vocabulary import Vocabulary
 
 BATCH_ROWS = 1 << 16
 ROW_GROUP_ROWS = 1 << 16
 TRAIN_DIR = "train"
 ROLE_TRAIN, ROLE_VALIDATION, ROLE_TEST, ROLE_NONE = 0, 1, 2, 3
-
-__all__ = ["WATCH_COLUMNS"]
-
-
-# ---------------------------------------------------------------------- inputs
-
-
-def expand(log: Any) -> list[str]:
-    """The files of a log: a file, a folder of shards (*.csv / *.parquet), or a glob; sorted."""
-    if isinstance(log, (list, tuple)):
-        out = []
-        for item in log:
-            out.extend(expand(item))
-        return out
-    path = os.fspath(log)
-    if os.path.isdir(path):
-        files = sorted(f for ext in ("csv", "parquet", "pq")
-                       for f in globlib.glob(os.path.join(path, f"*.{ext}")))
-        if not files:
-            raise ValueError(f"watch log folder {path!r} holds no .csv or .parquet files")
-        return files
-    if any(ch in path for ch in "*?["):
-        files = sorted(f for f in globlib.glob(path) if os.path.isfile(f))
-        if not files:
-            raise FileNotFoundError(f"watch log pattern {path!r} matches no file")
-        return files
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"watch log {path!r} does not exist")
-    return [path]
-
-
-def csv_header(path: str) -> list[str]:
-    """The checked header of a CSV watch log (same checks and messages as `read_watch_log`)."""
-    from keras_yt.data.io import _csv_header, _decoded_lines
-
-    with open(path, "rb") as f:
-        return _csv_header(path, _decoded_lines(path, f))
-
-
-def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def duckdb_csv_error(error: BaseException) -> str:
-    """A one-paragraph message from a DuckDB CSV reader error, keeping its file and line."""
-    text = str(error)
-    line = re.search(r"CSV Error on Line: (\d+)", text)
-    found = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
-    original = re.search(r"Original Line: (.*)", text)
-    name = re.search(r"^\s*file = (.*)$", text, flags=re.M)
-    where = f"{name.group(1).strip()!r} " if name else ""
-    if line and found:
-        expected, got = int(found.group(1)), int(found.group(2))
-        extra = "an extra value" if got > expected else "a missing value"
-        return (f"{where}line {line.group(1)}: {got} values for {expected} header columns "
-                f"({extra}); expected one value per column"
-                + (f" (line: {original.group(1).strip()!r})" if original else ""))
-    if line:
-        body = text.split("Possible fixes")[0].split("\n", 1)[-1].strip().replace("\n", "; ")
-        return f"{where}line {line.group(1)}: {body}"
-    if "unicode" in text.lower() or "utf" in text.lower():
-        return ("not UTF-8 text; expected a CSV text file (is it a binary file?) "
-                f"({first_line(error)})")
-    return first_line(error)
-
-
-def where(filename: str, index: int) -> str:
-    """'on line N' of a CSV file's `index`-th data row (0-based), or the Parquet row group."""
-    if filename.lower().endswith((".parquet", ".pq")):
-        import pyarrow.parquet as pq
-
-        meta = pq.ParquetFile(filename).metadata
-        start = 0
-        for group in range(meta.num_row_groups):
-            rows = meta.row_group(group).num_rows
-            if index < start + rows:
-                return f"in row {index} (row group {group}, row {index - start} in it)"
-            start += rows
-        return f"in row {index}"
-    with open(filename, newline="", encoding="utf-8-sig", errors="replace") as f:
-        reader = csv.reader(f)
-        next(reader, None)  # the header
-        k = -1
-        for row in reader:
-            if not row or not "".join(row).strip():
-                continue
-            k += 1
-            if k == index:
-                return f"on line {reader.line_num}"
-    return f"in data row {index + 1}"
-
-
-# ---------------------------------------------------------------------- outputs
 
 
 def watched_path(stage: str) -> str:
