@@ -100,14 +100,50 @@ def log_period(raw: dict) -> dict:
 # ---------------------------------------------------------------------- checks
 
 
-def _old_model_class(path: Path) -> str:
-    """The class name in a `.keras` archive's config, without loading Keras."""
+def _old_model_config(path: Path) -> dict:
+    """The saved config (`class_name`, `config`) of a `.keras` archive, without loading Keras."""
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
     except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as error:
         raise ValueError(f"{str(path)!r} is not a readable .keras model ({error})") from None
-    return str(config.get("class_name", "?"))
+    return config if isinstance(config, dict) else {}
+
+
+def _old_model_class(path: Path) -> str:
+    """The class name in a `.keras` archive's config, without loading Keras."""
+    return str(_old_model_config(path).get("class_name", "?"))
+
+
+def _reads_sequences(path: Path) -> bool:
+    """Whether the saved candidate generator has the attention history encoder (it trains on
+    sequence windows, every position at once)."""
+    config = _old_model_config(path).get("config") or {}
+    return isinstance(config, dict) and config.get("history_encoder") == "attention"
+
+
+def _fresh_sequence_examples(
+    watches: np.ndarray, fit_watches: np.ndarray, last: float, max_history: int, end: float
+) -> dict:
+    """Sequence windows whose labels are only the watches new since the old run.
+
+    Every watch stays an input (the context of the new ones); a position keeps its label if the
+    label is after the old run's last watch, or was held out by the old run (so never trained
+    on); other labels become 0 (no label), and windows left without a label are dropped.
+    """
+    from keras_yt.data import sequence_examples
+
+    examples = sequence_examples(fit_watches, max_history=max_history,
+                                 max_windows_per_user=None, example_age_reference=end)
+    positions = {"user": np.repeat(examples["user"], max_history),
+                 "label": examples["label"].reshape(-1),
+                 "timestamp": examples["timestamp"].reshape(-1)}
+    fresh = (positions["timestamp"] > last) | _held_out_by_old_run(watches, last, positions)
+    fresh = (fresh & (positions["label"] > 0)).reshape(examples["label"].shape)
+    examples["label"] = np.where(fresh, examples["label"], 0)
+    examples["example_age"] = np.where(fresh, examples["example_age"], 0).astype(np.float32)
+    keep = fresh.any(axis=1)
+    return {k: v[keep] for k, v in examples.items()}
 
 
 def _check_old_run(old, out: Path) -> dict:
@@ -317,18 +353,22 @@ def warm_start(
     watches["watch_time"] = raw["watch_time"]
     split = LeaveLastOut(watches, max_history=max_history, num_items=videos.size,
                          example_age_reference=end)
-    examples = yt_data.candidate_examples(
-        split.fit_watches, max_history=max_history, max_examples_per_user=max_examples_per_user,
-        example_age_reference=end,
-    )
-    fresh = examples["timestamp"] > period["last_timestamp"]
-    fresh |= _held_out_by_old_run(watches, period["last_timestamp"], examples)
-    examples = {k: v[fresh] for k, v in examples.items()}
+    if _reads_sequences(old.model_path):  # every new watch a label, the old ones context
+        examples = _fresh_sequence_examples(watches, split.fit_watches,
+                                            period["last_timestamp"], max_history, end)
+    else:
+        examples = yt_data.candidate_examples(
+            split.fit_watches, max_history=max_history,
+            max_examples_per_user=max_examples_per_user, example_age_reference=end,
+        )
+        fresh = examples["timestamp"] > period["last_timestamp"]
+        fresh |= _held_out_by_old_run(watches, period["last_timestamp"], examples)
+        examples = {k: v[fresh] for k, v in examples.items()}
     if len(examples["label"]) == 0:
         raise ValueError(f"{name!r} has no training example after the --init-from run's last "
                          f"watch ({_when(period['last_timestamp'])}): nothing new to train on")
     timings["examples"] = time.perf_counter() - step
-    say(f"    {len(examples['label']):,} training examples after {_when(period['last_timestamp'])}"
+    say(f"    {np.count_nonzero(examples['label']):,} training examples after {_when(period['last_timestamp'])}"
         f", {len(split.validation['label']):,} validation users")
 
     step = time.perf_counter()
@@ -365,7 +405,7 @@ def warm_start(
         "old_last_timestamp": period["last_timestamp"],
         "new_videos": int(videos.size - old.videos.size),
         "new_users": int(users.size - old.users.size),
-        "examples": int(len(examples["label"])),
+        "examples": int(np.count_nonzero(examples["label"])),  # labels (sequences: positions)
         "new_rows": new_rows,
         "optimizer": report["optimizer"],
         "grown_variables": report["grown"],

@@ -359,3 +359,41 @@ def test_a_new_video_everyone_watches_next_is_recommended_to_new_users(tmp_path)
     assert ids[1, -1] == run.videos.size - 1  # v30: the one new video, appended last
     expected = model.user_model().predict({"watch_history": ids}, verbose=0)
     np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_a_sequential_run_warm_starts_on_sequence_windows_labelled_with_the_new_watches(
+        tmp_path):
+    from keras_yt.data import read_raw_watch_log
+
+    old_log, grown_log = write_logs(tmp_path)
+    assert main(["train", "--log", str(old_log), "--out", str(tmp_path / "old"), "--epochs", "1",
+                 "--preset", "movielens_sequential", "--max-history", "10"]) == 0
+    raw = read_raw_watch_log(grown_log)
+    seen = {}
+
+    import keras_yt.pipeline as pipeline
+
+    original = pipeline.train_candidate_generator
+
+    def spy(model, examples, validation, *args):
+        seen["examples"] = examples
+        return original(model, examples, validation, *args)
+
+    pipeline.train_candidate_generator = spy
+    try:
+        info = warm_start(raw, tmp_path / "new", tmp_path / "old", epochs=1, verbose=False)
+    finally:
+        pipeline.train_candidate_generator = original
+    examples = seen["examples"]
+    labelled = examples["label"] > 0
+    assert examples["label"].shape[1] == 10 and labelled.any(axis=1).all()
+    # The same labels as the bag model's warm start (see the test above): the new watches and
+    # the old run's held-out ones, each once; the old watches stay inputs (context).
+    assert labelled.sum() == 20 * 3 + 6 * 2 == info["examples"]
+    old_end = 1_000_000 + 1000 * (N_USERS - 1) + STEPS - 1
+    before = examples["timestamp"][labelled] <= old_end
+    assert before.sum() == 2 * (N_USERS // 2)
+    assert set(((examples["timestamp"][labelled][before] - 1_000_000) % 1000).tolist()) == {
+        STEPS - 2, STEPS - 1}
+    assert (examples["watch_history"] > 0).sum(axis=1).max() >= STEPS
+    assert np.all(examples["example_age"][~labelled] == 0)
