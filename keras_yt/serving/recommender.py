@@ -29,7 +29,8 @@ class Recommender:
     over 200k x 256 floats takes a few ms, while loading a PyNNDescent index recompiles its
     search in 3-5 s), else the index if the run has one.
 
-    Thread-safe: the user tower runs under a lock, the indexes are safe to query from several
+    Thread-safe: on TensorFlow the user tower is compiled `tf.function`s that threads call
+    concurrently (elsewhere it runs under a lock); the indexes are safe to query from several
     threads (`CandidateIndex` serialises its graph search).
 
     Args:
@@ -63,6 +64,7 @@ class Recommender:
         self.max_history = int(self.run.latest_features([0])["watch_history"].shape[1])
         self._model = None
         self._tower = None
+        self._compiled = None  # the tower's tf.functions (False off TensorFlow), made on first use
         self._lock = threading.Lock()
         stored = self.run.serving_arrays()
         if stored is None or warm:
@@ -164,11 +166,55 @@ class Recommender:
         return features
 
     def user_vectors(self, features: dict) -> np.ndarray:
-        """User vectors of a batch of features (model ids), computed under the tower's lock."""
-        tower = self.tower
-        inputs = {name: features[name] for name in tower.input}
+        """User vectors of a batch of features (model ids).
+
+        On TensorFlow the user tower runs as a concrete `tf.function` (the graph that `keras-yt
+        export` writes into the SavedModel, without its raw-id lookup and without Keras'
+        per-call set-up), which threads call concurrently; a single user goes through an
+        XLA-compiled copy of it (one fused program: a 200-watch attention history in about
+        half the plain graph's time), when XLA compiles the tower. Other backends run
+        `predict_on_batch` (a compiled step) under the tower's lock. All give the Keras model's
+        user vectors (to float32 rounding).
+        """
+        compiled = self._compiled_tower()
+        if compiled is not None:
+            return self._run_compiled(compiled, features)
+        inputs = {name: features[name] for name in self.tower.input}
         with self._lock:
-            return np.asarray(tower.predict_on_batch(inputs), dtype=np.float32)
+            return np.asarray(self.tower.predict_on_batch(inputs), dtype=np.float32)
+
+    @staticmethod
+    def _run_compiled(compiled: dict, features: dict) -> np.ndarray:
+        import tensorflow as tf
+
+        tensors = {name: tf.convert_to_tensor(
+            features[name] if dtype is None else np.asarray(features[name], dtype=dtype))
+            for name, dtype in compiled["dtypes"].items()}
+        single = compiled["single"]
+        function = single if single is not None and len(features["watch_history"]) == 1 else \
+            compiled["batch"]
+        return function(tensors).numpy().astype(np.float32, copy=False)
+
+    def _compiled_tower(self) -> dict | None:
+        """The user tower's compiled functions on TensorFlow (`{"batch", "single", "dtypes"}`:
+        any batch size; one user, XLA, or None where XLA cannot compile the tower; the numpy
+        dtype of each input, None for strings), None on other backends. Made on first use."""
+        if self._compiled is not None:
+            return self._compiled or None
+        import keras
+
+        tower = self.tower
+        with self._lock:
+            if self._compiled is None:
+                self._compiled = False
+                if keras.backend.backend() == "tensorflow":
+                    self._compiled = _compile_tower(tower)
+                    try:  # XLA compiles on the first call: a tower it cannot take stays plain
+                        self._run_compiled(self._compiled, self._default_features(
+                            np.zeros((1, self.max_history), np.int32)))
+                    except Exception:  # noqa: BLE001  (XLA raises several error types)
+                        self._compiled["single"] = None
+        return self._compiled or None
 
     # ------------------------------------------------------------------ recommending
 
@@ -308,6 +354,29 @@ class Recommender:
             "search": self.search,
             "run": os.fspath(self.run.path),
         }
+
+
+def _compile_tower(tower) -> dict:
+    """Concrete `tf.function`s of a Keras user tower: any batch size, and one user with XLA."""
+    import tensorflow as tf
+
+    def call(features):
+        return tower(features, training=False)
+
+    def specs(batch):
+        return {name: tf.TensorSpec((batch, *tensor.shape[1:]), tensor.dtype, name=name)
+                for name, tensor in tower.input.items()}
+
+    functions = {
+        "batch": tf.function(call, input_signature=[specs(None)], autograph=False),
+        "single": tf.function(call, input_signature=[specs(1)], autograph=False,
+                              jit_compile=True),
+    }
+    return {
+        **{name: f.get_concrete_function() for name, f in functions.items()},
+        "dtypes": {name: None if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
+                   for name, spec in specs(None).items()},
+    }
 
 
 class _Embeddings:
