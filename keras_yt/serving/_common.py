@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_yt._files import sha256_after
+from keras_yt._files import embeddings_fingerprint, record_seal, seal_state, sha256_after
 
 PAD_ID = -1
 """Id returned in result slots that no eligible item could fill (score `-inf`)."""
@@ -22,17 +22,29 @@ class IndexFileError(ValueError):
 
 
 def check_embeddings(
-    W: Any, b: Any = None, ids: Any = None
+    W: Any, b: Any = None, ids: Any = None, values: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validates output embeddings, biases and ids; returns float32/float32/int64 copies."""
-    W = np.ascontiguousarray(W, dtype=np.float32)
+    """Validates output embeddings, biases and ids; returns float32/float32/int64 arrays.
+
+    With `values=False` (arrays of a file whose checksum was verified before, unchanged since)
+    only shapes and dtypes are checked: a memory-mapped W is not read.
+    """
+    W = W if isinstance(W, np.memmap) and W.dtype == np.float32 and W.flags.c_contiguous \
+        else np.ascontiguousarray(W, dtype=np.float32)
     if W.ndim != 2 or W.shape[0] < 1 or W.shape[1] < 1:
         raise ValueError(
             f"W must be a 2-D array (num_items, dim) with both > 0, got shape {W.shape}"
         )
+    n = W.shape[0]
+    if not values:
+        b = np.zeros(n, np.float32) if b is None else np.ascontiguousarray(b, np.float32)
+        ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids).astype(np.int64)
+        if b.shape != (n,) or ids.shape != (n,):
+            raise ValueError(f"b and ids must have shape ({n},) to match W {W.shape}, got "
+                             f"{b.shape} and {ids.shape}")
+        return W, b, ids
     if not np.isfinite(W).all():
         raise ValueError("W must be finite, got NaN or inf values")
-    n = W.shape[0]
     if b is None:
         b = np.zeros(n, dtype=np.float32)
     b = np.ascontiguousarray(b, dtype=np.float32).reshape(-1) if np.ndim(b) else None
@@ -93,13 +105,7 @@ def model_embeddings(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def fingerprint(W: np.ndarray, b: np.ndarray) -> str:
     """sha256 (hex) of the float32 bytes of W and b, with their shapes."""
-    h = hashlib.sha256()
-    W = np.ascontiguousarray(W, dtype=np.float32)
-    b = np.ascontiguousarray(b, dtype=np.float32)
-    h.update(f"W{W.shape}b{b.shape}".encode())
-    h.update(W.tobytes())
-    h.update(b.tobytes())
-    return h.hexdigest()
+    return embeddings_fingerprint(W, b)
 
 
 def check_user_vectors(user_vectors: Any, dim: int) -> np.ndarray:
@@ -246,8 +252,12 @@ def seal(path: str | os.PathLike) -> None:
         fh.write((_SEAL_MAGIC + digest).ljust(_USERBLOCK, b"\0"))
 
 
-def check_seal(path: str, kind: str) -> None:
-    """Raises `IndexFileError` unless the file's user block holds the sha256 of its contents."""
+def check_seal(path: str, kind: str) -> tuple[str, str]:
+    """Raises `IndexFileError` unless the file's user block holds the sha256 of its contents.
+
+    Returns `(state, digest)`: `"trusted"` when a check of this unchanged file is on record
+    (`keras_yt._files.seal_state`; nothing is read), `"verified"` when hashed now.
+    """
     with open(path, "rb") as fh:
         head = fh.read(_USERBLOCK)
     if len(head) < _USERBLOCK or not head.startswith(_SEAL_MAGIC):
@@ -256,22 +266,26 @@ def check_seal(path: str, kind: str) -> None:
             "not start with a keras_yt index header"
         )
     stored = head[len(_SEAL_MAGIC):len(_SEAL_MAGIC) + 64].decode("ascii", "replace")
-    if stored != _raw_digest(path):
+    state = seal_state(path, _USERBLOCK, stored)
+    if state == "mismatch":
         raise IndexFileError(
             f"{path!r} is corrupt: its checksum {stored[:16]}... does not match its contents "
             "(truncated or damaged)"
         )
+    return state, stored
 
 
-def check_header(f: Any, kind: str, version: int, path: Any) -> None:
-    """Checks the `kind` and `format_version` attributes of an index file."""
+def check_header(f: Any, kind: str, version: int | tuple[int, ...], path: Any) -> None:
+    """Checks the `kind` and `format_version` attributes of an index file (one of `version`)."""
+    versions = version if isinstance(version, tuple) else (version,)
+    version = versions[-1]
     got_kind = f.attrs.get("kind")
     if got_kind is None or str(got_kind) != kind:
         raise IndexFileError(
             f"{os.fspath(path)!r} is not a {kind} file: kind attribute is {got_kind!r}"
         )
     got = f.attrs.get("format_version")
-    if not isinstance(got, (int, np.integer)) or int(got) != version:
+    if not isinstance(got, (int, np.integer)) or int(got) not in versions:
         shown = int(got) if isinstance(got, (int, np.integer)) else repr(got)
         raise IndexFileError(
             f"{os.fspath(path)!r} has format_version {shown}, "
@@ -324,9 +338,24 @@ def file_checksum(f: Any) -> str:
     return h.hexdigest()
 
 
+class IndexFile:
+    """An open index file (`read_index_file`): `f`, the h5py file; `trusted`, whether its
+    checksum was taken from the record of an earlier check (values need no new check)."""
+
+    def __init__(self, f: Any, trusted: bool):
+        self.f, self.trusted = f, trusted
+
+
 @contextlib.contextmanager
-def read_index_file(path: str | os.PathLike, kind: str, version: int) -> Iterator[Any]:
+def read_index_file(
+    path: str | os.PathLike, kind: str, version: int | tuple[int, ...]
+) -> Iterator[IndexFile]:
     """Opens an index file for reading and checks its kind, version and checksum.
+
+    The seal (sha256 of the whole file) is hashed on the first load of each state of the file
+    (then, with the per-dataset `checksum` attribute, every stored value is checked) and
+    trusted while the file is unchanged (`keras_yt._files.seal_state`); once the body has read
+    the file without error, a hashed file's check is put on record.
 
     Any failure (not a file, not HDF5, truncated, missing data, checksum mismatch, and any error
     raised while the body reads it) becomes an `IndexFileError` naming the file, never a bare
@@ -337,7 +366,7 @@ def read_index_file(path: str | os.PathLike, kind: str, version: int) -> Iterato
     shown = os.fspath(path)
     if not os.path.isfile(shown):
         raise FileNotFoundError(f"index file {shown!r} does not exist")
-    check_seal(shown, kind)
+    state, digest = check_seal(shown, kind)
     try:
         f = h5py.File(shown, "r")
     except Exception as err:
@@ -354,13 +383,14 @@ def read_index_file(path: str | os.PathLike, kind: str, version: int) -> Iterato
             stored = f.attrs.get("checksum")
             if stored is None:
                 raise IndexFileError(f"{shown!r} has no checksum: not a complete {kind} file")
-            actual = file_checksum(f)
-            if str(stored) != actual:
-                raise IndexFileError(
-                    f"{shown!r} is corrupt: its checksum {str(stored)[:16]}... does not match "
-                    f"its contents ({actual[:16]}...)"
-                )
-            yield f
+            if state != "trusted":
+                actual = file_checksum(f)
+                if str(stored) != actual:
+                    raise IndexFileError(
+                        f"{shown!r} is corrupt: its checksum {str(stored)[:16]}... does not "
+                        f"match its contents ({actual[:16]}...)"
+                    )
+            yield IndexFile(f, trusted=state == "trusted")
     except IndexFileError:
         raise
     except ValueError as err:
@@ -371,12 +401,22 @@ def read_index_file(path: str | os.PathLike, kind: str, version: int) -> Iterato
         raise IndexFileError(
             f"{shown!r} is not a valid {kind} file: {type(err).__name__}: {err}"
         ) from err
+    if state == "verified":
+        record_seal(shown, digest)
 
 
-def read_embeddings(f: Any, path: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_embeddings(
+    f: Any, path: Any, trusted: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`W` (float32 `(n, d)`), `b` (float32 `(n,)`) and `ids` (int64 `(n,)`, unique, >= 0) of an
-    index file, checked before use; raises `IndexFileError` naming the file."""
+    index file, checked before use; raises `IndexFileError` naming the file.
+
+    W is memory-mapped where it is stored contiguous (as `save` writes it); with `trusted` (a
+    file checked before, unchanged since) only its shape and dtype are checked.
+    """
     import h5py
+
+    from keras_yt._files import mapped_dataset
 
     shown = os.fspath(path)
     expected = {"W": ("f", 2), "b": ("f", 1), "ids": ("i", 1)}
@@ -391,8 +431,9 @@ def read_embeddings(f: Any, path: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
                 f"{shown!r}: dataset {name!r} must be a {ndim}-D {what} array, got {node.dtype} "
                 f"of shape {node.shape}"
             )
-        out[name] = node[()]
+        mapped = mapped_dataset(node) if name == "W" and node.dtype == np.float32 else None
+        out[name] = node[()] if mapped is None else mapped
     try:
-        return check_embeddings(out["W"], out["b"], out["ids"])
+        return check_embeddings(out["W"], out["b"], out["ids"], values=not trusted)
     except ValueError as err:
         raise IndexFileError(f"{shown!r} holds invalid embeddings or ids: {err}") from err

@@ -15,12 +15,15 @@ from keras_yt.serving import _common
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: checksum over every stored array; min_search_k
+FORMAT_VERSION = 3  # 2: checksum over every stored array; min_search_k. 3: the search's item
+# matrix (`_raw_data`) and query norm stored, memory-mapped on load
+_READS = (2, 3)
 _KIND = "keras_yt.CandidateIndex"
 _METRIC = "inner_product"
-# State keys that are not written: `_raw_data` is rebuilt from W and b (it is the reduced item
-# matrix in the index's row order); the others are only needed to update() the graph.
-_NOT_STORED = ("_raw_data", "_neighbor_graph", "_rp_forest")
+# State keys that are not written: only needed to update() the graph. `_raw_data` (the reduced
+# items in the graph's vertex order) is written since version 3, so that a load maps it instead
+# of rebuilding it (a copy as large as W).
+_NOT_STORED = ("_neighbor_graph", "_rp_forest")
 
 
 class CandidateIndex:
@@ -123,8 +126,11 @@ class CandidateIndex:
         min_search_k: int = 50,
         exhaustive_below: int = 20_000,
         _state: dict | None = None,
+        _checked: bool = False,
+        _query_norm: float | None = None,
     ):
-        self.W, self.b, self.ids = _common.check_embeddings(W, b, ids)
+        self.W, self.b, self.ids = (W, b, ids) if _checked else \
+            _common.check_embeddings(W, b, ids)
         _check_knobs(n_neighbors, diversify_prob, pruning_degree_multiplier, epsilon, n_jobs,
                      random_state, batch_size, min_search_k, exhaustive_below)
         self.n_neighbors = int(n_neighbors)
@@ -138,7 +144,7 @@ class CandidateIndex:
         self.min_search_k = int(min_search_k)
         self.exhaustive_below = int(exhaustive_below)
         self.bias_shift = float(-self.b.min())
-        self._query_norm = float(np.linalg.norm(self._reduced_items(), axis=1).max()) or 1.0
+        self._query_norm = _query_norm or self._largest_item_norm()
         self._lock = threading.Lock()
         self._nnd = None
         self.build_seconds = 0.0
@@ -197,6 +203,15 @@ class CandidateIndex:
         W, b, ids = _common.model_embeddings(model)
         return cls(W, b, ids, **kwargs)
 
+    def _largest_item_norm(self) -> float:
+        """`max_j |x_j|` over the reduced items, a block of rows at a time."""
+        shift, largest = np.float32(self.bias_shift), 0.0
+        for start in range(0, len(self.W), 1 << 16):
+            W = self.W[start:start + (1 << 16)]
+            squares = np.einsum("ij,ij->i", W, W) + (self.b[start:start + (1 << 16)] + shift) ** 2
+            largest = max(largest, float(np.sqrt(squares.max())))
+        return largest or 1.0
+
     def _reduced_items(self) -> np.ndarray:
         return np.hstack([self.W, (self.b + np.float32(self.bias_shift))[:, None]]).astype(
             np.float32
@@ -225,7 +240,9 @@ class CandidateIndex:
 
         pynndescent = import_pynndescent()
         state = dict(state)
-        state["_raw_data"] = np.ascontiguousarray(self._reduced_items()[state["_vertex_order"]])
+        if state.get("_raw_data") is None:  # version 2 files: rebuilt from W and b
+            state["_raw_data"] = np.ascontiguousarray(
+                self._reduced_items()[state["_vertex_order"]])
         nnd = pynndescent.NNDescent.__new__(pynndescent.NNDescent)
         nnd.__setstate__(state)
         return nnd
@@ -376,6 +393,7 @@ class CandidateIndex:
             f.attrs["knobs"] = json.dumps(self.knobs)
             f.attrs["metric"] = _METRIC
             f.attrs["bias_shift"] = self.bias_shift
+            f.attrs["query_norm"] = self._query_norm
             f.create_dataset("W", data=self.W)
             f.create_dataset("b", data=self.b)
             f.create_dataset("ids", data=self.ids)
@@ -385,18 +403,26 @@ class CandidateIndex:
                 _h5state.encode(group, state, skip=_NOT_STORED)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: Any = None, verbose: bool = False):
+    def load(cls, path: str | os.PathLike, model: Any = None, verbose: bool = False,
+             fingerprint: str | None = None):
         """Reads an index written by `save` (HDF5 only, never unpickles).
 
         The PyNNDescent search graph is restored from its arrays. If the file was written with a
         different PyNNDescent version, or restoring fails, the index is rebuilt from the stored
         embeddings with the stored knobs and a warning is logged.
 
+        W and the search's item matrix are memory-mapped (files of format 3): a load reads the
+        search graph and trees, and the search reads the rows it visits. The file's checksum
+        and every stored value are checked on the first load of each state of the file; later
+        loads of the unchanged file check the structure only (see `read_index_file`).
+
         Args:
             path: file written by `CandidateIndex.save`.
             model: if given, its output embeddings (without row 0) must have the fingerprint
                 stored in the file; otherwise a ValueError says to rebuild the index.
             verbose: print PyNNDescent's progress if the index has to be rebuilt.
+            fingerprint: the fingerprint the file must store (e.g. the one a run folder keeps
+                for its model), checked without hashing any embeddings; like `model`.
 
         Returns:
             The `CandidateIndex`; `rebuilt` is True if the graph had to be rebuilt.
@@ -412,15 +438,20 @@ class CandidateIndex:
         from keras_yt.serving import _h5state
 
         shown = os.fspath(path)
-        with _common.read_index_file(path, _KIND, FORMAT_VERSION) as f:
+        with _common.read_index_file(path, _KIND, _READS) as opened:
+            f, trusted = opened.f, opened.trusted
             stored = str(f.attrs["fingerprint"])
-            W, b, ids = _common.read_embeddings(f, path)
-            actual = _common.fingerprint(W, b)
-            _common.check_fingerprint(stored, actual, path, "W and b")
+            W, b, ids = _common.read_embeddings(f, path, trusted=trusted)
+            if not trusted:
+                _common.check_fingerprint(stored, _common.fingerprint(W, b), path, "W and b")
+            if fingerprint is not None:
+                _common.check_fingerprint(stored, fingerprint, path, "model")
             if model is not None:
                 mW, mb, _ = _common.model_embeddings(model)
                 _common.check_fingerprint(stored, _common.fingerprint(mW, mb), path, "model")
             knobs = _read_knobs(f, shown)
+            query_norm = f.attrs.get("query_norm")
+            query_norm = float(query_norm) if trusted and query_norm is not None else None
             state, reason = None, None
             if "nndescent" in f:
                 group = f["nndescent"]
@@ -428,8 +459,10 @@ class CandidateIndex:
                 if version != _pynndescent_version():
                     reason = f"saved with pynndescent {version}, running {_pynndescent_version()}"
                 else:
-                    state = _h5state.decode(group)
+                    state = _h5state.decode(group, mapped=("_raw_data",))
                     _check_state(state, len(W), W.shape[1] + 1, shown)
+                    if state.get("_raw_data") is not None and not trusted:
+                        _check_raw_data(state, W, b, shown)
             elif len(W) > max(knobs["n_neighbors"], knobs.get("exhaustive_below", 0)):
                 raise _common.IndexFileError(
                     f"{shown!r} has no search graph (group 'nndescent') for its {len(W)} items"
@@ -438,12 +471,13 @@ class CandidateIndex:
         rebuilt = False
         if state is not None:
             try:
-                index = cls(W, b, ids, **knobs, _state=state)
+                index = cls(W, b, ids, **knobs, _state=state, _checked=True,
+                            _query_norm=query_norm)
             except Exception as err:  # private PyNNDescent attributes changed: rebuild
                 reason = f"restoring the search graph failed ({type(err).__name__}: {err})"
                 state = None
         if state is None:
-            index = cls(W, b, ids, **knobs)
+            index = cls(W, b, ids, **knobs, _checked=True)
             rebuilt = index._nnd is not None
             if rebuilt:
                 logger.warning(
@@ -570,6 +604,24 @@ def _check_state(state: dict, n: int, dim: int, shown: str) -> None:
         raise bad("_search_forest must be a non-empty tuple of trees")
     for t, tree in enumerate(forest):
         _check_tree(tree, n, dim, f"_search_forest[{t}]", bad)
+
+
+def _check_raw_data(state: dict, W: np.ndarray, b: np.ndarray, shown: str) -> None:
+    """The stored search items must be the reduced items `[W_j, b_j + c]` in vertex order."""
+    raw, order = state["_raw_data"], state["_vertex_order"]
+    shift = np.float32(-b.min())
+    ok = isinstance(raw, np.ndarray) and raw.dtype == np.float32 and \
+        raw.shape == (len(W), W.shape[1] + 1)
+    for start in range(0, len(W), 1 << 16) if ok else ():
+        rows = order[start:start + (1 << 16)]
+        expected = np.hstack([W[rows], (b[rows] + shift)[:, None]]).astype(np.float32)
+        if not np.array_equal(raw[start:start + (1 << 16)], expected):
+            ok = False
+            break
+    if not ok:
+        raise _common.IndexFileError(
+            f"{shown!r}: invalid search state: _raw_data is not the reduced items in vertex order"
+        )
 
 
 def _check_tree(tree: Any, n: int, dim: int, name: str, bad) -> None:

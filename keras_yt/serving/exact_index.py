@@ -236,11 +236,12 @@ class ExactIndex:
         >>> ExactIndex.load(path).ids.tolist()
         [3, 4]
         """
-        with _common.read_index_file(path, "keras_yt.ExactIndex", FORMAT_VERSION) as f:
+        with _common.read_index_file(path, "keras_yt.ExactIndex", FORMAT_VERSION) as opened:
+            f = opened.f
             W, b, ids = _common.read_embeddings(f, path)
             stored = str(f.attrs["fingerprint"])
+            _common.check_fingerprint(stored, _common.fingerprint(W, b), path, "file contents")
         index = cls(W, b, ids)
-        _common.check_fingerprint(stored, index.fingerprint, path, "file contents")
         if model is not None:
             mW, mb, _ = _common.model_embeddings(model)
             _common.check_fingerprint(

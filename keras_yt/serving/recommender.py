@@ -25,9 +25,14 @@ class Recommender:
     `k` larger than the eligible videos returns fewer items, never padding.
 
     Search: `"exact"` (`ExactIndex`, brute force), `"index"` (the run's `index.h5`,
-    `CandidateIndex`) or `"auto"`: exact up to `EXACT_MAX_VIDEOS` videos (one matrix product
-    over 200k x 256 floats takes a few ms, while loading a PyNNDescent index recompiles its
-    search in 3-5 s), else the index if the run has one.
+    `CandidateIndex`), `"scan"` (exact too, W read from run.h5 a block at a time for each query:
+    for one-off queries on a large run, which it answers without loading W, an index or
+    TensorFlow; `keras-yt recommend` uses it) or `"auto"`: exact up to `EXACT_MAX_VIDEOS` videos
+    (one matrix product over 200k x 256 floats takes a few ms, while loading a PyNNDescent index
+    recompiles its search in 3-5 s), else the index if the run has one.
+
+    The run's W, b and user vectors are memory-mapped from run.h5 (`RunFolder.serving_arrays`),
+    its model is loaded only when a watch history needs the user tower (or `warm`).
 
     Thread-safe: on TensorFlow the user tower is compiled `tf.function`s that threads call
     concurrently (elsewhere it runs under a lock); the indexes are safe to query from several
@@ -35,8 +40,12 @@ class Recommender:
 
     Args:
         run: a run folder (path or `keras_yt.run_folder.RunFolder`).
-        search: `"auto"`, `"exact"` or `"index"`.
+        search: `"auto"`, `"exact"`, `"index"` or `"scan"`.
         warm: run one query at start-up so that the first request pays no compilation.
+        tower_in_background: with `warm`, in a run that stores its user vectors, load and warm
+            the model (the user tower: seconds for a large run) in a background thread, so
+            that requests by user id are answered at once; a request that needs the tower
+            waits for it (`keras-yt serve` starts this way).
 
     Example:
     >>> from keras_yt.demo import run_demo
@@ -50,12 +59,13 @@ class Recommender:
     (3, ['id', 'score', 'title'])
     """
 
-    def __init__(self, run: Any, search: str = "auto", warm: bool = True):
+    def __init__(self, run: Any, search: str = "auto", warm: bool = True,
+                 tower_in_background: bool = False):
         from keras_yt.run_folder import RunFolder
         from keras_yt.serving import _common
 
-        if search not in ("auto", "exact", "index"):
-            raise ValueError(f"search must be 'auto', 'exact' or 'index', got {search!r}")
+        if search not in ("auto", "exact", "index", "scan"):
+            raise ValueError(f"search must be 'auto', 'exact', 'index' or 'scan', got {search!r}")
         self.run = run if isinstance(run, RunFolder) else RunFolder(run)
         self.run.check()
         started = time.perf_counter()
@@ -67,7 +77,8 @@ class Recommender:
         self._compiled = None  # the tower's tf.functions (False off TensorFlow), made on first use
         self._lock = threading.Lock()
         stored = self.run.serving_arrays()
-        if stored is None or warm:
+        background = tower_in_background and warm and stored is not None
+        if stored is None or (warm and not background):
             self._load_model()
         if stored is None:
             W, b = self.model.get_output_embeddings()
@@ -79,22 +90,42 @@ class Recommender:
                 f"{str(self.run.data_path)!r} lists {len(self.videos)} videos but the model has "
                 f"{len(self._W) - 1}: the run folder is inconsistent; train it again"
             )
-        self.fingerprint = _common.fingerprint(self._W[1:], self._b[1:])
+        # stored in run.h5 (sealed with it) by runs written since it is; else hashed from W
+        self.fingerprint = self.run.fingerprint if stored.get("user_vectors") is not None and \
+            self.run.fingerprint else _common.fingerprint(self._W[1:], self._b[1:])
         self.index, self.search = self._open_index(search)
+        self.tower_thread = None
+        self._tower_error = None
         if warm:
-            self.recommend(watch_history=[], k=1)
+            if background:
+                self.tower_thread = threading.Thread(target=self._warm_tower, daemon=True,
+                                                     name="keras_yt-user-tower")
+                self.tower_thread.start()
+            else:
+                self.recommend(watch_history=[], k=1)
             if len(self.users):
                 self.recommend_users([self.users.ids[0]], k=1)
         self.load_seconds = time.perf_counter() - started
 
+    def _warm_tower(self) -> None:
+        """Loads the model and runs the tower once (the background start of `serve`)."""
+        import logging
+
+        try:
+            self.recommend(watch_history=[], k=1)
+        except Exception as error:  # requests that need the tower retry the load and fail
+            self._tower_error = f"{type(error).__name__}: {error}"
+            logging.getLogger(__name__).warning("loading the user tower failed: %s", error)
+
     def _load_model(self) -> None:
-        self._model = self.run.load_model()
-        if self._model.num_videos != self.videos.size:
+        model = self.run.load_model()
+        if model.num_videos != self.videos.size:
             raise ValueError(
                 f"{str(self.run.data_path)!r} lists {len(self.videos)} videos but the model has "
-                f"{self._model.num_videos - 1}: the run folder is inconsistent; train it again"
+                f"{model.num_videos - 1}: the run folder is inconsistent; train it again"
             )
-        self._tower = self._model.user_model()
+        self._tower = model.user_model()
+        self._model = model  # last: a thread that sees the model sees its tower
 
     @property
     def model(self):
@@ -116,6 +147,10 @@ class Recommender:
 
         n = len(self.videos)
         W, b, ids = self._W[1:], self._b[1:], np.arange(1, n + 1, dtype=np.int64)
+        if search == "scan":
+            from keras_yt.serving._scan import ScanIndex
+
+            return ScanIndex(W, b, ids), f"exact (one pass over W on disk, {n:,} videos)"
         has_index = self.run.index_path.is_file()
         if search == "index" or (search == "auto" and n > EXACT_MAX_VIDEOS and has_index):
             if not has_index:
@@ -124,8 +159,7 @@ class Recommender:
             from keras_yt.serving.candidate_index import CandidateIndex
 
             try:
-                index = CandidateIndex.load(self.run.index_path, model=_Embeddings(self._W,
-                                                                                   self._b))
+                index = CandidateIndex.load(self.run.index_path, fingerprint=self.fingerprint)
             except OSError as error:
                 raise ValueError(f"{str(self.run.index_path)!r} is not a readable index file "
                                  f"({error})") from None
@@ -345,14 +379,27 @@ class Recommender:
             ])
         return out
 
+    @property
+    def tower_state(self) -> str:
+        """`"ready"` (the user tower is loaded, and warm if `warm`), `"loading"` (in the
+        background, `tower_in_background`; requests that need it wait), `"not loaded"` (loaded
+        on first use) or `"failed: <error>"`."""
+        thread = self.tower_thread
+        if thread is not None and thread.is_alive():
+            return "loading"
+        if self._model is not None:
+            return "ready"
+        return "not loaded" if self._tower_error is None else f"failed: {self._tower_error}"
+
     def describe(self) -> dict:
-        """What is served: model fingerprint, corpus and user counts, search kind."""
+        """What is served: model fingerprint, corpus and user counts, search kind, tower state."""
         return {
             "model": self.fingerprint,
             "videos": len(self.videos),
             "users": len(self.users),
             "search": self.search,
             "run": os.fspath(self.run.path),
+            "tower": self.tower_state,
         }
 
 
@@ -377,16 +424,6 @@ def _compile_tower(tower) -> dict:
         "dtypes": {name: None if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
                    for name, spec in specs(None).items()},
     }
-
-
-class _Embeddings:
-    """The run's stored output embeddings, for `CandidateIndex.load(model=...)`'s check."""
-
-    def __init__(self, W: np.ndarray, b: np.ndarray):
-        self.W, self.b = W, b
-
-    def get_output_embeddings(self):
-        return self.W, self.b
 
 
 def _check_k(k: Any) -> None:
