@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_yt.serving import _common
+from keras_yt.serving import _query
 
 BLOCK_ROWS = 1 << 15
 """Rows of W scored per block (32 MB at d = 256)."""
@@ -96,9 +96,7 @@ class ScanIndex:
             `(ids, scores)`: int64 `(n, k)` and float32 `(n, k)`, padded with id -1 and score
             `-inf` when fewer than k items are eligible.
         """
-        k = _common.check_k(k)
-        u = _common.check_user_vectors(user_vectors, self.dim)
-        excl = _common.check_exclude(exclude, u.shape[0])
+        u, k, excl, _ = _query.check_query(user_vectors, k, exclude, self.dim)
         rows = None
         if excl is not None:
             rows = []
@@ -112,14 +110,14 @@ class ScanIndex:
             for i, r in enumerate(rows or ()):
                 inside = r[(r >= start) & (r < stop)]
                 scores[i, inside - start] = -np.inf
-            pos, vals = _common.top_k_sorted(scores, k)
-            kept_pos.append(np.where(pos >= 0, pos + start, _common.PAD_ID))
+            pos, vals = _query.top_k_sorted(scores, k)
+            kept_pos.append(np.where(pos >= 0, pos + start, _query.PAD_ID))
             kept_scores.append(vals)
         pos_all, scores_all = np.concatenate(kept_pos, 1), np.concatenate(kept_scores, 1)
         # Candidates of earlier blocks come first: equal scores keep ranking by row.
-        pick, vals = _common.top_k_sorted(np.where(pos_all >= 0, scores_all, -np.inf), k)
+        pick, vals = _query.top_k_sorted(np.where(pos_all >= 0, scores_all, -np.inf), k)
         pos = np.take_along_axis(pos_all, np.maximum(pick, 0), axis=1)
-        ids = np.where(pick >= 0, self.ids[np.maximum(pos, 0)], _common.PAD_ID)
+        ids = np.where(pick >= 0, self.ids[np.maximum(pos, 0)], _query.PAD_ID)
         return ids.astype(np.int64), vals.astype(np.float32)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_yt.serving import _query
+
 FALLBACK_POPULAR = "popular"
 """`Recommender.fallback` (the service's `"fallback"` field) when no watch is known."""
 
@@ -62,7 +64,7 @@ class Recommender:
     def __init__(self, run: Any, search: str = "auto", warm: bool = True,
                  tower_in_background: bool = False):
         from keras_yt.run_folder import RunFolder
-        from keras_yt.serving import _common
+        from keras_yt.serving import _embeddings
 
         if search not in ("auto", "exact", "index", "scan"):
             raise ValueError(f"search must be 'auto', 'exact', 'index' or 'scan', got {search!r}")
@@ -92,7 +94,7 @@ class Recommender:
             )
         # stored in run.h5 (sealed with it) by runs written since it is; else hashed from W
         self.fingerprint = self.run.fingerprint if stored.get("user_vectors") is not None and \
-            self.run.fingerprint else _common.fingerprint(self._W[1:], self._b[1:])
+            self.run.fingerprint else _embeddings.fingerprint(self._W[1:], self._b[1:])
         self.index, self.search = self._open_index(search)
         self.tower_thread = None
         self._tower_error = None
@@ -282,7 +284,7 @@ class Recommender:
         if user is not None:
             return self.recommend_users([user], k, None if exclude is None else [exclude],
                                         keep_watched)[0]
-        _check_k(k)
+        _query.check_k(k)
         history = self._model_history(watch_history)
         u = self.user_vectors(self._default_features(history))
         excluded = [] if keep_watched else [history[0]]
@@ -335,7 +337,7 @@ class Recommender:
         Returns:
             One list of items per user (see `recommend`).
         """
-        _check_k(k)
+        _query.check_k(k)
         rows = self.run.user_rows(users)
         if exclude is not None and len(exclude) != len(rows):
             raise ValueError(f"exclude must hold one list per user ({len(rows)}), got "
@@ -414,21 +416,18 @@ def _compile_tower(tower) -> dict:
         return {name: tf.TensorSpec((batch, *tensor.shape[1:]), tensor.dtype, name=name)
                 for name, tensor in tower.input.items()}
 
-    functions = {
-        "batch": tf.function(call, input_signature=[specs(None)], autograph=False),
-        "single": tf.function(call, input_signature=[specs(1)], autograph=False,
-                              jit_compile=True),
-    }
+    functions = {"batch": tf.function(call, input_signature=[specs(None)], autograph=False)}
+    # XLA takes no strings (the search queries): such a tower stays a plain graph. (Trying
+    # anyway fails, and a second try in the same process aborts it in TensorFlow 2.20.)
+    if all(spec.dtype != tf.string for spec in specs(1).values()):
+        functions["single"] = tf.function(call, input_signature=[specs(1)], autograph=False,
+                                          jit_compile=True)
     return {
+        "single": None,
         **{name: f.get_concrete_function() for name, f in functions.items()},
         "dtypes": {name: None if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
                    for name, spec in specs(None).items()},
     }
-
-
-def _check_k(k: Any) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
 
 
 def _id_array(values: Any, is_string: bool) -> np.ndarray:

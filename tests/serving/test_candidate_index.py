@@ -14,9 +14,9 @@ from tests.serving.conftest import brute_force_top_k, recall
 
 
 def _h5seal(path):
-    from keras_yt.serving import _common
+    from keras_yt.serving import _index_file
 
-    _common.seal(path)
+    _index_file.seal(path)
 
 
 class Head:
@@ -167,7 +167,7 @@ def test_load_rejects_other_embeddings_and_corrupt_files(tmp_path, corpus, candi
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 99
     _h5seal(path)
-    with pytest.raises(ValueError, match="format_version 99, expected 2"):
+    with pytest.raises(ValueError, match="format_version 99, expected 3"):
         CandidateIndex.load(path)
 
 
@@ -322,11 +322,11 @@ def _assert_clear_or_verified(results):
 
 
 def _rewrite_checksum(path):
-    from keras_yt.serving import _common
+    from keras_yt.serving import _index_file
 
     with h5py.File(path, "r+") as f:
-        f.attrs["checksum"] = _common.file_checksum(f)
-    _common.seal(path)
+        f.attrs["checksum"] = _index_file.file_checksum(f)
+    _index_file.seal(path)
 
 
 def test_crafted_search_state_is_rejected_before_numba(tmp_path, small_index):
@@ -458,7 +458,7 @@ def test_later_loads_map_the_arrays_and_skip_the_hash_until_the_file_changes(
     import time
 
     from keras_yt import _files
-    from keras_yt.serving import _common
+    from keras_yt.serving import _index_file
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     W, b, U = corpus
@@ -497,7 +497,7 @@ def test_later_loads_map_the_arrays_and_skip_the_hash_until_the_file_changes(
         byte = fh.read(1)
         fh.seek(offset + 5)
         fh.write(bytes([byte[0] ^ 0x10]))
-    with pytest.raises(_common.IndexFileError, match="corrupt"):
+    with pytest.raises(_index_file.IndexFileError, match="corrupt"):
         CandidateIndex.load(path)
     assert len(hashed) == 2
     # format 2: no stored search items or query norm
@@ -506,8 +506,8 @@ def test_later_loads_map_the_arrays_and_skip_the_hash_until_the_file_changes(
         del f["nndescent/_raw_data"]
         del f.attrs["query_norm"]
         f.attrs["format_version"] = 2
-        f.attrs["checksum"] = _common.file_checksum(f)
-    _common.seal(path)
+        f.attrs["checksum"] = _index_file.file_checksum(f)
+    _index_file.seal(path)
     restored = CandidateIndex.load(path)
     assert not restored.rebuilt
     np.testing.assert_array_equal(restored.query(U[:20], k=50)[0], expected[0])

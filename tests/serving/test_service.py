@@ -123,7 +123,12 @@ def start_server(run, *extra_args, python_serve=None):
         process.kill()
         raise AssertionError(f"no address in {line!r}; stderr: {process.stderr.read()[-2000:]}")
     url = f"http://127.0.0.1:{match.group(1)}"
-    _wait_for_the_tower(url)
+    try:
+        _wait_for_the_tower(url)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=30)
+        raise
     return process, url
 
 
