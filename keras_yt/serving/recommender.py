@@ -242,14 +242,15 @@ class Recommender:
         tower = self.tower
         with self._lock:
             if self._compiled is None:
-                self._compiled = False
+                compiled = False
                 if keras.backend.backend() == "tensorflow":
-                    self._compiled = _compile_tower(tower)
+                    compiled = _compile_tower(tower)
                     try:  # XLA compiles on the first call: a tower it cannot take stays plain
-                        self._run_compiled(self._compiled, self._default_features(
+                        self._run_compiled(compiled, self._default_features(
                             np.zeros((1, self.max_history), np.int32)))
                     except Exception:  # noqa: BLE001  (XLA raises several error types)
-                        self._compiled["single"] = None
+                        compiled["single"] = None
+                self._compiled = compiled  # complete before another thread sees it
         return self._compiled or None
 
     # ------------------------------------------------------------------ recommending
