@@ -208,11 +208,16 @@ def main() -> None:
             else:
                 bodies.append({"user": users[rng.integers(0, len(users))].item(), "k": args.k})
         search = "index" if folder.index_path.is_file() and args.index else "auto"
+        started_at = time.perf_counter()
         process, url, startup = start_server(run, search)
         try:
             import httpx
 
             health = httpx.get(f"{url}/health", timeout=60).json()
+            while health.get("tower", "ready") == "loading":  # the tower loads in the background
+                time.sleep(0.2)
+                health = httpx.get(f"{url}/health", timeout=60).json()
+            tower_ready = time.perf_counter() - started_at
             runs = []
             for clients in args.clients:
                 asyncio.run(load(url, bodies[: args.warm_requests], clients, args.timeout))
@@ -233,6 +238,7 @@ def main() -> None:
     result.update({
         "source": source, "search": health["search"], "videos": health["videos"],
         "users": health["users"], "server_start_seconds": round(startup, 1),
+        "tower_ready_seconds": round(tower_ready, 1),
         "history_share": args.history_share, "k": args.k,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs "
                    f"(load average {os.getloadavg()[0]:.1f} at the end)",

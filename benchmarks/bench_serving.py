@@ -18,6 +18,12 @@ Measured, in one process unless said (timings are medians of --repeats windows):
   * queries/s at batch 1 and 1000 of the index and of two brute-force baselines (`ExactIndex`:
     matrix product + `keras.ops.top_k`; numpy: BLAS product + `argpartition`) and recall@10 / @k
     of the index against brute force;
+  * `--recommender-latency` (`--recommender-latency-only`: nothing else):
+    `Recommender.recommend(watch_history=200 raw ids)` for one user per request on the bag preset
+    (`movielens_candidate`) and the sequential preset (`movielens_sequential`: causal
+    self-attention over the last 200 watches), untrained run folders of 1,682 videos: p50 / p90
+    / p99, with the tower alone as the Recommender runs it, the exported SavedModel's signature
+    and Keras' `predict_on_batch` for comparison (target: sequential p99 <= 10 ms, issue 20);
   * end to end, one user per request: user tower (the exported SavedModel's `user_vector`
     signature, as served) + index query excluding the user's watch history: p50 / p99 latency;
     the same with the Keras tower (`UserTower.predict_on_batch`). With `--run`, also
@@ -32,6 +38,7 @@ Prints a table and the targets of issue 6, writes JSON (`--out`).
     python benchmarks/bench_serving.py
     python benchmarks/bench_serving.py --full --repeats 5
     keras-yt demo && python benchmarks/bench_serving.py --run runs/demo
+    python benchmarks/bench_serving.py --recommender-latency-only --requests 1000
 """
 
 from __future__ import annotations
@@ -309,6 +316,118 @@ def _recommender_latency(run: Path, k: int, requests: int) -> dict:
             "search": recommender.search, **_percentiles_ms(times)}
 
 
+def _preset_run(out: Path, preset: str, num_videos: int, history: int, seed: int) -> Path:
+    """A run folder of an untrained `preset` model (random weights: the latency is measured, not
+    the model) over `num_videos` videos, with 100 users of `history` random watches each."""
+    import keras
+
+    from keras_yt.data import Vocabulary
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.run_folder import RunFolder
+
+    keras.utils.set_random_seed(seed)
+    model = CandidateGenerator.from_preset(preset, num_videos=num_videos + 1, seed=seed)
+    model.build()
+    rng = np.random.default_rng(seed)
+    users = 100
+    videos = Vocabulary(np.arange(num_videos, dtype=np.int64) + 10**6, name="video")
+    raw_users = np.repeat(np.arange(users), history)
+    raw_videos = videos.ids[rng.integers(0, num_videos, size=users * history)]
+    user_vocab = Vocabulary(np.arange(users), name="user")
+    latest = {}
+    for name, tensor in model.user_model().input.items():
+        shape = (users + 1, *(1 if d is None else d for d in tensor.shape[1:]))
+        if name == "watch_history":
+            rows = videos.lookup(raw_videos).reshape(users, history)[:, -shape[1]:]
+            latest[name] = np.zeros(shape, np.int32)
+            latest[name][1:, -rows.shape[1]:] = rows
+        elif tensor.dtype == "string":
+            latest[name] = np.full(shape, "", dtype=str)
+        else:
+            latest[name] = np.zeros(shape, dtype=tensor.dtype)
+    with RunFolder.create(out) as run:
+        model.save(run.model_path)
+        run.save_data(videos=videos, users=user_vocab, watched=(raw_users, raw_videos),
+                      latest=latest, max_history=int(latest["watch_history"].shape[1]),
+                      model=model)
+    return out
+
+
+def _recommender_by_preset(num_videos: int, history: int, k: int, requests: int,
+                           seed: int) -> dict:
+    """`Recommender.recommend(watch_history=<history> raw ids)` of the bag preset
+    (`movielens_candidate`) and the sequential preset (`movielens_sequential`, causal
+    self-attention over the last 200 watches), one user per request: p50 / p90 / p99 ms, with
+    the tower alone (`Recommender.user_vectors`) and the exported SavedModel's signature."""
+    import tensorflow as tf
+
+    from keras_yt.serving import Recommender, export_saved_model
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="presets_") as tmp:
+        for label, preset in (("bag", "movielens_candidate"),
+                              ("sequential", "movielens_sequential")):
+            run = _preset_run(Path(tmp) / label, preset, num_videos, history, seed)
+            recommender = Recommender(run)
+            rng = np.random.default_rng(seed + 1)
+            raw = [recommender.videos.ids[rng.integers(0, num_videos, size=history)]
+                   for _ in range(100)]
+            features = [recommender._default_features(recommender._model_history(h))
+                        for h in raw]
+            export_saved_model(recommender.model, Path(tmp) / f"{label}_tower")
+            signature = tf.saved_model.load(str(Path(tmp) / f"{label}_tower")).signatures[
+                "user_vector"]
+            paths = {
+                "recommend": lambda i: recommender.recommend(watch_history=raw[i % 100], k=k),
+                "tower": lambda i: recommender.user_vectors(features[i % 100]),
+                "saved_model_tower": lambda i: signature(**{
+                    name: tf.constant(v) for name, v in features[i % 100].items()}),
+                "keras_predict_on_batch": lambda i: recommender.tower.predict_on_batch(
+                    features[i % 100]),
+            }
+            result = {"preset": preset, "history": history, "videos": num_videos,
+                      "max_history": recommender.max_history, "search": recommender.search,
+                      "load_average_before": _loadavg()}
+            for name, call in paths.items():
+                for i in range(20):  # warm up
+                    call(i)
+                times = []
+                for i in range(requests):
+                    t0 = time.perf_counter()
+                    call(i)
+                    times.append(time.perf_counter() - t0)
+                result[name] = _percentiles_ms(times)
+            result["load_average_after"] = _loadavg()
+            out[label] = result
+    return out
+
+
+def _loadavg() -> list[float]:
+    try:
+        with open("/proc/loadavg") as f:
+            return [float(x) for x in f.read().split()[:3]]
+    except OSError:
+        return []
+
+
+def _print_recommender(section: dict, k: int) -> None:
+    print(f"\nRecommender.recommend, one user per request, k={k} (ms):"
+          f"{'p50':>9} {'p90':>7} {'p99':>7}")
+    for label, r in section.items():
+        print(f"  {label} ({r['preset']}, {r['history']} raw watches, max_history "
+              f"{r['max_history']}, {r['videos']:,} videos, search {r['search'].split(' ')[0]}; "
+              f"load {r['load_average_before'][:1]} -> {r['load_average_after'][:1]})")
+        for name in ("recommend", "tower", "saved_model_tower", "keras_predict_on_batch"):
+            part = r[name]
+            print(f"    {name:<34} {part['p50_ms']:7.2f} {part['p90_ms']:7.2f} "
+                  f"{part['p99_ms']:7.2f}")
+    seq = section.get("sequential")
+    if seq:
+        p99, limit = seq["recommend"]["p99_ms"], TARGETS["p99_ms"]
+        print(f"  sequential Recommender.recommend p99 <= {limit:.0f} ms (issue 20): "
+              f"{p99:.2f} ms [{'met' if p99 <= limit else 'MISSED'}]")
+
+
 # ---------------------------------------------------------------------------------- main
 
 
@@ -341,6 +460,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seconds", type=float,
                    help="length of one timing window (default 0.3 s, 1 s with --full)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recommender-latency", action="store_true",
+                   help="also time Recommender.recommend for one user with a --history-length "
+                   "watch history, on the bag and the sequential preset (untrained run folders "
+                   "of --recommender-videos videos)")
+    p.add_argument("--recommender-latency-only", action="store_true",
+                   help="only that (no index benchmark)")
+    p.add_argument("--recommender-videos", type=int, default=1682)
+    p.add_argument("--history-length", type=int, default=200)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serving.json"))
     p.add_argument("--verbose", action="store_true", help="PyNNDescent's build progress")
     args = p.parse_args(argv)
@@ -348,6 +475,14 @@ def main(argv: list[str] | None = None) -> dict:
         args.num_items, args.dim, args.numba = 1_000_000, 256, True
     requests = args.requests or (2000 if args.full else 300)
     args.seconds = args.seconds or (1.0 if args.full else 0.3)
+    if args.recommender_latency_only:
+        section = _recommender_by_preset(args.recommender_videos, args.history_length,
+                                         min(args.k, args.recommender_videos), requests,
+                                         args.seed)
+        result = {"recommender_latency": section, "machine": _machine()}
+        _print_recommender(section, min(args.k, args.recommender_videos))
+        _write(result, args.out)
+        return result
 
     numba = _numba_costs() if args.numba else None
 
@@ -430,6 +565,11 @@ def main(argv: list[str] | None = None) -> dict:
                                  rows[0]["epsilon"])
         if args.run:
             end_to_end["recommender"] = _recommender_latency(args.run, args.k, requests)
+    recommender_section = None
+    if args.recommender_latency:
+        recommender_section = _recommender_by_preset(
+            args.recommender_videos, args.history_length, min(args.k, args.recommender_videos),
+            requests, args.seed)
 
     result = {
         "num_items": int(W.shape[0]), "dim": int(W.shape[1]), "num_queries": len(U),
@@ -438,14 +578,21 @@ def main(argv: list[str] | None = None) -> dict:
         "numpy_qps_batch1": numpy_qps_1, "numpy_qps_batch1000": numpy_qps_1000,
         "runs": rows, "end_to_end": end_to_end, "repeats": args.repeats,
         "seconds_per_window": args.seconds, "machine": _machine(),
+        "recommender_latency": recommender_section,
     }
     _print(result, args.k)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.out}")
+    if recommender_section:
+        _print_recommender(recommender_section, min(args.k, args.recommender_videos))
+    _write(result, args.out)
     return result
+
+
+def _write(result: dict, out: str | None) -> None:
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {out}")
 
 
 def _machine() -> dict:
@@ -453,7 +600,7 @@ def _machine() -> dict:
 
     return {"machine": platform.machine(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__,
-            "pynndescent": pynndescent.__version__}
+            "pynndescent": pynndescent.__version__, "load_average": _loadavg()}
 
 
 def _print(r: dict, k: int) -> None:

@@ -308,3 +308,99 @@ def sha256_after(path: str | os.PathLike, offset: int) -> str:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------- seal records
+
+_RACY_NS = 2_000_000_000  # a file changed this close to its check may change again unseen
+
+
+def _seal_record_path(path: str | os.PathLike) -> str:
+    import hashlib
+
+    real = os.path.realpath(os.fspath(path))
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(
+        os.path.expanduser("~") if os.access(os.path.expanduser("~"), os.W_OK) else "/tmp",
+        ".keras")
+    name = hashlib.sha256(real.encode()).hexdigest()[:32]
+    return os.path.join(keras_home, "keras_yt", "verified", f"{name}.json")
+
+
+def _file_state(path: str | os.PathLike) -> dict:
+    st = os.stat(path)
+    return {"path": os.path.realpath(os.fspath(path)), "dev": st.st_dev, "ino": st.st_ino,
+            "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+
+
+def seal_state(path: str | os.PathLike, offset: int, stored: str) -> str:
+    """Whether the bytes of `path` after `offset` have the sha256 `stored` (the file's seal).
+
+    Returns `"trusted"` when a record (`record_seal`) says that this very file state (device,
+    inode, size, modification and status-change times, the seal) was hashed and checked before,
+    more than 2 s after its last change: nothing is read. Any write to the file changes its
+    status-change time (which no user can set back), a replaced file has another inode, so a
+    changed file is always hashed again. Otherwise the file is hashed: `"verified"` when it
+    matches, `"mismatch"` when not. `KERAS_YT_VERIFY=full` always hashes.
+    """
+    import json
+
+    state = _file_state(path)
+    if os.environ.get("KERAS_YT_VERIFY") != "full":
+        try:
+            with open(_seal_record_path(path)) as fh:
+                record = json.load(fh)
+        except (OSError, ValueError):
+            record = None
+        if isinstance(record, dict) and record.get("state") == state and \
+                record.get("digest") == stored and \
+                int(record.get("checked_ns", 0)) > state["ctime_ns"] + _RACY_NS:
+            return "trusted"
+    return "verified" if sha256_after(path, offset) == stored else "mismatch"
+
+
+def record_seal(path: str | os.PathLike, stored: str) -> None:
+    """Notes that `path` (its current state) was hashed to `stored` and passed every check of
+    its reader, so that `seal_state` trusts it until it changes (best effort: a record that
+    cannot be written only means the next load hashes the file again)."""
+    import json
+    import time
+
+    with contextlib.suppress(OSError):
+        record = {"state": _file_state(path), "digest": stored, "checked_ns": time.time_ns()}
+        target = _seal_record_path(path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh)
+        os.replace(tmp, target)
+
+
+def mapped_dataset(dataset: Any, writeable: bool = False) -> np.ndarray | None:
+    """A read-only (or copy-on-write) `np.memmap` of an HDF5 dataset stored contiguous and
+    uncompressed in its file, None for any other layout (read it with `dataset[()]`)."""
+    if dataset.chunks is not None or dataset.compression is not None or \
+            dataset.dtype.kind not in "biuf" or dataset.size == 0:
+        return None
+    offset = dataset.id.get_offset()
+    if offset is None:
+        return None
+    size = os.path.getsize(dataset.file.filename)
+    if offset + dataset.size * dataset.dtype.itemsize > size:
+        return None
+    return np.memmap(dataset.file.filename, dtype=dataset.dtype, mode="c" if writeable else "r",
+                     offset=offset, shape=dataset.shape)
+
+
+def embeddings_fingerprint(W: Any, b: Any) -> str:
+    """sha256 (hex) of the float32 bytes of output embeddings W and biases b, with their shapes
+    (the model fingerprint of an index and of a served run)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    W = np.ascontiguousarray(W, dtype=np.float32)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    h.update(f"W{W.shape}b{b.shape}".encode())
+    for start in range(0, len(W), 1 << 16):  # a memory-mapped W is read a block at a time
+        h.update(np.ascontiguousarray(W[start:start + (1 << 16)]).tobytes())
+    h.update(b.tobytes())
+    return h.hexdigest()

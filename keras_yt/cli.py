@@ -292,7 +292,8 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument(
         "--search", choices=("auto", "exact", "index"), default="auto",
         help="exact: brute force; index: the run's index.h5 (PyNNDescent); auto (default): "
-        "exact up to 200,000 videos, where it is faster than loading and compiling the index",
+        "exact, W read from the run's files a block at a time (for a one-off query it is faster "
+        "than loading W, or loading and compiling the index)",
     )
     recommend.set_defaults(run_command=_recommend)
 
@@ -706,7 +707,11 @@ def _recommend(args) -> None:
     run.user_rows(args.user)  # unknown users fail before anything loads
     from keras_yt.serving.recommender import Recommender
 
-    recommender = Recommender(run, search=args.search, warm=False)
+    # A one-off query: with the run's stored user vectors, `auto` is one exact pass over W on
+    # disk (nothing loaded whole, no index or TensorFlow to load).
+    search = "scan" if args.search == "auto" and run.serving_arrays() is not None else \
+        args.search
+    recommender = Recommender(run, search=search, warm=False)
     results = recommender.recommend_users(args.user, k=args.k, keep_watched=args.keep_watched)
     print(f"search: {recommender.search}")
     for user, items in zip(args.user, results):
@@ -723,7 +728,8 @@ def _serve(args) -> None:
     from keras_yt.run_folder import RunFolder
 
     RunFolder(args.run).check()
-    load_tensorflow()
+    # TensorFlow loads with the user tower, in the background once the server listens (a run
+    # storing its user vectors answers requests by user id without it).
     from keras_yt.serving.service import serve
 
     serve(args.run, host=args.host, port=args.port, search=args.search)

@@ -33,7 +33,11 @@ import numpy as np
 
 from keras_yt._files import (
     current_umask,
+    embeddings_fingerprint,
+    mapped_dataset,
+    record_seal,
     remove_stale_stages,
+    seal_state,
     sha256_after,
     staged_folder,
 )
@@ -259,9 +263,13 @@ class RunFolder:
                 tower = model.user_model()
                 features = {name: latest[name] for name in tower.input}
                 user_vectors = tower.predict(features, verbose=0, batch_size=1024)
-                group.create_dataset("W", data=np.asarray(W, np.float32))
-                group.create_dataset("b", data=np.asarray(b, np.float32))
+                W, b = np.asarray(W, np.float32), np.asarray(b, np.float32)
+                group.create_dataset("W", data=W)
+                group.create_dataset("b", data=b)
                 group.create_dataset("user_vectors", data=np.asarray(user_vectors, np.float32))
+                # the model's fingerprint (as an index stores it), sealed with the file: readers
+                # compare it instead of hashing W
+                group.attrs["fingerprint"] = embeddings_fingerprint(W[1:], b[1:])
         _seal(self.data_path)
         self._data = None
 
@@ -324,6 +332,15 @@ class RunFolder:
                              f"({type(error).__name__}: {first[:200]})") from None
 
     def _load_data(self) -> dict:
+        """Reads and checks run.h5 (once per `RunFolder`).
+
+        What is checked when: the seal (sha256 of the file after its user block) is hashed on
+        the first load of each state of the file, and then trusted while the file is unchanged
+        (`keras_yt._files.seal_state`: same inode, size, modification and status-change times);
+        the structure (groups, shapes, id ranges) is checked on every load; the values of the
+        served arrays W, b and user vectors (finite) are checked when the file is hashed. Those
+        three arrays are memory-mapped, not read: a one-off query reads only what it uses.
+        """
         if self._data is not None:
             return self._data
         import h5py
@@ -331,7 +348,7 @@ class RunFolder:
         if not self.data_path.is_file():
             self.check()
         source = repr(str(self.data_path))
-        _check_seal(self.data_path, source)
+        sealed = _check_seal(self.data_path, source)
         try:
             f = h5py.File(self.data_path, "r")
         except OSError as error:
@@ -357,14 +374,19 @@ class RunFolder:
                     "indices": np.asarray(f["watched/indices"][()]),
                     "latest": _read_arrays(f["latest"]),
                     "test": _read_arrays(f["test"]) if "test" in f else None,
-                    "serving": _read_arrays(f["serving"]) if "serving" in f else None,
+                    "serving": _read_arrays(f["serving"], mapped=True) if "serving" in f
+                    else None,
+                    "fingerprint": str(f["serving"].attrs["fingerprint"])
+                    if "serving" in f and "fingerprint" in f["serving"].attrs else None,
                     "max_history": int(f.attrs.get("max_history", -1)),
                 }
             except (KeyError, OSError, UnicodeDecodeError) as error:
                 raise ValueError(f"{source} is damaged or incomplete ({error})") from None
             except MemoryError:
                 raise ValueError(f"{source}: not enough memory to load its arrays") from None
-        _check_data(data, source)
+        _check_data(data, source, values=sealed[0] != "trusted")
+        if sealed[0] == "verified":
+            record_seal(self.data_path, sealed[1])
         self._data = data
         return data
 
@@ -383,9 +405,19 @@ class RunFolder:
         return self._load_data()["max_history"]
 
     def serving_arrays(self) -> dict | None:
-        """`{"W", "b", "user_vectors"}` stored by `save_data(model=...)`, or None."""
+        """`{"W", "b", "user_vectors"}` stored by `save_data(model=...)`, or None.
+
+        The arrays are read-only memory maps of run.h5 (for files where they are stored
+        contiguous, as `save_data` writes them).
+        """
         serving = self._load_data()["serving"]
         return None if serving is None else dict(serving)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The stored model fingerprint (sha256 of W and b without row 0, as
+        `keras_yt.serving.CandidateIndex.fingerprint`), None in runs written before it was."""
+        return self._load_data()["fingerprint"]
 
     def watched(self, user_rows: Any) -> list[np.ndarray]:
         """Video model ids each user watched in training (sorted), per user model id."""
@@ -479,8 +511,12 @@ def _seal(path: str | os.PathLike) -> None:
         fh.write((_SEAL_MAGIC + digest).ljust(_USERBLOCK, b"\0"))
 
 
-def _check_seal(path: Path, source: str) -> None:
-    """Raises a ValueError naming run.h5 unless its user block holds the sha256 of the rest."""
+def _check_seal(path: Path, source: str) -> tuple[str, str]:
+    """Raises a ValueError naming run.h5 unless its user block holds the sha256 of the rest.
+
+    Returns `(state, digest)`: `"trusted"` (an earlier check of the unchanged file is on record,
+    nothing was read) or `"verified"` (hashed now), and the stored digest.
+    """
     with open(path, "rb") as fh:
         head = fh.read(_USERBLOCK)
     if not head.startswith(_SEAL_MAGIC):
@@ -490,9 +526,11 @@ def _check_seal(path: Path, source: str) -> None:
         raise ValueError(f"{source} is not a readable HDF5 file (not a keras_yt run data file: "
                          "truncated or damaged); re-run keras-yt train")
     stored = head[len(_SEAL_MAGIC):len(_SEAL_MAGIC) + 64].decode("ascii", "replace")
-    if len(head) < _USERBLOCK or stored != sha256_after(path, _USERBLOCK):
+    state = "mismatch" if len(head) < _USERBLOCK else seal_state(path, _USERBLOCK, stored)
+    if state == "mismatch":
         raise ValueError(f"{source} is corrupt: its checksum does not match its contents "
                          "(damaged or truncated); re-run keras-yt train")
+    return state, stored
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, num_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -516,10 +554,12 @@ def _write_arrays(group: Any, arrays: dict) -> None:
             group.create_dataset(name, data=value)
 
 
-def _read_arrays(group: Any) -> dict:
+def _read_arrays(group: Any, mapped: bool = False) -> dict:
     out = {}
     for name in group:
-        value = group[name][()]
+        value = mapped_dataset(group[name]) if mapped else None
+        if value is None:
+            value = group[name][()]
         if value.dtype.kind == "O":
             value = np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v),
                                  otypes=[object])(value).astype(str)
@@ -527,8 +567,14 @@ def _read_arrays(group: Any) -> dict:
     return out
 
 
-def _check_data(data: dict, source: str) -> None:
-    """Shapes and ranges of the stored arrays (the file is untrusted input)."""
+def _finite(array: np.ndarray) -> bool:
+    """Whether every value is finite, a block of rows at a time (memory-mapped arrays)."""
+    return all(np.isfinite(array[i:i + (1 << 16)]).all() for i in range(0, len(array), 1 << 16))
+
+
+def _check_data(data: dict, source: str, values: bool = True) -> None:
+    """Shapes and ranges of the stored arrays (the file is untrusted input); with `values`, the
+    served arrays' values too (finite: a pass over the memory-mapped W)."""
     num_videos, num_users = data["videos"].size, data["users"].size
     indptr, indices = data["indptr"], data["indices"]
     if (indptr.ndim != 1 or len(indptr) != num_users + 1 or indptr.dtype.kind not in "iu"
@@ -548,7 +594,7 @@ def _check_data(data: dict, source: str) -> None:
         W, b, u = (serving.get(n) for n in ("W", "b", "user_vectors"))
         if W is None or b is None or u is None or W.ndim != 2 or W.shape[0] != num_videos or \
                 b.shape != (num_videos,) or u.ndim != 2 or u.shape != (num_users, W.shape[1]) \
-                or not all(np.isfinite(a).all() for a in (W, b, u)):
+                or (values and not all(_finite(a) for a in (W, b, u))):
             raise ValueError(f"{source}: the 'serving' group must hold finite W ({num_videos}, "
                              f"d), b ({num_videos},) and user_vectors ({num_users}, d)")
     history = data["latest"].get("watch_history")

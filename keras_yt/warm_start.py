@@ -368,8 +368,8 @@ def warm_start(
         raise ValueError(f"{name!r} has no training example after the --init-from run's last "
                          f"watch ({_when(period['last_timestamp'])}): nothing new to train on")
     timings["examples"] = time.perf_counter() - step
-    say(f"    {np.count_nonzero(examples['label']):,} training examples after {_when(period['last_timestamp'])}"
-        f", {len(split.validation['label']):,} validation users")
+    say(f"    {np.count_nonzero(examples['label']):,} training examples after "
+        f"{_when(period['last_timestamp'])}, {len(split.validation['label']):,} validation users")
 
     step = time.perf_counter()
     from keras_yt._quiet import load_tensorflow

@@ -409,7 +409,7 @@ def test_a_crafted_index_dataset_names_the_file_and_the_dataset(tiny_run, tmp_pa
     import h5py
 
     from keras_yt.serving import CandidateIndex
-    from keras_yt.serving._common import seal
+    from keras_yt.serving._index_file import seal
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

@@ -217,3 +217,62 @@ def test_out_given_as_a_symlink_to_a_run_writes_the_run_it_points_to(tmp_path):
     with _lock_held_by_another_process(tmp_path / "real"):  # one lock for the link and its run
         with pytest.raises(ValueError, match="another keras-yt process is writing"):
             _write(tmp_path / "link")
+
+
+def test_served_arrays_are_mapped_and_an_unchanged_file_is_not_hashed_again(
+        tmp_path, monkeypatch):
+    """W, b and the user vectors are memory maps of run.h5; its seal is hashed on the first
+    load of the file and trusted on later loads while the file is unchanged."""
+    import json
+    import time
+
+    from keras_yt import _files
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+
+    class Tower:
+        input = {"watch_history": None}
+
+        def predict(self, features, **kwargs):
+            return np.ones((len(features["watch_history"]), 2), "float32")
+
+    class Model:
+        def get_output_embeddings(self):
+            return np.arange(8, dtype="float32").reshape(4, 2), np.zeros(4, "float32")
+
+        def user_model(self):
+            return Tower()
+
+    with RunFolder.create(tmp_path / "run") as run:
+        run.save_data(videos=Vocabulary(["a", "b", "c"]), users=Vocabulary([7], name="user"),
+                      watched=([7], ["b"]),
+                      latest={"watch_history": np.array([[0, 0], [1, 2]], "int32")},
+                      model=Model())
+    path = tmp_path / "run" / "run.h5"
+    hashed = []
+    real = _files.sha256_after
+    monkeypatch.setattr(_files, "sha256_after", lambda *a: hashed.append(a) or real(*a))
+    arrays = RunFolder(tmp_path / "run").serving_arrays()
+    assert len(hashed) == 1 and isinstance(arrays["W"], np.memmap)
+    assert arrays["W"].tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    from keras_yt._files import embeddings_fingerprint
+
+    assert RunFolder(tmp_path / "run").fingerprint == embeddings_fingerprint(
+        arrays["W"][1:], arrays["b"][1:])
+    record = _files._seal_record_path(path)
+    data = json.loads(open(record).read())
+    data["checked_ns"] = data["state"]["ctime_ns"] + 3 * 10**9  # checked 3 s after the write
+    with open(record, "w") as fh:
+        json.dump(data, fh)
+    hashed.clear()
+    RunFolder(tmp_path / "run").videos
+    assert hashed == [], "an unchanged file checked before is not hashed again"
+    time.sleep(0.01)
+    with h5py.File(path, "r") as f:
+        offset = f["serving/W"].id.get_offset()
+    with open(path, "r+b") as fh:  # a changed byte: hashed again and caught
+        fh.seek(offset)
+        fh.write(b"\x7f")
+    with pytest.raises(ValueError, match="run.h5.*corrupt"):
+        RunFolder(tmp_path / "run").videos
+    assert len(hashed) == 1

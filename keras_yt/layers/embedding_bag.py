@@ -130,7 +130,14 @@ class EmbeddingBag(keras.layers.Layer):
                 weights = ops.expand_dims(ops.convert_to_tensor(weights), -1)
         valid = ops.logical_and(ids > 0, ids < self.input_dim)
         item_weights = ops.cast(valid, self.compute_dtype)
-        if weights is None:
+        if weights is None and ids.shape[1] == 1:
+            # One id per row (a categorical feature): a plain row gather, which XLA compiles
+            # (the serving tower is jit-compiled); the gradient is row-sparse all the same.
+            safe_ids = ops.where(valid, ids, ops.zeros_like(ids))[:, 0]
+            vectors = ops.cast(yt_backend.gather_rows(self.embeddings, safe_ids),
+                               self.compute_dtype)
+            total = vectors * item_weights
+        elif weights is None:
             # Only the distinct valid ids' rows are read; the gradient has one row per distinct
             # id (`tf.IndexedSlices`), and no (batch, L, output_dim) tensor is built.
             total = ops.cast(

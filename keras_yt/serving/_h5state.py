@@ -94,9 +94,22 @@ def _write(group: Any, name: str, value: Any) -> None:
         raise UnsupportedState(f"state[{name!r}]: cannot store a {type(value).__name__}")
 
 
-def decode(group: Any) -> dict:
-    """Reads a dict written by `encode` (without the skipped keys)."""
-    return {name: _read(group[name]) for name in group}
+def decode(group: Any, mapped: tuple[str, ...] = ()) -> dict:
+    """Reads a dict written by `encode` (without the skipped keys).
+
+    Top-level arrays named in `mapped` are copy-on-write memory maps of the file where they
+    are stored contiguous (writeable for numba, never written back).
+    """
+    out = {}
+    for name in group:
+        node = group[name]
+        value = None
+        if name in mapped and node.attrs.get(_TAG) in ("ndarray", b"ndarray"):
+            from keras_yt._files import mapped_dataset
+
+            value = mapped_dataset(node, writeable=True)
+        out[name] = _read(node) if value is None else value
+    return out
 
 
 def _read(node: Any) -> Any:

@@ -11,16 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from keras_yt.serving import _common
+from keras_yt.serving import _embeddings, _index_file, _query, _search_state
+from keras_yt.serving._index_file import IndexFileError
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: checksum over every stored array; min_search_k
+FORMAT_VERSION = 3  # 2: checksum over every stored array; min_search_k. 3: the search's item
+# matrix (`_raw_data`) and query norm stored, memory-mapped on load
+_READS = (2, 3)
 _KIND = "keras_yt.CandidateIndex"
-_METRIC = "inner_product"
-# State keys that are not written: `_raw_data` is rebuilt from W and b (it is the reduced item
-# matrix in the index's row order); the others are only needed to update() the graph.
-_NOT_STORED = ("_raw_data", "_neighbor_graph", "_rp_forest")
+_METRIC = _search_state.METRIC
+# State keys that are not written: only needed to update() the graph. `_raw_data` (the reduced
+# items in the graph's vertex order) is written since version 3, so that a load maps it instead
+# of rebuilding it (a copy as large as W).
+_NOT_STORED = ("_neighbor_graph", "_rp_forest")
 
 
 class CandidateIndex:
@@ -123,8 +127,11 @@ class CandidateIndex:
         min_search_k: int = 50,
         exhaustive_below: int = 20_000,
         _state: dict | None = None,
+        _checked: bool = False,
+        _query_norm: float | None = None,
     ):
-        self.W, self.b, self.ids = _common.check_embeddings(W, b, ids)
+        self.W, self.b, self.ids = (W, b, ids) if _checked else \
+            _embeddings.check_embeddings(W, b, ids)
         _check_knobs(n_neighbors, diversify_prob, pruning_degree_multiplier, epsilon, n_jobs,
                      random_state, batch_size, min_search_k, exhaustive_below)
         self.n_neighbors = int(n_neighbors)
@@ -138,7 +145,7 @@ class CandidateIndex:
         self.min_search_k = int(min_search_k)
         self.exhaustive_below = int(exhaustive_below)
         self.bias_shift = float(-self.b.min())
-        self._query_norm = float(np.linalg.norm(self._reduced_items(), axis=1).max()) or 1.0
+        self._query_norm = _query_norm or self._largest_item_norm()
         self._lock = threading.Lock()
         self._nnd = None
         self.build_seconds = 0.0
@@ -194,8 +201,17 @@ class CandidateIndex:
         >>> CandidateIndex.from_model(Head()).query([[0, 0, 1.0, 0]], k=1)[0].tolist()
         [[2]]
         """
-        W, b, ids = _common.model_embeddings(model)
+        W, b, ids = _embeddings.model_embeddings(model)
         return cls(W, b, ids, **kwargs)
+
+    def _largest_item_norm(self) -> float:
+        """`max_j |x_j|` over the reduced items, a block of rows at a time."""
+        shift, largest = np.float32(self.bias_shift), 0.0
+        for start in range(0, len(self.W), 1 << 16):
+            W = self.W[start:start + (1 << 16)]
+            squares = np.einsum("ij,ij->i", W, W) + (self.b[start:start + (1 << 16)] + shift) ** 2
+            largest = max(largest, float(np.sqrt(squares.max())))
+        return largest or 1.0
 
     def _reduced_items(self) -> np.ndarray:
         return np.hstack([self.W, (self.b + np.float32(self.bias_shift))[:, None]]).astype(
@@ -225,7 +241,9 @@ class CandidateIndex:
 
         pynndescent = import_pynndescent()
         state = dict(state)
-        state["_raw_data"] = np.ascontiguousarray(self._reduced_items()[state["_vertex_order"]])
+        if state.get("_raw_data") is None:  # version 2 files: rebuilt from W and b
+            state["_raw_data"] = np.ascontiguousarray(
+                self._reduced_items()[state["_vertex_order"]])
         nnd = pynndescent.NNDescent.__new__(pynndescent.NNDescent)
         nnd.__setstate__(state)
         return nnd
@@ -243,7 +261,7 @@ class CandidateIndex:
     @property
     def fingerprint(self) -> str:
         """sha256 of the float32 bytes of W and b, as checked by `load(path, model)`."""
-        return _common.fingerprint(self.W, self.b)
+        return _embeddings.fingerprint(self.W, self.b)
 
     @property
     def exhaustive(self) -> bool:
@@ -296,13 +314,12 @@ class CandidateIndex:
         >>> ids.tolist(), scores.tolist()
         ([[7, 6, -1, -1]], [[0.5, 0.0, -inf, -inf]])
         """
-        k = _common.check_k(k)
-        u = _common.check_user_vectors(user_vectors, self.dim)
-        excl = _common.check_exclude(exclude, u.shape[0])
+        u, k, excl, batch_size = _query.check_query(user_vectors, k, exclude, self.dim,
+                                                     batch_size)
         if epsilon is None:
             epsilon = self.epsilon
         _check_float("epsilon", epsilon, 0.0, None)
-        batch_size = _common.check_batch_size(batch_size) or self.batch_size
+        batch_size = batch_size or self.batch_size
         extra = max((len(e) for e in excl), default=0) if excl is not None else 0
         # Small k searches too narrowly (recall@1 0.55, @10 0.90 at 20k x 32 with skewed norms):
         # the graph search always looks for at least `min_search_k` items, then keeps k.
@@ -311,7 +328,7 @@ class CandidateIndex:
         n = u.shape[0]
         out_ids = np.empty((n, k), np.int64)
         out_scores = np.empty((n, k), np.float32)
-        for start, stop in _common.batches(n, batch_size):
+        for start, stop in _query.batches(n, batch_size):
             ub = u[start:stop]
             if exhaustive:
                 scores = ub @ self.W.T + self.b
@@ -327,12 +344,12 @@ class CandidateIndex:
                 scores = np.matmul(self.W[rows], ub[:, :, None])[:, :, 0] + self.b[rows]
                 scores[~found] = -np.inf
             cand_ids = self.ids[rows]
-            mask = _common.exclusion_mask(cand_ids, excl, start)
+            mask = _query.exclusion_mask(cand_ids, excl, start)
             if mask is not None:
                 scores = np.where(mask, -np.inf, scores)
-            pos, vals = _common.top_k_sorted(scores.astype(np.float32), k)
+            pos, vals = _query.top_k_sorted(scores.astype(np.float32), k)
             picked = np.take_along_axis(cand_ids, np.maximum(pos, 0), axis=1)
-            out_ids[start:stop] = np.where(pos >= 0, picked, _common.PAD_ID)
+            out_ids[start:stop] = np.where(pos >= 0, picked, _query.PAD_ID)
             out_scores[start:stop] = vals
         return out_ids, out_scores
 
@@ -369,13 +386,14 @@ class CandidateIndex:
             expected = self._reduced_items()[state["_vertex_order"]]
             if not np.array_equal(state["_raw_data"], expected):
                 raise RuntimeError("PyNNDescent's data is not the reduced items in vertex order")
-        with _common.atomic_h5(path) as f:
+        with _index_file.atomic_h5(path) as f:
             f.attrs["kind"] = _KIND
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["fingerprint"] = self.fingerprint
             f.attrs["knobs"] = json.dumps(self.knobs)
             f.attrs["metric"] = _METRIC
             f.attrs["bias_shift"] = self.bias_shift
+            f.attrs["query_norm"] = self._query_norm
             f.create_dataset("W", data=self.W)
             f.create_dataset("b", data=self.b)
             f.create_dataset("ids", data=self.ids)
@@ -385,18 +403,26 @@ class CandidateIndex:
                 _h5state.encode(group, state, skip=_NOT_STORED)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: Any = None, verbose: bool = False):
+    def load(cls, path: str | os.PathLike, model: Any = None, verbose: bool = False,
+             fingerprint: str | None = None):
         """Reads an index written by `save` (HDF5 only, never unpickles).
 
         The PyNNDescent search graph is restored from its arrays. If the file was written with a
         different PyNNDescent version, or restoring fails, the index is rebuilt from the stored
         embeddings with the stored knobs and a warning is logged.
 
+        W and the search's item matrix are memory-mapped (files of format 3): a load reads the
+        search graph and trees, and the search reads the rows it visits. The file's checksum
+        and every stored value are checked on the first load of each state of the file; later
+        loads of the unchanged file check the structure only (see `read_index_file`).
+
         Args:
             path: file written by `CandidateIndex.save`.
             model: if given, its output embeddings (without row 0) must have the fingerprint
                 stored in the file; otherwise a ValueError says to rebuild the index.
             verbose: print PyNNDescent's progress if the index has to be rebuilt.
+            fingerprint: the fingerprint the file must store (e.g. the one a run folder keeps
+                for its model), checked without hashing any embeddings; like `model`.
 
         Returns:
             The `CandidateIndex`; `rebuilt` is True if the graph had to be rebuilt.
@@ -412,15 +438,22 @@ class CandidateIndex:
         from keras_yt.serving import _h5state
 
         shown = os.fspath(path)
-        with _common.read_index_file(path, _KIND, FORMAT_VERSION) as f:
+        with _index_file.read_index_file(path, _KIND, _READS) as opened:
+            f, trusted = opened.f, opened.trusted
             stored = str(f.attrs["fingerprint"])
-            W, b, ids = _common.read_embeddings(f, path)
-            actual = _common.fingerprint(W, b)
-            _common.check_fingerprint(stored, actual, path, "W and b")
+            W, b, ids = _index_file.read_embeddings(f, path, trusted=trusted)
+            if not trusted:
+                actual = _embeddings.fingerprint(W, b)
+                _index_file.check_fingerprint(stored, actual, path, "W and b")
+            if fingerprint is not None:
+                _index_file.check_fingerprint(stored, fingerprint, path, "model")
             if model is not None:
-                mW, mb, _ = _common.model_embeddings(model)
-                _common.check_fingerprint(stored, _common.fingerprint(mW, mb), path, "model")
+                mW, mb, _ = _embeddings.model_embeddings(model)
+                actual = _embeddings.fingerprint(mW, mb)
+                _index_file.check_fingerprint(stored, actual, path, "model")
             knobs = _read_knobs(f, shown)
+            query_norm = f.attrs.get("query_norm")
+            query_norm = float(query_norm) if trusted and query_norm is not None else None
             state, reason = None, None
             if "nndescent" in f:
                 group = f["nndescent"]
@@ -428,22 +461,25 @@ class CandidateIndex:
                 if version != _pynndescent_version():
                     reason = f"saved with pynndescent {version}, running {_pynndescent_version()}"
                 else:
-                    state = _h5state.decode(group)
-                    _check_state(state, len(W), W.shape[1] + 1, shown)
+                    state = _h5state.decode(group, mapped=("_raw_data",))
+                    _search_state.check_state(state, len(W), W.shape[1] + 1, shown)
+                    if state.get("_raw_data") is not None and not trusted:
+                        _search_state.check_raw_data(state, W, b, shown)
             elif len(W) > max(knobs["n_neighbors"], knobs.get("exhaustive_below", 0)):
-                raise _common.IndexFileError(
+                raise IndexFileError(
                     f"{shown!r} has no search graph (group 'nndescent') for its {len(W)} items"
                 )
         knobs["verbose"] = verbose
         rebuilt = False
         if state is not None:
             try:
-                index = cls(W, b, ids, **knobs, _state=state)
+                index = cls(W, b, ids, **knobs, _state=state, _checked=True,
+                            _query_norm=query_norm)
             except Exception as err:  # private PyNNDescent attributes changed: rebuild
                 reason = f"restoring the search graph failed ({type(err).__name__}: {err})"
                 state = None
         if state is None:
-            index = cls(W, b, ids, **knobs)
+            index = cls(W, b, ids, **knobs, _checked=True)
             rebuilt = index._nnd is not None
             if rebuilt:
                 logger.warning(
@@ -486,15 +522,15 @@ def _read_knobs(f: Any, shown: str) -> dict:
     try:
         knobs = json.loads(str(f.attrs["knobs"]))
     except (KeyError, ValueError) as err:
-        raise _common.IndexFileError(f"{shown!r} has no readable 'knobs' attribute: {err}") from err
+        raise IndexFileError(f"{shown!r} has no readable 'knobs' attribute: {err}") from err
     if not isinstance(knobs, dict) or not set(knobs) <= set(_KNOB_NAMES):
-        raise _common.IndexFileError(
+        raise IndexFileError(
             f"{shown!r}: 'knobs' must be a dict with keys among {list(_KNOB_NAMES)}, got {knobs!r}"
         )
     try:
         _check_knobs(**knobs)
     except ValueError as err:
-        raise _common.IndexFileError(f"{shown!r} holds invalid knobs: {err}") from err
+        raise IndexFileError(f"{shown!r} holds invalid knobs: {err}") from err
     return knobs
 
 
@@ -515,92 +551,3 @@ def _check_knobs(
     _check_int("batch_size", batch_size, 1)
     _check_int("min_search_k", min_search_k, 1)
     _check_int("exhaustive_below", exhaustive_below, 0)
-
-
-def _int_array(value: Any, name: str, shown: str, ndim: int) -> np.ndarray:
-    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu" or value.ndim != ndim:
-        raise _common.IndexFileError(
-            f"{shown!r}: search state {name} must be a {ndim}-D integer array, got "
-            f"{getattr(value, 'dtype', type(value).__name__)} of shape {np.shape(value)}"
-        )
-    return value
-
-
-def _check_state(state: dict, n: int, dim: int, shown: str) -> None:
-    """Checks every array of the PyNNDescent state that its numba search reads, before any of it
-    reaches numba: graph and tree indices in range, trees acyclic, buffers of the right size.
-    A file that passes the checksum but was written to crash the search is caught here."""
-    import scipy.sparse
-
-    def bad(what: str):
-        return _common.IndexFileError(f"{shown!r}: invalid search state: {what}")
-
-    expected_scalars = {"metric": _METRIC, "_is_sparse": False, "quantization": None, "dim": dim}
-    for key, value in expected_scalars.items():
-        if key not in state or state[key] != value or type(state[key]) is not type(value):
-            raise bad(f"{key} must be {value!r}, got {state.get(key)!r}")
-    graph = state.get("_search_graph")
-    if not scipy.sparse.issparse(graph) or graph.format != "csr" or graph.shape != (n, n):
-        raise bad(f"_search_graph must be a ({n}, {n}) CSR matrix, got {type(graph).__name__} "
-                  f"{getattr(graph, 'shape', None)}")
-    indptr = _int_array(graph.indptr, "_search_graph.indptr", shown, 1)
-    indices = _int_array(graph.indices, "_search_graph.indices", shown, 1)
-    if (
-        len(indptr) != n + 1 or indptr[0] != 0 or (np.diff(indptr) < 0).any()
-        or indptr[-1] != len(indices) or len(graph.data) != len(indices)
-    ):
-        raise bad("_search_graph.indptr is not a valid row index")
-    if indices.size and (indices.min() < 0 or indices.max() >= n):
-        raise bad(f"_search_graph holds neighbour indices outside [0, {n}): "
-                  f"{int(indices.min())}..{int(indices.max())}")
-    order = _int_array(state.get("_vertex_order"), "_vertex_order", shown, 1)
-    if len(order) != n or not np.array_equal(np.sort(order), np.arange(n)):
-        raise bad(f"_vertex_order must be a permutation of 0..{n - 1}")
-    visited = state.get("_visited")
-    if not isinstance(visited, np.ndarray) or visited.dtype != np.uint8 or visited.shape != (
-        n // 8 + 1,
-    ):
-        raise bad(f"_visited must be a uint8 array of shape ({n // 8 + 1},)")
-    for key in ("rng_state", "search_rng_state"):
-        rng = state.get(key)
-        if not isinstance(rng, np.ndarray) or rng.dtype != np.int64 or rng.shape != (3,):
-            raise bad(f"{key} must be an int64 array of shape (3,)")
-    forest = state.get("_search_forest")
-    if not isinstance(forest, tuple) or not forest:
-        raise bad("_search_forest must be a non-empty tuple of trees")
-    for t, tree in enumerate(forest):
-        _check_tree(tree, n, dim, f"_search_forest[{t}]", bad)
-
-
-def _check_tree(tree: Any, n: int, dim: int, name: str, bad) -> None:
-    if not isinstance(tree, tuple) or len(tree) != 5:
-        raise bad(f"{name} must be a tuple (hyperplanes, offsets, children, indices, leaf_size)")
-    hyperplanes, offsets, children, indices, leaf_size = tree
-    arrays_ok = (
-        isinstance(hyperplanes, np.ndarray) and hyperplanes.dtype == np.float32
-        and isinstance(offsets, np.ndarray) and offsets.dtype == np.float32
-        and isinstance(children, np.ndarray) and children.dtype == np.int32
-        and isinstance(indices, np.ndarray) and indices.dtype == np.int32
-        and isinstance(leaf_size, int)
-    )
-    if not arrays_ok:
-        raise bad(f"{name} has arrays of the wrong types")
-    m = len(children)
-    if (
-        m < 1 or children.shape != (m, 2) or hyperplanes.shape != (m, dim)
-        or offsets.shape != (m,) or indices.ndim != 1
-    ):
-        raise bad(f"{name} has arrays of inconsistent shapes")
-    if indices.size and (indices.min() < 0 or indices.max() >= n):
-        raise bad(f"{name} holds item indices outside [0, {n})")
-    if not (np.isfinite(hyperplanes).all() and np.isfinite(offsets).all()):
-        raise bad(f"{name} has non-finite (NaN / inf) hyperplanes or offsets")
-    node = np.arange(m)
-    internal = children[:, 0] > 0
-    # Internal nodes point to later nodes only (so the descent ends), inside the tree.
-    inner = children[internal]
-    if ((inner <= node[internal, None]) | (inner >= m)).any():
-        raise bad(f"{name} has child links outside the tree or pointing backwards")
-    start, stop = -children[~internal, 0], -children[~internal, 1]
-    if ((start < 0) | (stop < start) | (stop > len(indices))).any():
-        raise bad(f"{name} has leaves outside its index array")

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_yt.serving import _common
+from keras_yt.serving import _embeddings, _index_file, _query
 
 FORMAT_VERSION = 2  # 2: a checksum over every stored array and attribute
 # Batches with fewer scores than this are ranked in numpy: a backend call costs ~0.3 ms, about
@@ -51,8 +51,8 @@ class ExactIndex:
     """
 
     def __init__(self, W: Any, b: Any = None, ids: Any = None, batch_size: int | None = None):
-        self.W, self.b, self.ids = _common.check_embeddings(W, b, ids)
-        self.batch_size = _common.check_batch_size(batch_size)
+        self.W, self.b, self.ids = _embeddings.check_embeddings(W, b, ids)
+        self.batch_size = _query.check_batch_size(batch_size)
         self._row_of = np.argsort(self.ids, kind="stable")
         self._sorted_ids = self.ids[self._row_of]
         self._tensors = None  # (W, b, W.T, b on the Keras backend), made on the first query
@@ -99,7 +99,7 @@ class ExactIndex:
         >>> ExactIndex.from_model(Head()).query([[1.0, 0.0, 0.0]], k=1)[0].tolist()
         [[1]]
         """
-        W, b, ids = _common.model_embeddings(model)
+        W, b, ids = _embeddings.model_embeddings(model)
         return cls(W, b, ids, batch_size=batch_size)
 
     @property
@@ -113,7 +113,7 @@ class ExactIndex:
     @property
     def fingerprint(self) -> str:
         """sha256 of the float32 bytes of W and b (see `CandidateIndex.load`)."""
-        return _common.fingerprint(self.W, self.b)
+        return _embeddings.fingerprint(self.W, self.b)
 
     def _rows_for(self, ids: np.ndarray) -> np.ndarray:
         """Rows of the given ids; ids not in the index are dropped."""
@@ -149,21 +149,19 @@ class ExactIndex:
         >>> index.query([[0.0, 1.0]], k=3)[0].tolist()
         [[9, 7, -1]]
         """
-        k = _common.check_k(k)
-        u = _common.check_user_vectors(user_vectors, self.dim)
-        excl = _common.check_exclude(exclude, u.shape[0])
-        batch_size = _common.check_batch_size(batch_size)
+        u, k, excl, batch_size = _query.check_query(user_vectors, k, exclude, self.dim,
+                                                     batch_size)
         batch_size = batch_size or self.batch_size or max(1, min(4096, (1 << 27) // len(self)))
         n = u.shape[0]
         out_ids = np.empty((n, k), np.int64)
         out_scores = np.empty((n, k), np.float32)
-        for start, stop in _common.batches(n, batch_size):
+        for start, stop in _query.batches(n, batch_size):
             rows = None if excl is None else [self._rows_for(e) for e in excl[start:stop]]
             if (stop - start) * len(self) < _NUMPY_MAX_SCORES:
                 pos, vals = self._top_k_numpy(u[start:stop], k, rows)
             else:
                 pos, vals = self._top_k_backend(u[start:stop], k, rows)
-            out_ids[start:stop] = np.where(pos >= 0, self.ids[np.maximum(pos, 0)], _common.PAD_ID)
+            out_ids[start:stop] = np.where(pos >= 0, self.ids[np.maximum(pos, 0)], _query.PAD_ID)
             out_scores[start:stop] = vals
         return out_ids, out_scores
 
@@ -171,7 +169,7 @@ class ExactIndex:
         scores = u @ self.W.T + self.b
         for i, r in enumerate(rows or ()):
             scores[i, r] = -np.inf
-        return _common.top_k_sorted(scores, k)
+        return _query.top_k_sorted(scores, k)
 
     def _top_k_backend(self, u: np.ndarray, k: int, rows: list | None):
         from keras import ops  # here, not at the top: small queries never load the backend
@@ -190,9 +188,9 @@ class ExactIndex:
             scores = ops.scatter_update(scores, pairs, np.full(len(pairs), -np.inf, np.float32))
         kk = min(k, len(self))
         vals, pos = (ops.convert_to_numpy(x) for x in ops.top_k(scores, kk))
-        pos = np.where(np.isneginf(vals), _common.PAD_ID, pos).astype(np.int64)
+        pos = np.where(np.isneginf(vals), _query.PAD_ID, pos).astype(np.int64)
         if kk < k:
-            pos = np.pad(pos, ((0, 0), (0, k - kk)), constant_values=_common.PAD_ID)
+            pos = np.pad(pos, ((0, 0), (0, k - kk)), constant_values=_query.PAD_ID)
             vals = np.pad(vals, ((0, 0), (0, k - kk)), constant_values=-np.inf)
         return pos, vals
 
@@ -209,7 +207,7 @@ class ExactIndex:
         >>> len(ExactIndex.load(path))
         2
         """
-        with _common.atomic_h5(path) as f:
+        with _index_file.atomic_h5(path) as f:
             f.attrs["kind"] = "keras_yt.ExactIndex"
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["fingerprint"] = self.fingerprint
@@ -236,15 +234,17 @@ class ExactIndex:
         >>> ExactIndex.load(path).ids.tolist()
         [3, 4]
         """
-        with _common.read_index_file(path, "keras_yt.ExactIndex", FORMAT_VERSION) as f:
-            W, b, ids = _common.read_embeddings(f, path)
+        with _index_file.read_index_file(path, "keras_yt.ExactIndex", FORMAT_VERSION) as opened:
+            f = opened.f
+            W, b, ids = _index_file.read_embeddings(f, path)
             stored = str(f.attrs["fingerprint"])
+            _index_file.check_fingerprint(stored, _embeddings.fingerprint(W, b), path,
+                                          "file contents")
         index = cls(W, b, ids)
-        _common.check_fingerprint(stored, index.fingerprint, path, "file contents")
         if model is not None:
-            mW, mb, _ = _common.model_embeddings(model)
-            _common.check_fingerprint(
-                stored, _common.fingerprint(mW, mb), path, "model", rebuild="ExactIndex"
+            mW, mb, _ = _embeddings.model_embeddings(model)
+            _index_file.check_fingerprint(
+                stored, _embeddings.fingerprint(mW, mb), path, "model", rebuild="ExactIndex"
             )
         return index
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_yt.serving import _query
+
 FALLBACK_POPULAR = "popular"
 """`Recommender.fallback` (the service's `"fallback"` field) when no watch is known."""
 
@@ -25,17 +27,27 @@ class Recommender:
     `k` larger than the eligible videos returns fewer items, never padding.
 
     Search: `"exact"` (`ExactIndex`, brute force), `"index"` (the run's `index.h5`,
-    `CandidateIndex`) or `"auto"`: exact up to `EXACT_MAX_VIDEOS` videos (one matrix product
-    over 200k x 256 floats takes a few ms, while loading a PyNNDescent index recompiles its
-    search in 3-5 s), else the index if the run has one.
+    `CandidateIndex`), `"scan"` (exact too, W read from run.h5 a block at a time for each query:
+    for one-off queries on a large run, which it answers without loading W, an index or
+    TensorFlow; `keras-yt recommend` uses it) or `"auto"`: exact up to `EXACT_MAX_VIDEOS` videos
+    (one matrix product over 200k x 256 floats takes a few ms, while loading a PyNNDescent index
+    recompiles its search in 3-5 s), else the index if the run has one.
 
-    Thread-safe: the user tower runs under a lock, the indexes are safe to query from several
+    The run's W, b and user vectors are memory-mapped from run.h5 (`RunFolder.serving_arrays`),
+    its model is loaded only when a watch history needs the user tower (or `warm`).
+
+    Thread-safe: on TensorFlow the user tower is compiled `tf.function`s that threads call
+    concurrently (elsewhere it runs under a lock); the indexes are safe to query from several
     threads (`CandidateIndex` serialises its graph search).
 
     Args:
         run: a run folder (path or `keras_yt.run_folder.RunFolder`).
-        search: `"auto"`, `"exact"` or `"index"`.
+        search: `"auto"`, `"exact"`, `"index"` or `"scan"`.
         warm: run one query at start-up so that the first request pays no compilation.
+        tower_in_background: with `warm`, in a run that stores its user vectors, load and warm
+            the model (the user tower: seconds for a large run) in a background thread, so
+            that requests by user id are answered at once; a request that needs the tower
+            waits for it (`keras-yt serve` starts this way).
 
     Example:
     >>> from keras_yt.demo import run_demo
@@ -49,12 +61,13 @@ class Recommender:
     (3, ['id', 'score', 'title'])
     """
 
-    def __init__(self, run: Any, search: str = "auto", warm: bool = True):
+    def __init__(self, run: Any, search: str = "auto", warm: bool = True,
+                 tower_in_background: bool = False):
         from keras_yt.run_folder import RunFolder
-        from keras_yt.serving import _common
+        from keras_yt.serving import _embeddings
 
-        if search not in ("auto", "exact", "index"):
-            raise ValueError(f"search must be 'auto', 'exact' or 'index', got {search!r}")
+        if search not in ("auto", "exact", "index", "scan"):
+            raise ValueError(f"search must be 'auto', 'exact', 'index' or 'scan', got {search!r}")
         self.run = run if isinstance(run, RunFolder) else RunFolder(run)
         self.run.check()
         started = time.perf_counter()
@@ -63,9 +76,11 @@ class Recommender:
         self.max_history = int(self.run.latest_features([0])["watch_history"].shape[1])
         self._model = None
         self._tower = None
+        self._compiled = None  # the tower's tf.functions (False off TensorFlow), made on first use
         self._lock = threading.Lock()
         stored = self.run.serving_arrays()
-        if stored is None or warm:
+        background = tower_in_background and warm and stored is not None
+        if stored is None or (warm and not background):
             self._load_model()
         if stored is None:
             W, b = self.model.get_output_embeddings()
@@ -77,22 +92,42 @@ class Recommender:
                 f"{str(self.run.data_path)!r} lists {len(self.videos)} videos but the model has "
                 f"{len(self._W) - 1}: the run folder is inconsistent; train it again"
             )
-        self.fingerprint = _common.fingerprint(self._W[1:], self._b[1:])
+        # stored in run.h5 (sealed with it) by runs written since it is; else hashed from W
+        self.fingerprint = self.run.fingerprint if stored.get("user_vectors") is not None and \
+            self.run.fingerprint else _embeddings.fingerprint(self._W[1:], self._b[1:])
         self.index, self.search = self._open_index(search)
+        self.tower_thread = None
+        self._tower_error = None
         if warm:
-            self.recommend(watch_history=[], k=1)
+            if background:
+                self.tower_thread = threading.Thread(target=self._warm_tower, daemon=True,
+                                                     name="keras_yt-user-tower")
+                self.tower_thread.start()
+            else:
+                self.recommend(watch_history=[], k=1)
             if len(self.users):
                 self.recommend_users([self.users.ids[0]], k=1)
         self.load_seconds = time.perf_counter() - started
 
+    def _warm_tower(self) -> None:
+        """Loads the model and runs the tower once (the background start of `serve`)."""
+        import logging
+
+        try:
+            self.recommend(watch_history=[], k=1)
+        except Exception as error:  # requests that need the tower retry the load and fail
+            self._tower_error = f"{type(error).__name__}: {error}"
+            logging.getLogger(__name__).warning("loading the user tower failed: %s", error)
+
     def _load_model(self) -> None:
-        self._model = self.run.load_model()
-        if self._model.num_videos != self.videos.size:
+        model = self.run.load_model()
+        if model.num_videos != self.videos.size:
             raise ValueError(
                 f"{str(self.run.data_path)!r} lists {len(self.videos)} videos but the model has "
-                f"{self._model.num_videos - 1}: the run folder is inconsistent; train it again"
+                f"{model.num_videos - 1}: the run folder is inconsistent; train it again"
             )
-        self._tower = self._model.user_model()
+        self._tower = model.user_model()
+        self._model = model  # last: a thread that sees the model sees its tower
 
     @property
     def model(self):
@@ -114,6 +149,10 @@ class Recommender:
 
         n = len(self.videos)
         W, b, ids = self._W[1:], self._b[1:], np.arange(1, n + 1, dtype=np.int64)
+        if search == "scan":
+            from keras_yt.serving._scan import ScanIndex
+
+            return ScanIndex(W, b, ids), f"exact (one pass over W on disk, {n:,} videos)"
         has_index = self.run.index_path.is_file()
         if search == "index" or (search == "auto" and n > EXACT_MAX_VIDEOS and has_index):
             if not has_index:
@@ -122,8 +161,7 @@ class Recommender:
             from keras_yt.serving.candidate_index import CandidateIndex
 
             try:
-                index = CandidateIndex.load(self.run.index_path, model=_Embeddings(self._W,
-                                                                                   self._b))
+                index = CandidateIndex.load(self.run.index_path, fingerprint=self.fingerprint)
             except OSError as error:
                 raise ValueError(f"{str(self.run.index_path)!r} is not a readable index file "
                                  f"({error})") from None
@@ -164,11 +202,56 @@ class Recommender:
         return features
 
     def user_vectors(self, features: dict) -> np.ndarray:
-        """User vectors of a batch of features (model ids), computed under the tower's lock."""
-        tower = self.tower
-        inputs = {name: features[name] for name in tower.input}
+        """User vectors of a batch of features (model ids).
+
+        On TensorFlow the user tower runs as a concrete `tf.function` (the graph that `keras-yt
+        export` writes into the SavedModel, without its raw-id lookup and without Keras'
+        per-call set-up), which threads call concurrently; a single user goes through an
+        XLA-compiled copy of it (one fused program: a 200-watch attention history in about
+        half the plain graph's time), when XLA compiles the tower. Other backends run
+        `predict_on_batch` (a compiled step) under the tower's lock. All give the Keras model's
+        user vectors (to float32 rounding).
+        """
+        compiled = self._compiled_tower()
+        if compiled is not None:
+            return self._run_compiled(compiled, features)
+        inputs = {name: features[name] for name in self.tower.input}
         with self._lock:
-            return np.asarray(tower.predict_on_batch(inputs), dtype=np.float32)
+            return np.asarray(self.tower.predict_on_batch(inputs), dtype=np.float32)
+
+    @staticmethod
+    def _run_compiled(compiled: dict, features: dict) -> np.ndarray:
+        import tensorflow as tf
+
+        tensors = {name: tf.convert_to_tensor(
+            features[name] if dtype is None else np.asarray(features[name], dtype=dtype))
+            for name, dtype in compiled["dtypes"].items()}
+        single = compiled["single"]
+        function = single if single is not None and len(features["watch_history"]) == 1 else \
+            compiled["batch"]
+        return function(tensors).numpy().astype(np.float32, copy=False)
+
+    def _compiled_tower(self) -> dict | None:
+        """The user tower's compiled functions on TensorFlow (`{"batch", "single", "dtypes"}`:
+        any batch size; one user, XLA, or None where XLA cannot compile the tower; the numpy
+        dtype of each input, None for strings), None on other backends. Made on first use."""
+        if self._compiled is not None:
+            return self._compiled or None
+        import keras
+
+        tower = self.tower
+        with self._lock:
+            if self._compiled is None:
+                compiled = False
+                if keras.backend.backend() == "tensorflow":
+                    compiled = _compile_tower(tower)
+                    try:  # XLA compiles on the first call: a tower it cannot take stays plain
+                        self._run_compiled(compiled, self._default_features(
+                            np.zeros((1, self.max_history), np.int32)))
+                    except Exception:  # noqa: BLE001  (XLA raises several error types)
+                        compiled["single"] = None
+                self._compiled = compiled  # complete before another thread sees it
+        return self._compiled or None
 
     # ------------------------------------------------------------------ recommending
 
@@ -202,7 +285,7 @@ class Recommender:
         if user is not None:
             return self.recommend_users([user], k, None if exclude is None else [exclude],
                                         keep_watched)[0]
-        _check_k(k)
+        _query.check_k(k)
         history = self._model_history(watch_history)
         u = self.user_vectors(self._default_features(history))
         excluded = [] if keep_watched else [history[0]]
@@ -255,7 +338,7 @@ class Recommender:
         Returns:
             One list of items per user (see `recommend`).
         """
-        _check_k(k)
+        _query.check_k(k)
         rows = self.run.user_rows(users)
         if exclude is not None and len(exclude) != len(rows):
             raise ValueError(f"exclude must hold one list per user ({len(rows)}), got "
@@ -299,30 +382,53 @@ class Recommender:
             ])
         return out
 
+    @property
+    def tower_state(self) -> str:
+        """`"ready"` (the user tower is loaded, and warm if `warm`), `"loading"` (in the
+        background, `tower_in_background`; requests that need it wait), `"not loaded"` (loaded
+        on first use) or `"failed: <error>"`."""
+        thread = self.tower_thread
+        if thread is not None and thread.is_alive():
+            return "loading"
+        if self._model is not None:
+            return "ready"
+        return "not loaded" if self._tower_error is None else f"failed: {self._tower_error}"
+
     def describe(self) -> dict:
-        """What is served: model fingerprint, corpus and user counts, search kind."""
+        """What is served: model fingerprint, corpus and user counts, search kind, tower state."""
         return {
             "model": self.fingerprint,
             "videos": len(self.videos),
             "users": len(self.users),
             "search": self.search,
             "run": os.fspath(self.run.path),
+            "tower": self.tower_state,
         }
 
 
-class _Embeddings:
-    """The run's stored output embeddings, for `CandidateIndex.load(model=...)`'s check."""
+def _compile_tower(tower) -> dict:
+    """Concrete `tf.function`s of a Keras user tower: any batch size, and one user with XLA."""
+    import tensorflow as tf
 
-    def __init__(self, W: np.ndarray, b: np.ndarray):
-        self.W, self.b = W, b
+    def call(features):
+        return tower(features, training=False)
 
-    def get_output_embeddings(self):
-        return self.W, self.b
+    def specs(batch):
+        return {name: tf.TensorSpec((batch, *tensor.shape[1:]), tensor.dtype, name=name)
+                for name, tensor in tower.input.items()}
 
-
-def _check_k(k: Any) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    functions = {"batch": tf.function(call, input_signature=[specs(None)], autograph=False)}
+    # XLA takes no strings (the search queries): such a tower stays a plain graph. (Trying
+    # anyway fails, and a second try in the same process aborts it in TensorFlow 2.20.)
+    if all(spec.dtype != tf.string for spec in specs(1).values()):
+        functions["single"] = tf.function(call, input_signature=[specs(1)], autograph=False,
+                                          jit_compile=True)
+    return {
+        "single": None,
+        **{name: f.get_concrete_function() for name, f in functions.items()},
+        "dtypes": {name: None if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
+                   for name, spec in specs(None).items()},
+    }
 
 
 def _id_array(values: Any, is_string: bool) -> np.ndarray:

@@ -19,8 +19,9 @@ Errors are JSON `{"error": <message>, "field": <request field or null>}` with st
 (malformed JSON), 422 (unknown field, wrong type, k <= 0, both or neither of user and
 watch_history), 404 (unknown user or path), 405 (wrong method), 413 (body over 4 MiB) or 431
 (headers over 64 KiB); messages are cut to 300 characters. Slow or idle connections are closed
-(see `serve`). The `Recommender` (model, vocabularies, index) is loaded and
-warmed before the server accepts connections.
+(see `serve`). The `Recommender` (vocabularies, stored user vectors, index) is loaded and
+warmed before the server accepts connections; its user tower (the model) loads in the
+background, and a request that needs it (by watch history) waits for it.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request model's annotation.
@@ -213,7 +214,9 @@ def serve(run: Any, host: str = "127.0.0.1", port: int = 8000, search: str = "au
 
     from keras_yt.serving.swappable import SwappableRecommender
 
-    recommender = SwappableRecommender(run, search=search, warm=True)
+    # Requests by user id are answered from the stored user vectors as soon as the index is
+    # loaded; the user tower (the model: seconds for a large run) loads in the background.
+    recommender = SwappableRecommender(run, search=search, warm=True, tower_in_background=True)
     app = create_app(recommender)
     _reload_on_sighup(recommender)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)

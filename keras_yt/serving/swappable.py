@@ -22,6 +22,8 @@ class SwappableRecommender:
         run: the run folder to serve first (path or `RunFolder`), or a loaded `Recommender`.
         search: `"auto"`, `"exact"` or `"index"` (see `Recommender`), used for every run.
         warm: warm each run before it is served (one query: no compilation on a request).
+        tower_in_background: load the first run's user tower in the background (see
+            `Recommender`).
 
     Example:
     >>> from keras_yt.demo import run_demo
@@ -36,12 +38,15 @@ class SwappableRecommender:
     (True, 3)
     """
 
-    def __init__(self, run: Any, search: str = "auto", warm: bool = True):
+    def __init__(self, run: Any, search: str = "auto", warm: bool = True,
+                 tower_in_background: bool = False):
         from keras_yt.serving.recommender import Recommender
 
         self.search_option = search
         self.warm = warm
-        self._current = run if isinstance(run, Recommender) else Recommender(run, search, warm)
+        # the first run only: a reload swaps in a run whose tower is loaded and warm
+        self._current = run if isinstance(run, Recommender) else Recommender(
+            run, search, warm, tower_in_background=tower_in_background)
         self._source = os.fspath(self._current.run.path)
         self._reloading = threading.Lock()
         self.reloads = 0

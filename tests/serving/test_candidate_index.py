@@ -14,9 +14,9 @@ from tests.serving.conftest import brute_force_top_k, recall
 
 
 def _h5seal(path):
-    from keras_yt.serving import _common
+    from keras_yt.serving import _index_file
 
-    _common.seal(path)
+    _index_file.seal(path)
 
 
 class Head:
@@ -131,7 +131,7 @@ def test_save_load_reproduces_queries(tmp_path, corpus, candidate_index):
         np.testing.assert_array_equal(sr, sa)
     # plain HDF5: numeric datasets only, no object / opaque / pickled data
     with h5py.File(path, "r") as f:
-        assert f.attrs["format_version"] == 2 and "fingerprint" in f.attrs
+        assert f.attrs["format_version"] == 3 and "fingerprint" in f.attrs
         kinds = []
         f.visititems(lambda name, obj: kinds.append(obj.dtype.kind)
                      if isinstance(obj, h5py.Dataset) else None)
@@ -167,7 +167,7 @@ def test_load_rejects_other_embeddings_and_corrupt_files(tmp_path, corpus, candi
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 99
     _h5seal(path)
-    with pytest.raises(ValueError, match="format_version 99, expected 2"):
+    with pytest.raises(ValueError, match="format_version 99, expected 3"):
         CandidateIndex.load(path)
 
 
@@ -322,11 +322,11 @@ def _assert_clear_or_verified(results):
 
 
 def _rewrite_checksum(path):
-    from keras_yt.serving import _common
+    from keras_yt.serving import _index_file
 
     with h5py.File(path, "r+") as f:
-        f.attrs["checksum"] = _common.file_checksum(f)
-    _common.seal(path)
+        f.attrs["checksum"] = _index_file.file_checksum(f)
+    _index_file.seal(path)
 
 
 def test_crafted_search_state_is_rejected_before_numba(tmp_path, small_index):
@@ -447,3 +447,67 @@ def test_non_finite_tree_hyperplanes_are_rejected(tmp_path, small_index):
     _assert_clear_or_verified(results)
     for r in results:
         assert not r["ok"] and "non-finite" in r["message"], r
+
+
+def test_later_loads_map_the_arrays_and_skip_the_hash_until_the_file_changes(
+        tmp_path, corpus, candidate_index, monkeypatch):
+    """The first load hashes the file and checks every value; a load of the unchanged file
+    trusts that record and memory-maps W and the search items; a changed file is hashed again
+    (and caught); a format-2 file (no stored search items) still loads, to the same answers."""
+    import os
+    import time
+
+    from keras_yt import _files
+    from keras_yt.serving import _index_file
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    W, b, U = corpus
+    path = tmp_path / "index.h5"
+    candidate_index.save(path)
+    old = time.time_ns() - 10**10  # the file as if written 10 s ago (not "racy")
+    os.utime(path, ns=(old, old))
+    time.sleep(0.01)
+    hashed = []
+    real = _files.sha256_after
+    monkeypatch.setattr(_files, "sha256_after", lambda *a: hashed.append(a) or real(*a))
+    expected = candidate_index.query(U[:20], k=50)
+    first = CandidateIndex.load(path)
+    assert len(hashed) == 1
+    # the record is only trusted when written > 2 s after the file's last change
+    record = _files._seal_record_path(path)
+    import json
+
+    data = json.loads(open(record).read())
+    data["checked_ns"] = data["state"]["ctime_ns"] + 3 * 10**9
+    with open(record, "w") as fh:
+        json.dump(data, fh)
+    second = CandidateIndex.load(path, fingerprint=candidate_index.fingerprint)
+    assert len(hashed) == 1, "an unchanged file checked before is not hashed again"
+    assert isinstance(second.W, np.memmap)
+    assert isinstance(second._nnd._raw_data, np.memmap)
+    for index in (first, second):
+        np.testing.assert_array_equal(index.query(U[:20], k=50)[0], expected[0])
+    with pytest.raises(ValueError, match="different output embeddings"):
+        CandidateIndex.load(path, fingerprint="0" * 64)
+    # a byte changed in place: hashed again, caught
+    with h5py.File(path, "r") as f:
+        offset = f["W"].id.get_offset()
+    with open(path, "r+b") as fh:
+        fh.seek(offset + 5)
+        byte = fh.read(1)
+        fh.seek(offset + 5)
+        fh.write(bytes([byte[0] ^ 0x10]))
+    with pytest.raises(_index_file.IndexFileError, match="corrupt"):
+        CandidateIndex.load(path)
+    assert len(hashed) == 2
+    # format 2: no stored search items or query norm
+    candidate_index.save(path)
+    with h5py.File(path, "r+") as f:
+        del f["nndescent/_raw_data"]
+        del f.attrs["query_norm"]
+        f.attrs["format_version"] = 2
+        f.attrs["checksum"] = _index_file.file_checksum(f)
+    _index_file.seal(path)
+    restored = CandidateIndex.load(path)
+    assert not restored.rebuilt
+    np.testing.assert_array_equal(restored.query(U[:20], k=50)[0], expected[0])

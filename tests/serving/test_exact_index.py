@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_yt.serving import ExactIndex, _common, exact_index
+from keras_yt.serving import ExactIndex, _index_file, exact_index
 from tests.serving.conftest import brute_force_top_k
 
 
@@ -183,12 +183,12 @@ def test_random_bytes_and_empty_files_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"empty\.h5' is not a readable keras_yt\.ExactIndex "
                                          r"file .* does not start with a keras_yt index header"):
         ExactIndex.load(empty)
-    _common.seal(empty)
+    _index_file.seal(empty)
     with pytest.raises(ValueError, match=r"empty\.h5' has no checksum: not a complete"):
         ExactIndex.load(empty)
     with h5py.File(empty, "r+") as f:
-        f.attrs["checksum"] = _common.file_checksum(f)
-    _common.seal(empty)
+        f.attrs["checksum"] = _index_file.file_checksum(f)
+    _index_file.seal(empty)
     with pytest.raises(ValueError, match=r"empty\.h5' has no dataset 'W': not a complete"):
         ExactIndex.load(empty)
     with pytest.raises(FileNotFoundError, match=r"index file '.*nothing\.h5' does not exist"):

@@ -127,3 +127,58 @@ def test_fallback_says_when_no_watch_of_the_history_is_known(recommender):
     assert recommender.fallback(user="u3") is None
     with pytest.raises(ValueError, match="unknown user"):
         recommender.fallback(user="nobody")
+
+
+@pytest.fixture(scope="module")
+def sequential_run(tmp_path_factory):
+    """A small run of the attention preset (trained one epoch by `keras-yt train`)."""
+    import json
+
+    from keras_yt.cli import main
+    from keras_yt.models.presets import load_preset
+    from tests.runs import write_log
+
+    folder = tmp_path_factory.mktemp("sequential_run")
+    preset = load_preset("movielens_sequential")
+    preset["config"].update(num_videos=100, video_embedding_dim=8, hidden_units=[8],
+                            max_history=12, encoder_blocks=1)
+    (folder / "seq.json").write_text(json.dumps(preset))
+    log = write_log(folder / "watches.csv", n_users=16)
+    assert main(["train", "--log", str(log), "--out", str(folder / "run"), "--epochs", "1",
+                 "--preset", str(folder / "seq.json")]) == 0
+    return folder / "run"
+
+
+def test_sequential_tower_served_compiled_equals_the_keras_model(sequential_run):
+    """The served user vector (compiled tower on TensorFlow) is the Keras model's, and the
+    top-k is the brute-force top-k of the Keras model's scores."""
+    import keras
+
+    recommender = Recommender(sequential_run, warm=True)
+    model = recommender.run.load_model()
+    assert model.history_encoder == "attention"
+    if keras.backend.backend() == "tensorflow":  # one user: the XLA-compiled tower
+        assert recommender._compiled_tower()["single"] is not None
+    tower = model.user_model()
+    videos = recommender.videos
+    W, b = model.get_output_embeddings()
+    rng = np.random.default_rng(0)
+    for length in (0, 1, 5, 12, 30):  # empty, short, full and longer than max_history
+        history = [f"v{j}" for j in rng.integers(0, 30, size=length)]
+        items = recommender.recommend(watch_history=history, k=6)
+        row = recommender._model_history(history)
+        features = recommender._default_features(row)
+        u = tower.predict_on_batch(features)[0]
+        np.testing.assert_allclose(recommender.user_vectors(features)[0], u, rtol=1e-5,
+                                   atol=1e-6)
+        scores = W @ u + b
+        scores[[0, *row[0][row[0] > 0]]] = -np.inf
+        best = np.argsort(-scores, kind="stable")[:6]
+        assert [item["id"] for item in items] == videos.raw_ids(best).tolist()
+        np.testing.assert_allclose([item["score"] for item in items], scores[best], rtol=1e-4,
+                                   atol=1e-5)
+    # a batch of stored users through the compiled tower equals the Keras tower too
+    rows = np.arange(1, len(recommender.users) + 1)
+    features = recommender._complete(recommender.run.latest_features(rows))
+    np.testing.assert_allclose(recommender.user_vectors(features),
+                               tower.predict_on_batch(features), rtol=1e-5, atol=1e-6)

@@ -25,13 +25,16 @@ def server(tiny_run):
         assert match, f"no address in {line!r}; stderr: {process.stderr.read()[-2000:]}"
         url = f"http://127.0.0.1:{match.group(1)}"
         deadline = time.monotonic() + 60
-        while True:
+        while True:  # listening, then the user tower loaded in the background
             try:
-                httpx.get(f"{url}/health", timeout=5).raise_for_status()
-                break
+                health = httpx.get(f"{url}/health", timeout=5)
+                health.raise_for_status()
+                if health.json()["tower"] == "ready":
+                    break
             except httpx.TransportError:
-                assert time.monotonic() < deadline, "the server did not answer within 60 s"
-                time.sleep(0.2)
+                pass
+            assert time.monotonic() < deadline, "the server was not ready within 60 s"
+            time.sleep(0.2)
         yield url
     finally:
         process.terminate()
@@ -119,7 +122,27 @@ def start_server(run, *extra_args, python_serve=None):
     if not match:
         process.kill()
         raise AssertionError(f"no address in {line!r}; stderr: {process.stderr.read()[-2000:]}")
-    return process, f"http://127.0.0.1:{match.group(1)}"
+    url = f"http://127.0.0.1:{match.group(1)}"
+    try:
+        _wait_for_the_tower(url)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=30)
+        raise
+    return process, url
+
+
+def _wait_for_the_tower(url: str) -> None:
+    """Waits until `/health` says the user tower (loaded in the background) is ready."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=5).json()["tower"] == "ready":
+                return
+        except httpx.TransportError:  # not listening yet
+            pass
+        assert time.monotonic() < deadline, "the server was not ready within 60 s"
+        time.sleep(0.2)
 
 
 def test_http_errors_have_the_documented_body_and_cut_long_ids(server):

@@ -37,13 +37,16 @@ def start_server(run):
         raise AssertionError(f"no address in {line!r}; stderr: {process.stderr.read()[-2000:]}")
     url = f"http://127.0.0.1:{match.group(1)}"
     deadline = time.monotonic() + 60
-    while True:
+    while True:  # listening, then the user tower loaded in the background
         try:
-            httpx.get(f"{url}/health", timeout=5).raise_for_status()
-            return process, url
+            health = httpx.get(f"{url}/health", timeout=5)
+            health.raise_for_status()
+            if health.json()["tower"] == "ready":
+                return process, url
         except httpx.TransportError:
-            assert time.monotonic() < deadline, "the server did not answer within 60 s"
-            time.sleep(0.2)
+            pass
+        assert time.monotonic() < deadline, "the server was not ready within 60 s"
+        time.sleep(0.2)
 
 
 def stop(process):
