@@ -10,9 +10,10 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 from pathlib import Path
 
+from keras_yt._progress import done as _done
+from keras_yt._progress import step as _step
 from keras_yt._quiet import load_tensorflow, quiet_environment, show_progress
 
 quiet_environment()
@@ -323,15 +324,6 @@ def _parser() -> argparse.ArgumentParser:
             "not a terminal); same as KERAS_YT_VERBOSE=1",
         )
     return parser
-
-
-def _step(title: str) -> float:
-    print(f"\n==> {title}", flush=True)
-    return time.perf_counter()
-
-
-def _done(start: float) -> None:
-    print(f"    done in {time.perf_counter() - start:.1f} s", flush=True)
 
 
 # ------------------------------------------------------------------ commands
