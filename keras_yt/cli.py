@@ -271,8 +271,9 @@ def _parser() -> argparse.ArgumentParser:
     index = commands.add_parser(
         "index", help="PyNNDescent index of the output embeddings",
         description="Builds RUN/index.h5, an approximate nearest-neighbour index (PyNNDescent, "
-        "inner product u·W_j + b_j) of the model's output embeddings, used by recommend and "
-        "serve with --search index (or auto above 200,000 videos). The file is checksummed and "
+        "inner product u·W_j + b_j) of the model's output embeddings, used by serve (--search "
+        "index, or auto above 200,000 videos) and recommend --search index. The file is "
+        "checksummed and "
         "replaced atomically: a failed write (full disk) keeps the previous index.",
     )
     index.add_argument("--run", required=True, help=run_help)
