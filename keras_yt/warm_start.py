@@ -135,11 +135,13 @@ def _fresh_sequence_examples(
 
     examples = sequence_examples(fit_watches, max_history=max_history,
                                  max_windows_per_user=None, example_age_reference=end)
-    positions = {"user": np.repeat(examples["user"], max_history),
-                 "label": examples["label"].reshape(-1),
-                 "timestamp": examples["timestamp"].reshape(-1)}
-    fresh = (positions["timestamp"] > last) | _held_out_by_old_run(watches, last, positions)
-    fresh = (fresh & (positions["label"] > 0)).reshape(examples["label"].shape)
+    labelled = examples["label"] > 0  # padding positions are never matched
+    positions = {"user": np.broadcast_to(examples["user"][:, None], labelled.shape)[labelled],
+                 "label": examples["label"][labelled],
+                 "timestamp": examples["timestamp"][labelled]}
+    fresh = np.zeros_like(labelled)
+    fresh[labelled] = (positions["timestamp"] > last) | _held_out_by_old_run(watches, last,
+                                                                            positions)
     examples["label"] = np.where(fresh, examples["label"], 0)
     examples["example_age"] = np.where(fresh, examples["example_age"], 0).astype(np.float32)
     keep = fresh.any(axis=1)

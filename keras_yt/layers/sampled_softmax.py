@@ -394,12 +394,16 @@ class SampledSoftmax(keras.layers.Layer):
         Returns:
             Logits `(batch, num_classes)` in the compute dtype.
         """
+        return self._logits_from(u, 0)
+
+    def _logits_from(self, u, first_class: int):
+        """Logits `u Wᵀ + b` of the classes `[first_class, num_classes)`."""
         self._ensure_built(u)
         u = ops.cast(u, self.compute_dtype)
-        w = ops.cast(self.output_embeddings, self.compute_dtype)
+        w = ops.cast(self.output_embeddings[first_class:], self.compute_dtype)
         logits = ops.matmul(u, ops.transpose(w))
         b = self._biases()
-        return logits if b is None else logits + b
+        return logits if b is None else logits + b[first_class:]
 
     def sampled_loss(self, u, labels, sampled_ids=None):
         """Per-example sampled-softmax loss (log-Q corrected, accidental hits removed).
@@ -461,16 +465,10 @@ class SampledSoftmax(keras.layers.Layer):
             Float32 tensor `(batch,)`.
         """
         _checks.softmax_inputs(self, u, labels)
-        self._ensure_built(u)
         # The logits of classes 1.. only (no padding column to mask), and one fused
         # cross-entropy (TensorFlow's sparse softmax kernel): 1.7x faster than masking the
         # padding column and a logsumexp over (batch, num_classes) logits.
-        u = ops.cast(u, self.compute_dtype)
-        w = ops.cast(self.output_embeddings[1:], self.compute_dtype)
-        logits = ops.matmul(u, ops.transpose(w))
-        b = self._biases()
-        if b is not None:
-            logits = logits + b[1:]
+        logits = self._logits_from(u, 1)
         labels = ops.reshape(ops.cast(labels, "int32"), (-1,)) - 1
         return ops.sparse_categorical_crossentropy(
             labels, ops.cast(logits, "float32"), from_logits=True
