@@ -226,6 +226,9 @@ def serve(run: Any, host: str = "127.0.0.1", port: int = 8000, search: str = "au
     except OSError as exc:
         sock.close()
         raise ValueError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    # Listening before the line is printed: a client that connects as soon as it reads the line
+    # waits in the backlog until uvicorn accepts, instead of being refused.
+    sock.listen(2048)
     bound = sock.getsockname()[1]
     info = recommender.describe()
     print(f"serving {info['run']} on http://{host}:{bound} (model {info['model'][:12]}, "
