@@ -84,7 +84,7 @@ def _user_features(data, part: dict) -> None:
     part["user_age"] = (rows["age"] / 100.0).astype("float32")
 
 
-def _train_model(data, split, seed: int, epochs: int, name: str = "model"
+def _train_model(data, split, seed: int, epochs: int | None, name: str = "model"
                  ) -> tuple[np.ndarray, dict]:
     import keras
 
@@ -140,17 +140,16 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     from keras_yt.evaluation import EASE, ImplicitALS, ItemKNN, LeaveLastOut, Popularity
-    from keras_yt.training import DEFAULT_MAX_EPOCHS
 
     seeds = args.seeds or ([0, 1, 2] if args.full else [0])
-    epochs = args.epochs or (DEFAULT_MAX_EPOCHS if args.full else 2)
-    for name, value in (("epochs", epochs),):
-        if value < 1:
-            p.error(f"--{name} must be >= 1, got {value}")
+    epochs = args.epochs or (None if args.full else 2)  # None: the recipe's, per model
+    if epochs is not None and epochs < 1:
+        p.error(f"--epochs must be >= 1, got {epochs}")
     data = _load_movielens(args.data_dir)
     split = LeaveLastOut(data.watches, max_history=200, **PROTOCOLS[args.protocol])
     print(f"MovieLens-100K: {len(data.watches):,} ratings, {len(split.test['label'])} test users, "
-          f"{split.num_items - 1} movies; seeds {seeds}, at most {epochs} epochs", flush=True)
+          f"{split.num_items - 1} movies; seeds {seeds}, "
+          + (f"at most {epochs} epochs" if epochs else "each model's recipe of epochs"), flush=True)
 
     runs: dict[str, list[dict]] = {}
     curves: dict[str, list[np.ndarray]] = {}

@@ -20,13 +20,14 @@ def rate(name: str, value) -> float:
     return float(value)
 
 
-def hidden_units(value) -> tuple:
+def hidden_units(value, allow_empty: bool = False) -> tuple:
     units = tuple(value) if isinstance(value, (list, tuple)) else None
-    if not units or any(
+    if units is None or (not units and not allow_empty) or any(
         isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 1 for u in units
     ):
         raise ValueError(
-            f"hidden_units must be a non-empty list of positive integers, got {value!r}"
+            f"hidden_units must be a {'' if allow_empty else 'non-empty '}list of positive "
+            f"integers, got {value!r}"
         )
     return tuple(int(u) for u in units)
 
@@ -65,12 +66,13 @@ def categorical_features(value) -> dict:
 
 
 def feature_model_args(num_videos, video_embedding_dim, max_history, units, dropout,
-                       categorical, continuous) -> tuple[tuple, dict, tuple]:
+                       categorical, continuous, allow_no_tower: bool = False
+                       ) -> tuple[tuple, dict, tuple]:
     """The constructor arguments `CandidateGenerator` and `Ranker` share, checked.
 
     Args (in the models' words): `num_videos` (>= 2), `video_embedding_dim`, `max_history`,
     `hidden_units` (here `units`), `dropout`, `categorical_features` (`categorical`),
-    `continuous_features` (`continuous`).
+    `continuous_features` (`continuous`); `allow_no_tower` accepts an empty `hidden_units`.
 
     Returns:
         `(hidden_units, categorical_features, continuous_features)` in their checked form: a
@@ -79,7 +81,7 @@ def feature_model_args(num_videos, video_embedding_dim, max_history, units, drop
     positive_int("num_videos", num_videos, minimum=2)
     positive_int("video_embedding_dim", video_embedding_dim)
     positive_int("max_history", max_history)
-    units = hidden_units(units)
+    units = hidden_units(units, allow_empty=allow_no_tower)
     rate("dropout", dropout)
     return (units, categorical_features(categorical),
             feature_names("continuous_features", continuous))

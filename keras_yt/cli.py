@@ -158,9 +158,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder to write (replaced if it is one)")
     train.add_argument("--preset", default="movielens_candidate",
                        help="model preset or JSON file (default: %(default)s)")
-    train.add_argument("--epochs", type=_positive_int, default=50,
+    train.add_argument("--epochs", type=_positive_int,
                        help="most epochs; training stops earlier when the loss on each user's "
-                            "last-but-one watch stops improving (default: %(default)s)")
+                            "last-but-one watch stops improving (default: 50; 200 for an "
+                            "attention preset, which trains on sequence windows)")
     train.add_argument("--batch-size", type=_positive_int,
                        help="default: scaled to the number of examples (32 to 256)")
     train.add_argument("--max-history", type=_positive_int,
@@ -467,6 +468,7 @@ def _train_examples(args) -> None:
     load_tensorflow()
 
     from keras_yt.streaming import fit_candidate_generator_streaming
+    from keras_yt.training import DEFAULT_MAX_EPOCHS
 
     max_history = shards.max_history
     videos, users = shards.videos, shards.users
@@ -486,7 +488,8 @@ def _train_examples(args) -> None:
     model, history = _train_preset_model(
         args, max_history, videos.size,
         lambda model: fit_candidate_generator_streaming(
-            model, shards, validation, epochs=args.epochs, batch_size=args.batch_size,
+            model, shards, validation, epochs=args.epochs or DEFAULT_MAX_EPOCHS,
+            batch_size=args.batch_size,
             verbose=progress_verbosity(), seed=args.seed,
         ),
     )

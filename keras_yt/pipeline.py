@@ -69,10 +69,10 @@ def train_candidate_generator(
 ) -> dict:
     """Fits `model` with the library's recipe (`keras_yt.training.fit_candidate_generator`):
     early stopping on `validation`, batch size scaled to the data; returns the history dict."""
-    from keras_yt.training import DEFAULT_MAX_EPOCHS, fit_candidate_generator
+    from keras_yt.training import fit_candidate_generator
 
     return fit_candidate_generator(
-        model, examples, validation=validation, epochs=epochs or DEFAULT_MAX_EPOCHS,
+        model, examples, validation=validation, epochs=epochs,
         batch_size=batch_size, verbose=progress_verbosity(),
     )
 

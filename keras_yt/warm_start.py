@@ -251,7 +251,7 @@ def warm_start(
     log: str | os.PathLike | dict,
     out: str | os.PathLike,
     init_from: str | os.PathLike,
-    epochs: int = 50,
+    epochs: int | None = None,
     batch_size: int | None = None,
     max_examples_per_user: int | None = None,
     new_rows: str = "cowatched",
@@ -271,7 +271,8 @@ def warm_start(
             (`keras_yt.data.read_raw_watch_log`). It must contain the old run's log.
         out: the new run folder (staged, swapped in at the end; not the old run's folder).
         init_from: the old run folder (only read).
-        epochs: most epochs; early stopping on each user's last-but-one watch decides.
+        epochs: most epochs (`None`: the recipe's, 50, or 200 for sequence windows); early
+            stopping on each user's last-but-one watch decides.
         batch_size: examples per step; None scales it to the new examples.
         max_examples_per_user: cap on each user's examples (the most recent), or None.
         new_rows: initialisation of new videos' rows: `"cowatched"`, `"mean"` or `"random"`.

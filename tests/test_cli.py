@@ -442,7 +442,7 @@ def test_train_a_sequential_preset_then_recommend(tmp_path, capsys):
     from tests.runs import write_log as write_raw_log
 
     preset = load_preset("movielens_sequential")
-    preset["config"].update(num_videos=100, video_embedding_dim=8, hidden_units=[8],
+    preset["config"].update(num_videos=100, video_embedding_dim=8,  # no tower, no bias
                             max_history=7, encoder_blocks=1)
     path = tmp_path / "seq.json"
     path.write_text(json.dumps(preset))

@@ -59,24 +59,47 @@ def test_bad_arguments():
                                         "label": np.zeros(0, "int32")})
     with pytest.raises(ValueError, match=r"lack the feature\(s\) \['watch_history'\]"):
         fit_candidate_generator(model, {"label": np.ones(4, "int32")})
+    with pytest.raises(ValueError, match="group_by_length must be a bool, got 'yes'"):
+        fit_candidate_generator(model, _examples(8, 0), group_by_length="yes")
+    with pytest.raises(ValueError, match="group_by_length=True needs sequence windows"):
+        fit_candidate_generator(model, _examples(8, 0), group_by_length=True)
 
 
 def test_sequence_windows_train_an_attention_model_on_every_position():
     from keras_yt.data import sequence_examples
     from keras_yt.evaluation import LeaveLastOut
-    from keras_yt.training import DEFAULT_SEQUENCE_LEARNING_RATE
+    from keras_yt.training import DEFAULT_SEQUENCE_BATCH_SIZE, DEFAULT_SEQUENCE_LEARNING_RATE
 
+    # Each user walks 1 -> 2 -> ... -> 11 -> 1 from a random start, for 4 to 9 watches: the next
+    # watch is learnable from the order, and windows have several lengths.
     rng = np.random.default_rng(0)
-    log = {"user": np.repeat(np.arange(1, 41), 8), "video": rng.integers(1, 12, 320),
-           "timestamp": np.tile(np.arange(8.0), 40)}
+    users, videos, times = [], [], []
+    for user in range(1, 81):
+        start = rng.integers(0, 11)
+        for t in range(rng.integers(4, 10)):
+            users.append(user), videos.append((start + t) % 11 + 1), times.append(float(t))
+    log = {"user": np.array(users), "video": np.array(videos), "timestamp": np.array(times)}
     split = LeaveLastOut(log, max_history=6, num_items=12)
     examples = sequence_examples(split.fit_watches, max_history=6)
-    assert examples["label"].shape == (40, 6)
-    model = CandidateGenerator(num_videos=12, video_embedding_dim=8, max_history=6,
-                               history_encoder="attention", hidden_units=(8,),
-                               tie_output_embeddings=True, user_vector_activation="linear")
-    history = fit_candidate_generator(model, examples, validation=split.validation, epochs=3,
+    assert examples["label"].shape == (80, 6)  # one window per user
+
+    def model():
+        return CandidateGenerator(num_videos=12, video_embedding_dim=8, max_history=6,
+                                  history_encoder="attention", hidden_units=(8,),
+                                  tie_output_embeddings=True, user_vector_activation="linear")
+
+    # The sequence recipe's defaults: batches of 128 windows, SparseAdam(1e-3).
+    trained = model()
+    history = fit_candidate_generator(trained, examples, validation=split.validation, epochs=1,
                                       verbose=0)
-    assert len(history["val_loss"]) == 3 and history["batch_size"] == 32
-    assert float(model.optimizer.learning_rate) == pytest.approx(DEFAULT_SEQUENCE_LEARNING_RATE)
-    assert history["loss"][-1] < history["loss"][0]
+    assert history["batch_size"] == DEFAULT_SEQUENCE_BATCH_SIZE == 128
+    assert float(trained.optimizer.learning_rate) == pytest.approx(DEFAULT_SEQUENCE_LEARNING_RATE)
+    # Length-grouped batches train on every position too: the order rule is learnt.
+    from keras_yt.optimizers import SparseAdam
+
+    trained = model()
+    trained.compile(optimizer=SparseAdam(0.01))
+    history = fit_candidate_generator(trained, examples, validation=split.validation, epochs=15,
+                                      batch_size=8, verbose=0, group_by_length=True)
+    assert len(history["val_loss"]) == 15
+    assert history["val_loss"][-1] < 0.6 * history["val_loss"][0]

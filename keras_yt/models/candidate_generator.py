@@ -111,6 +111,9 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             "unknown" and embeds to zeros.
         continuous_features: names of continuous features (float, about [0, 1]).
         hidden_units: widths of the ReLU tower; the last one is the user vector's width.
+            Empty: no tower, the user vector is the concatenated inputs (with the
+            `"attention"` encoder and no other feature, the encoder's state: the anchor's head
+            in docs/sequential.md).
         history_encoder: `"bag"` (the paper's averaged watch history) or `"attention"` (a
             causal self-attention `HistoryEncoder` over the ordered history, sharing the
             watch-history video table; `recent_history` must be None).
@@ -118,15 +121,19 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         encoder_heads: attention heads per block.
         encoder_dropout: dropout rate inside the `"attention"` encoder.
         user_vector_activation: activation of the tower's last layer: `"relu"` (the paper's
-            user vector) or `"linear"` (u may point anywhere, which a tied softmax can need).
-        dropout: dropout rate after each tower layer (training only).
+            user vector) or `"linear"` (u may point anywhere, which a tied softmax can need);
+            unused with no tower (`hidden_units=()`).
+        dropout: dropout rate after each tower layer (training only; none with no tower).
         num_sampled: sampled negatives per training step; `None` trains on the full softmax
             (exact, O(`num_videos`) per example); `"auto"` (default) is `None` up to
             10,000 videos and 4096 above.
         sampler: `"log_uniform"`, `"unigram"`, `"uniform"` or `"in_batch"` (see `SampledSoftmax`).
         class_counts: per-video counts for the `"unigram"` sampler.
         tie_output_embeddings: share the output video embeddings with the watch-history table
-            (needs `video_embedding_dim == hidden_units[-1]`).
+            (needs the user vector's width, `user_vector_dim`, to be `video_embedding_dim`).
+        output_bias: whether the softmax has the biases b (scores u·W_j + b_j); `False` scores
+            u·W_j alone (with tied embeddings, a video's score is its similarity to the user
+            state, with no popularity term).
         seed: seed of the negative sampler.
         **kwargs: `keras.Model` arguments (`name`, `dtype`, ...).
 
@@ -169,12 +176,13 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         encoder_heads: int = 1,
         encoder_dropout: float = 0.2,
         user_vector_activation: str = "relu",
+        output_bias: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
         hidden_units, categorical_features, continuous_features = _checks.feature_model_args(
             num_videos, video_embedding_dim, max_history, hidden_units, dropout,
-            categorical_features, continuous_features)
+            categorical_features, continuous_features, allow_no_tower=True)
         if recent_history is not None:
             _checks.positive_int("recent_history", recent_history)
             if recent_history > max_history:
@@ -182,11 +190,24 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
                     f"recent_history must be <= max_history ({max_history}), got {recent_history}"
                 )
         _checks.positive_int("max_queries", max_queries)
-        if tie_output_embeddings and video_embedding_dim != hidden_units[-1]:
+        if not isinstance(output_bias, (bool, np.bool_)):
+            raise ValueError(f"output_bias must be a bool, got {output_bias!r}")
+        if search_num_bins is not None:
+            _checks.positive_int("search_num_bins", search_num_bins, minimum=2)
+            _checks.positive_int("search_embedding_dim", search_embedding_dim)
+        user_vector_dim = hidden_units[-1] if hidden_units else sum((
+            video_embedding_dim * (2 if recent_history is not None else 1),
+            search_embedding_dim if search_num_bins is not None else 0,
+            1 if use_example_age else 0,
+            *(spec["output_dim"] for spec in categorical_features.values()),
+            3 * len(continuous_features),
+        ))
+        if tie_output_embeddings and video_embedding_dim != user_vector_dim:
             raise ValueError(
-                "tie_output_embeddings=True needs video_embedding_dim == hidden_units[-1] (the "
-                f"user vector's width), got video_embedding_dim={video_embedding_dim} and "
-                f"hidden_units[-1]={hidden_units[-1]}"
+                "tie_output_embeddings=True needs video_embedding_dim == the user vector's width "
+                f"(hidden_units[-1], or with no tower the concatenated inputs' width), got "
+                f"video_embedding_dim={video_embedding_dim} and a user vector of width "
+                f"{user_vector_dim} (hidden_units={list(hidden_units)})"
             )
         if history_encoder not in HISTORY_ENCODERS:
             raise ValueError(
@@ -210,9 +231,6 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
                 f"user_vector_activation must be one of {USER_VECTOR_ACTIVATIONS}, got "
                 f"{user_vector_activation!r}"
             )
-        if search_num_bins is not None:
-            _checks.positive_int("search_num_bins", search_num_bins, minimum=2)
-            _checks.positive_int("search_embedding_dim", search_embedding_dim)
 
         self.num_videos = num_videos
         self.video_embedding_dim = video_embedding_dim
@@ -237,6 +255,8 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
         self.encoder_heads = encoder_heads
         self.encoder_dropout = encoder_dropout
         self.user_vector_activation = user_vector_activation
+        self.output_bias = bool(output_bias)
+        self.user_vector_dim = user_vector_dim
 
         policy = self.dtype_policy
         self.watch_embedding = EmbeddingBag(
@@ -284,6 +304,7 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             num_sampled=resolved,
             sampler=sampler,
             class_counts=class_counts,
+            use_bias=self.output_bias,
             seed=seed,
             dtype=policy,
             name="softmax",
@@ -318,16 +339,16 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
 
     def _build_from_features(self, inputs):
         self.user_vector(inputs, training=False)
-        self.softmax.build((None, self.hidden_units[-1]))
+        self.softmax.build((None, self.user_vector_dim))
 
     # ---------------------------------------------------------------- forward pass
 
     def user_vector(self, features: dict, training: bool = False, all_positions: bool = False):
-        """The last ReLU layer's output u for a dict of features, shape `(batch, hidden_units[-1])`.
+        """The user vector u (the paper's last ReLU output), `(batch, user_vector_dim)`.
 
         At serving (`training=False`) the example age is its serving value whatever is passed, and
         it may be left out of `features`. With the `"attention"` encoder and `all_positions=True`
-        the result is the user vector after every watch, `(batch, max_history, hidden_units[-1])`
+        the result is the user vector after every watch, `(batch, max_history, user_vector_dim)`
         (the user's other features repeated at every position; `example_age` may be given per
         position, `(batch, max_history)`).
         """
@@ -620,6 +641,7 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
                 "encoder_heads": self.encoder_heads,
                 "encoder_dropout": self.encoder_dropout,
                 "user_vector_activation": self.user_vector_activation,
+                "output_bias": self.output_bias,
             }
         )
         return config

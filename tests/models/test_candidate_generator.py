@@ -64,9 +64,12 @@ def test_run_layer_test():
     "kwargs, match",
     [
         ({"num_videos": 1}, "num_videos must be an integer >= 2, got 1"),
-        ({"hidden_units": []}, "hidden_units must be a non-empty list"),
+        ({"hidden_units": [0]}, "hidden_units must be a list of positive integers"),
+        ({"output_bias": "no"}, "output_bias must be a bool, got 'no'"),
         ({"dropout": 1.5}, r"dropout must be a float in \[0, 1\), got 1.5"),
         ({"tie_output_embeddings": True, "video_embedding_dim": 4}, "needs video_embedding_dim =="),
+        ({"tie_output_embeddings": True, "hidden_units": []},
+         r"a user vector of width 19 \(hidden_units=\[\]\)"),
         ({"categorical_features": {"geo": 5}}, r"categorical_features\['geo'\] must be a dict"),
         ({"num_sampled": NUM_VIDEOS}, "num_sampled"),
     ],

@@ -113,6 +113,43 @@ def test_config_saving_and_bad_arguments(tmp_path):
         model.fit(features(ex), ex["label"] + NUM_VIDEOS, verbose=0)
 
 
+def test_no_tower_and_no_output_bias_score_the_encoder_state_against_the_video_table(tmp_path):
+    # The anchor's head (docs/sequential.md): u is the attention state itself and a video's
+    # score is u·W_j with W the watch-history table, no bias.
+    model = make_model(categorical_features=None, continuous_features=None,
+                       use_example_age=False, hidden_units=(), tie_output_embeddings=True,
+                       output_bias=False)
+    assert model.user_vector_dim == 8 and model.tower == []
+    assert model.softmax.output_biases is None
+    assert [v.path for v in model.trainable_variables if "softmax" in v.path] == []
+    x = {"watch_history": windows()["watch_history"]}
+    u = model.predict(x, verbose=0)
+    state = keras.ops.convert_to_numpy(model.encoder(x["watch_history"], return_sequences=False))
+    np.testing.assert_allclose(u, state, atol=1e-6)
+    W, b = model.get_output_embeddings()
+    np.testing.assert_array_equal(b, 0)
+    table = keras.ops.convert_to_numpy(model.watch_embedding.embeddings)
+    np.testing.assert_array_equal(W, table)
+    scores = keras.ops.convert_to_numpy(model.video_scores(x))
+    np.testing.assert_allclose(scores[:, 1:], (u @ table.T)[:, 1:], rtol=1e-5, atol=1e-5)
+    config = model.get_config()
+    assert config["hidden_units"] == [] and config["output_bias"] is False
+    assert_config_round_trip(model)
+    assert_saved_model_reproduces(model, x, tmp_path, atol=1e-5)
+
+
+def test_no_tower_with_side_features_concatenates_them_into_the_user_vector():
+    model = make_model(hidden_units=(), output_bias=False)
+    # The state, example age, gender (2-d), user age and its square and root:
+    assert model.user_vector_dim == 8 + 1 + 2 + 3
+    x = features(windows())
+    u = model.predict(x, verbose=0)
+    state = keras.ops.convert_to_numpy(model.encoder(x["watch_history"], return_sequences=False))
+    np.testing.assert_allclose(u[:, :8], state, atol=1e-6)
+    age = np.clip(x["user_age"], 0, None)
+    np.testing.assert_allclose(u[:, -3:], np.stack([age, age ** 2, np.sqrt(age)], 1), rtol=1e-5)
+
+
 def test_export_with_raw_ids_gives_the_keras_user_vector(tmp_path):
     from keras_yt.serving import export_saved_model
     from tests.serving.test_export import reload_in_fresh_process

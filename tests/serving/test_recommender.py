@@ -140,7 +140,7 @@ def sequential_run(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("sequential_run")
     preset = load_preset("movielens_sequential")
-    preset["config"].update(num_videos=100, video_embedding_dim=8, hidden_units=[8],
+    preset["config"].update(num_videos=100, video_embedding_dim=8,  # no tower, no bias
                             max_history=12, encoder_blocks=1)
     (folder / "seq.json").write_text(json.dumps(preset))
     log = write_log(folder / "watches.csv", n_users=16)
