@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import pytest
 
 from keras_yt._window_batches import WindowBatches
 from keras_yt.data import sequence_examples
@@ -65,9 +64,10 @@ def test_a_cut_batch_has_the_loss_of_the_full_width_batch():
                                seed=0)
     model.build()
     data = WindowBatches(features(ex), ex["label"], batch_size=8, seed=0, width_step=2)
-    for i in range(len(data)):
+    for i in range(3):  # the widest, the shortest and one more
         x, y = data[i]
         rows = np.sort(data.batches[i])
+        assert y.shape[1] < LENGTH or i == 0
         full = {k: v[rows] for k, v in features(ex).items()}
         u_cut = model.user_vector(x, all_positions=True)
         u_full = model.user_vector(full, all_positions=True)
@@ -76,8 +76,7 @@ def test_a_cut_batch_has_the_loss_of_the_full_width_batch():
         np.testing.assert_allclose(float(cut), float(whole), rtol=1e-5)
 
 
-@pytest.mark.parametrize("batch_size", [8, 16])
-def test_fit_takes_batches_of_every_width(batch_size):
+def test_fit_takes_batches_of_every_width():
     from keras_yt.optimizers import SparseAdam
 
     ex = windows(seed=1)
@@ -86,9 +85,9 @@ def test_fit_takes_batches_of_every_width(batch_size):
                                categorical_features={"gender": {"input_dim": 3, "output_dim": 2}},
                                seed=0)
     model.compile(optimizer=SparseAdam(0.01))
-    data = WindowBatches(features(ex), ex["label"], batch_size=batch_size, seed=0, width_step=2)
+    data = WindowBatches(features(ex), ex["label"], batch_size=8, seed=0, width_step=4)
     widths = {data[i][1].shape[1] for i in range(len(data))}
-    assert len(widths) > 2
-    history = model.fit(data, epochs=3, verbose=0)
+    assert widths == {4, 8, 12}
+    history = model.fit(data, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     assert keras.ops.convert_to_numpy(model.predict(features(ex), verbose=0)).shape[1] == 8
