@@ -1,4 +1,5 @@
-"""The PyNNDescent search state stored in an index file, checked before numba reads it (private).
+"""The PyNNDescent search state stored in an index file, checked before the search reads it
+(private).
 
 A file that passes its checksum may still have been written to crash or hang the compiled search
 (indices out of range, cyclic trees, buffers of the wrong size): `check_state` rejects it with an
@@ -65,6 +66,21 @@ def check_state(state: dict, n: int, dim: int, shown: str) -> None:
         rng = state.get(key)
         if not isinstance(rng, np.ndarray) or rng.dtype != np.int64 or rng.shape != (3,):
             raise bad(f"{key} must be an int64 array of shape (3,)")
+    raw = state.get("_raw_data")
+    if raw is not None and not (
+        isinstance(raw, np.ndarray) and raw.dtype == np.float32 and raw.shape == (n, dim)
+    ):
+        raise bad(f"_raw_data must be a float32 array of shape ({n}, {dim}), got "
+                  f"{getattr(raw, 'dtype', type(raw).__name__)} {np.shape(raw)}")
+    min_distance = state.get("_min_distance")
+    if not isinstance(min_distance, (float, np.floating)) or not np.isfinite(min_distance):
+        raise bad(f"_min_distance must be a finite float, got {min_distance!r}")
+    neighbors = state.get("n_neighbors")
+    if isinstance(neighbors, bool) or not isinstance(neighbors, (int, np.integer)) or \
+            neighbors < 1:
+        raise bad(f"n_neighbors must be an integer >= 1, got {neighbors!r}")
+    if state.get("search_tree_leaf_budget", 1) != 1:
+        raise bad(f"search_tree_leaf_budget must be 1, got {state['search_tree_leaf_budget']!r}")
     forest = state.get("_search_forest")
     if not isinstance(forest, tuple) or not forest:
         raise bad("_search_forest must be a non-empty tuple of trees")

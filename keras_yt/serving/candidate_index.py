@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 from typing import Any
 
@@ -28,7 +27,12 @@ _NOT_STORED = ("_neighbor_graph", "_rp_forest")
 
 
 class CandidateIndex:
-    """Approximate top-k of `u · W_j + b_j` over the output video embeddings (PyNNDescent).
+    """Approximate top-k of `u · W_j + b_j` over the output video embeddings (graph search).
+
+    PyNNDescent builds the search graph and tree; keras_yt's own numba kernels search them
+    (`_graph_search`: PyNNDescent's search, compiled once per installation and cached, so a
+    loaded index answers without compiling anything or importing pynndescent; batches run on
+    every core).
 
     **Reduction.** The score of item j for user vector u is `s_j(u) = u · W_j + b_j`. The index
     stores the reduced items `x_j = [W_j, b_j + c]` (dimension d + 1) and searches with the
@@ -67,9 +71,10 @@ class CandidateIndex:
     max(len(exclude[i]))` neighbours, drops the excluded ids and returns exactly k (padded with
     id -1 / score `-inf` only when the corpus has fewer than k eligible items).
 
-    **Threads.** One PyNNDescent index reuses its query buffers, so queries on the same
-    `CandidateIndex` are serialised by a lock (numba's search holds the GIL anyway, so threads
-    would not run it in parallel); concurrent calls return the same results as serial ones.
+    **Threads.** A search only reads the index: calls of fewer than 8 user vectors run in the
+    calling thread without the GIL, so concurrent requests search at once; larger calls spread
+    their user vectors over every numba thread (one such call at a time). A user's answer does
+    not depend on the other users of the call, nor on concurrent calls.
 
     **Small corpora** (at most `exhaustive_below` items, 20,000 by default, or `n_neighbors`) are
     searched exhaustively: no graph is built, the answer is exact, and a matrix product over 20k
@@ -146,15 +151,15 @@ class CandidateIndex:
         self.exhaustive_below = int(exhaustive_below)
         self.bias_shift = float(-self.b.min())
         self._query_norm = _query_norm or self._largest_item_norm()
-        self._lock = threading.Lock()
-        self._nnd = None
+        self._state = None  # PyNNDescent's search state (graph, trees, reduced items): saved
+        self._search = None  # its arrays, as the search kernels read them
         self.build_seconds = 0.0
         if len(self) > max(self.n_neighbors, self.exhaustive_below):
             t = time.perf_counter()
-            if _state is not None:
-                self._nnd = self._restore(_state)
-            else:
-                self._nnd = self._build()
+            from keras_yt.serving._graph_search import GraphSearch  # imports numba
+
+            self._state = self._restore(_state) if _state is not None else self._build()
+            self._search = GraphSearch(self._state, self.W, self.b, self.ids)
             self.build_seconds = time.perf_counter() - t
 
     # construction ---------------------------------------------------------------------------
@@ -218,7 +223,8 @@ class CandidateIndex:
             np.float32
         )
 
-    def _build(self):
+    def _build(self) -> dict:
+        """Builds the k-NN graph, then the search graph and tree; returns the search state."""
         from keras_yt.serving._pynndescent import import_pynndescent
 
         pynndescent = import_pynndescent()
@@ -233,20 +239,25 @@ class CandidateIndex:
             verbose=self.verbose,
             compressed=True,
         )
-        nnd.compress_index()  # prepares the search graph, drops what only update() needs
-        return nnd
+        if hasattr(nnd, "_init_search_graph"):
+            # The search graph and tree alone: `compress_index()` would also compile
+            # PyNNDescent's own search (12-26 s at 1M), which keras_yt does not use.
+            nnd._init_search_graph()
+            from pynndescent.rp_trees import denumbaify_tree
 
-    def _restore(self, state: dict):
-        from keras_yt.serving._pynndescent import import_pynndescent
+            state = {key: value for key, value in vars(nnd).items()
+                     if key not in _NOT_STORED and not callable(value)}
+            state["_search_forest"] = tuple(denumbaify_tree(t) for t in nnd._search_forest)
+            return state
+        nnd.compress_index()  # other PyNNDescent versions: prepare, drop what update() needs
+        return nnd.__getstate__()
 
-        pynndescent = import_pynndescent()
+    def _restore(self, state: dict) -> dict:
         state = dict(state)
         if state.get("_raw_data") is None:  # version 2 files: rebuilt from W and b
             state["_raw_data"] = np.ascontiguousarray(
                 self._reduced_items()[state["_vertex_order"]])
-        nnd = pynndescent.NNDescent.__new__(pynndescent.NNDescent)
-        nnd.__setstate__(state)
-        return nnd
+        return state
 
     # queries --------------------------------------------------------------------------------
 
@@ -266,7 +277,7 @@ class CandidateIndex:
     @property
     def exhaustive(self) -> bool:
         """Whether queries scan every item (a small corpus: no search graph was built)."""
-        return self._nnd is None
+        return self._search is None
 
     @property
     def knobs(self) -> dict:
@@ -324,26 +335,21 @@ class CandidateIndex:
         # Small k searches too narrowly (recall@1 0.55, @10 0.90 at 20k x 32 with skewed norms):
         # the graph search always looks for at least `min_search_k` items, then keeps k.
         k_search = max(k, self.min_search_k) + extra
-        exhaustive = self._nnd is None or k_search >= len(self)
+        exhaustive = self._search is None or k_search >= len(self)
         n = u.shape[0]
         out_ids = np.empty((n, k), np.int64)
         out_scores = np.empty((n, k), np.float32)
         for start, stop in _query.batches(n, batch_size):
             ub = u[start:stop]
-            if exhaustive:
-                scores = ub @ self.W.T + self.b
-                rows = np.broadcast_to(np.arange(len(self)), scores.shape)
-            else:
+            if not exhaustive:  # the walk, exact re-scoring, exclusions and top-k, compiled
                 q = np.hstack([ub, np.ones((stop - start, 1), np.float32)])
                 q *= np.float32(self._query_norm) / np.linalg.norm(q, axis=1, keepdims=True)
-                with self._lock:
-                    rows, _ = self._nnd.query(q, k=k_search, epsilon=float(epsilon))
-                    rows = np.array(rows, dtype=np.int64)
-                found = rows >= 0
-                rows = np.where(found, rows, 0)
-                scores = np.matmul(self.W[rows], ub[:, :, None])[:, :, 0] + self.b[rows]
-                scores[~found] = -np.inf
-            cand_ids = self.ids[rows]
+                out_ids[start:stop], out_scores[start:stop] = self._search.search(
+                    q, ub, k_search, k, float(epsilon),
+                    None if excl is None else excl[start:stop])
+                continue
+            scores = ub @ self.W.T + self.b
+            cand_ids = np.broadcast_to(self.ids, scores.shape)
             mask = _query.exclusion_mask(cand_ids, excl, start)
             if mask is not None:
                 scores = np.where(mask, -np.inf, scores)
@@ -379,10 +385,8 @@ class CandidateIndex:
         """
         from keras_yt.serving import _h5state
 
-        state = None
-        if self._nnd is not None:
-            with self._lock:
-                state = self._nnd.__getstate__()
+        state = self._state
+        if state is not None:
             expected = self._reduced_items()[state["_vertex_order"]]
             if not np.array_equal(state["_raw_data"], expected):
                 raise RuntimeError("PyNNDescent's data is not the reduced items in vertex order")
@@ -480,7 +484,7 @@ class CandidateIndex:
                 state = None
         if state is None:
             index = cls(W, b, ids, **knobs, _checked=True)
-            rebuilt = index._nnd is not None
+            rebuilt = index._search is not None
             if rebuilt:
                 logger.warning(
                     "CandidateIndex.load(%r): %s; rebuilt the index in %.1f s",

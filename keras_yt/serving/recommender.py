@@ -30,15 +30,15 @@ class Recommender:
     `CandidateIndex`), `"scan"` (exact too, W read from run.h5 a block at a time for each query:
     for one-off queries on a large run, which it answers without loading W, an index or
     TensorFlow; `keras-yt recommend` uses it) or `"auto"`: exact up to `EXACT_MAX_VIDEOS` videos
-    (one matrix product over 200k x 256 floats takes a few ms, while loading a PyNNDescent index
-    recompiles its search in 3-5 s), else the index if the run has one.
+    (one matrix product over 200k x 256 floats takes a few ms), else the index if the run has
+    one.
 
     The run's W, b and user vectors are memory-mapped from run.h5 (`RunFolder.serving_arrays`),
     its model is loaded only when a watch history needs the user tower (or `warm`).
 
     Thread-safe: on TensorFlow the user tower is compiled `tf.function`s that threads call
     concurrently (elsewhere it runs under a lock); the indexes are safe to query from several
-    threads (`CandidateIndex` serialises its graph search).
+    threads (`CandidateIndex` searches small calls in the calling thread without the GIL).
 
     Args:
         run: a run folder (path or `keras_yt.run_folder.RunFolder`).
@@ -168,7 +168,7 @@ class Recommender:
             if not np.array_equal(np.sort(index.ids), ids):
                 raise ValueError(f"{str(self.run.index_path)!r} does not index this run's "
                                  "videos; rebuild it with `keras-yt index`")
-            return index, f"approximate (PyNNDescent graph index, {n:,} videos)"
+            return index, f"approximate (graph index, {n:,} videos)"
         if n >= 1 << 17:
             from keras_yt._quiet import load_tensorflow
 

@@ -484,7 +484,7 @@ def test_later_loads_map_the_arrays_and_skip_the_hash_until_the_file_changes(
     second = CandidateIndex.load(path, fingerprint=candidate_index.fingerprint)
     assert len(hashed) == 1, "an unchanged file checked before is not hashed again"
     assert isinstance(second.W, np.memmap)
-    assert isinstance(second._nnd._raw_data, np.memmap)
+    assert isinstance(second._search.data, np.memmap)
     for index in (first, second):
         np.testing.assert_array_equal(index.query(U[:20], k=50)[0], expected[0])
     with pytest.raises(ValueError, match="different output embeddings"):

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -59,3 +60,27 @@ def test_warm_up_fills_cache_used_by_numba(tmp_path):
     assert got == f'["{path}", "{path}"]'
     cached = [f for _, _, files in os.walk(path) for f in files if f.endswith(".nbi")]
     assert len(cached) > 10
+    # A later process builds an index, and another loads and queries it: with the warm cache the
+    # graph search compiles nothing (every kernel call a cache hit), and a loaded index answers
+    # without importing pynndescent.
+    index_path = tmp_path / "index.h5"
+    build = (
+        "import numpy as np; from keras_yt.serving import CandidateIndex; "
+        "from keras_yt.serving._synthetic import clustered_corpus; "
+        "W, b, _ = clustered_corpus(3000, 8, seed=1); "
+        "index = CandidateIndex.from_embeddings(W, b, random_state=0, exhaustive_below=0); "
+        f"index.save({str(index_path)!r}); "
+        "print('ok')"
+    )
+    assert _run(build, {"KERAS_HOME": str(tmp_path)}) == "ok"
+    query = (
+        "import json, sys, numpy as np; from keras_yt.serving import CandidateIndex; "
+        "from keras_yt.serving import _graph_search as g; "
+        f"index = CandidateIndex.load({str(index_path)!r}); u = np.ones((9, 8), np.float32); "
+        "index.query(u, k=5); index.query(u[:1], k=5, exclude=[[1]]); "
+        "stats = [dict(f.stats.cache_misses) for f in (g.search_batch, g.search_serial)]; "
+        "print(json.dumps([stats, sum(sum(f.stats.cache_hits.values()) "
+        "for f in (g.search_batch, g.search_serial)), 'pynndescent' in sys.modules]))"
+    )
+    misses, hits, imported = json.loads(_run(query, {"KERAS_HOME": str(tmp_path)}))
+    assert misses == [{}, {}] and hits == 2 and not imported
