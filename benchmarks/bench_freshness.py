@@ -40,8 +40,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_SCRIPT = os.path.join(ROOT, "..", "shared", "data", "get-movielens-100k")
 KS = (10, 50)
 CUT = 0.9
-VARIANTS = (("cowatched", "reset"), ("cowatched", "carry"), ("random", "carry"),
-            ("mean", "carry"))  # the first is the default of warm_start
+VARIANTS = (("cowatched", "reset", 0.0), ("cowatched", "carry", 0.0), ("random", "carry", 0.0),
+            ("mean", "carry", 0.0))  # (new_rows, optimizer_state, replay); the first: default
 
 
 def _load_movielens(data_dir: str | None):
@@ -127,13 +127,14 @@ def run_seed(data, seed: int, epochs: int | None, variants, tmp: Path) -> dict:
                          **_evaluate(tmp / "scratch", watches, old_videos)}
     result["scratch"]["epochs"] = len(json.loads((tmp / "scratch/history.json").read_text())
                                       ["loss"])
-    for new_rows, optimizer_state in variants:
-        name = f"warm_{new_rows}_{optimizer_state}"
+    for new_rows, optimizer_state, replay in variants:
+        name = f"warm_{new_rows}_{optimizer_state}" + (f"_replay{replay:g}" if replay else "")
         keras.backend.clear_session()
         start = time.perf_counter()
         with _quiet():
             info = warm_start(all_log, tmp / name, tmp / "old", epochs=epochs or 50,
-                              new_rows=new_rows, optimizer_state=optimizer_state, seed=seed)
+                              new_rows=new_rows, optimizer_state=optimizer_state,
+                              replay=replay, seed=seed)
         result[name] = {"seconds": time.perf_counter() - start,
                         **_evaluate(tmp / name, watches, old_videos),
                         "epochs": len(info["history"]["loss"]), "examples": info["examples"],
@@ -148,12 +149,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--full", action="store_true", help="3 seeds, early stopping, all variants")
     p.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
     p.add_argument("--epochs", type=int, help="most epochs (default: the recipe's; smoke: 2)")
+    p.add_argument("--replay", type=float, nargs="+", default=[],
+                   help="also the default variant with these replay ratios (old examples per "
+                        "new one)")
+    p.add_argument("--default-only", action="store_true",
+                   help="with --full: only the default variant (and --replay)")
     p.add_argument("--data-dir", help="folder holding u.data and u.user")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "freshness.json"))
     args = p.parse_args(argv)
     seeds = args.seeds or ((0, 1, 2) if args.full else (0,))
     epochs = args.epochs if args.epochs is not None else (None if args.full else 2)
-    variants = VARIANTS if args.full else VARIANTS[:1]
+    variants = VARIANTS if args.full and not args.default_only else VARIANTS[:1]
+    variants = (*variants, *((*VARIANTS[0][:2], r) for r in args.replay if r > 0))
     data = _load_movielens(args.data_dir)
     results = []
     for seed in seeds:
@@ -166,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         keys = [k for k, v in results[0][name].items() if isinstance(v, (int, float))]
         summary[name] = {k: (float(np.mean([r[name][k] for r in results])),
                              float(np.std([r[name][k] for r in results]))) for k in keys}
-    warm = summary["warm_{}_{}".format(*VARIANTS[0])]
+    warm = summary["warm_{}_{}".format(*VARIANTS[0][:2])]
     targets = {
         "hr@50_within_0.01_of_scratch": warm["hr@50_minus_scratch"][0] >= -0.01,
         "time_at_most_0.6x_scratch": warm["time_vs_scratch"][0] <= 0.6,

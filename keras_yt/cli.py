@@ -195,6 +195,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer-state", choices=("reset", "carry"), default="reset",
                        help="with --init-from: a fresh optimizer (default) or the old run's "
                             "Adam moments and step, carried over")
+    train.add_argument("--replay", type=float, default=0.0, metavar="R",
+                       help="with --init-from: also train on a sample of R old examples per new "
+                            "one (default: %(default)s, the new examples only)")
+    train.add_argument("--learning-rate-scale", type=float, default=1.0, metavar="S",
+                       help="with --init-from: the warm epochs' learning rate, S times the old "
+                            "run's (default: %(default)s)")
     train.set_defaults(run_command=_train)
 
     prepare = commands.add_parser(
@@ -551,6 +557,7 @@ def _warm_start(args) -> None:
                       batch_size=args.batch_size,
                       max_examples_per_user=args.max_examples_per_user,
                       new_rows=args.new_rows, optimizer_state=args.optimizer_state,
+                      replay=args.replay, learning_rate_scale=args.learning_rate_scale,
                       seed=args.seed)
     _done(start)
     print(f"\nwrote {args.out}/ ({info['new_videos']:,} new videos, {info['new_users']:,} new "

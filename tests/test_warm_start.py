@@ -175,6 +175,84 @@ def test_example_age_is_measured_from_the_grown_log_and_training_is_on_new_label
     assert len(examples["label"]) == 20 * 3 + 6 * 2
 
 
+def test_replay_adds_a_sample_of_old_labels_to_the_new_ones(tmp_path):
+    from keras_yt.data import read_raw_watch_log
+
+    old_log, grown_log = write_logs(tmp_path)
+    old = train(old_log, tmp_path / "old")
+    raw = read_raw_watch_log(grown_log)
+    seen = []
+
+    import keras_yt.pipeline as pipeline
+
+    original = pipeline.train_candidate_generator
+
+    def spy(model, examples, validation, *args):
+        seen.append(examples)
+        return original(model, examples, validation, *args)
+
+    pipeline.train_candidate_generator = spy
+    try:
+        warm_start(raw, tmp_path / "new", old, epochs=1, verbose=False)
+        info = warm_start(raw, tmp_path / "replayed", old, epochs=1, verbose=False, replay=0.5)
+    finally:
+        pipeline.train_candidate_generator = original
+    plain, replayed = seen
+    num_new = len(plain["label"])  # 72 (see the test above)
+    assert len(replayed["label"]) == info["examples"] == num_new + round(0.5 * num_new)
+    assert info["replay"] == 0.5
+
+    def keys(examples):
+        return set(zip(examples["user"].tolist(), examples["timestamp"].tolist()))
+
+    extra = keys(replayed) - keys(plain)
+    assert keys(plain) <= keys(replayed) and len(extra) == round(0.5 * num_new)
+    old_end = 1_000_000 + 1000 * (N_USERS - 1) + STEPS - 1
+    assert all(timestamp <= old_end for _, timestamp in extra)  # old labels only
+    with pytest.raises(ValueError, match="replay must be a number >= 0 .* got -1"):
+        warm_start(raw, tmp_path / "bad", old, epochs=1, verbose=False, replay=-1)
+    with pytest.raises(ValueError, match="learning_rate_scale must be a number > 0, got 0"):
+        warm_start(raw, tmp_path / "bad", old, epochs=1, verbose=False, learning_rate_scale=0)
+
+
+def test_learning_rate_scale_scales_the_warm_optimizer(runs, tmp_path):
+    import keras
+
+    old_model = keras.saving.load_model(Path(runs["old"]) / "candidate_generator.keras",
+                                        compile=True)
+    old_rate = float(old_model.optimizer.learning_rate)
+    info = warm_start(runs["grown_log"], tmp_path / "new", runs["old"], epochs=1, verbose=False,
+                      learning_rate_scale=0.25)
+    new_model = keras.saving.load_model(tmp_path / "new" / "candidate_generator.keras",
+                                        compile=True)
+    assert info["learning_rate_scale"] == 0.25
+    np.testing.assert_allclose(float(new_model.optimizer.learning_rate), 0.25 * old_rate,
+                               rtol=1e-6)
+
+
+def test_sequence_replay_labels_old_positions_in_the_same_windows():
+    from keras_yt.data.io import WATCH_DTYPE
+    from keras_yt.warm_start import _fresh_sequence_examples
+
+    watches = np.zeros(30, dtype=WATCH_DTYPE)
+    watches["user"] = np.repeat([1, 2, 3], 10)
+    watches["video"] = np.tile(np.arange(1, 11), 3)
+    watches["timestamp"] = np.tile(np.arange(10), 3) + 100 * np.repeat([0, 1, 2], 10)
+    # The old run ended at 207: users 1 and 2 are all old, user 3 has 2 new watches (208, 209).
+    # Fresh labels: those 2 and the 6 the old run held out (each user's last two before 207);
+    # 27 labelled positions in all (each watch but a user's first).
+    rng = np.random.default_rng(0)
+    plain = _fresh_sequence_examples(watches, watches, 207.0, 10, 209.0)
+    assert (plain["label"] > 0).sum() == 8
+    replayed = _fresh_sequence_examples(watches, watches, 207.0, 10, 209.0, 1.0, rng)
+    labels = replayed["label"] > 0
+    assert labels.sum() == 8 + 8
+    assert (replayed["timestamp"][labels] > 207).sum() == 2  # the 8 replayed ones are old
+    assert (replayed["example_age"][~labels] == 0).all()
+    everything = _fresh_sequence_examples(watches, watches, 207.0, 10, 209.0, 3.0, rng)
+    assert (everything["label"] > 0).sum() == 27  # capped: every old label once
+
+
 @pytest.mark.parametrize("case", ["int_ids", "not_contained", "shifted", "same_folder",
                                   "inside_old", "demo_run", "nothing_new"])
 def test_bad_input_is_one_clear_line_and_the_old_run_is_untouched(runs, tmp_path, case,
