@@ -136,6 +136,8 @@ def _replayed(old: np.ndarray, num_new: int, replay: float, rng) -> np.ndarray:
     """A uniform sample, without replacement, of `replay * num_new` of the True entries of
     `old` (all of them at most), as a mask of `old`'s shape."""
     chosen = np.zeros(old.shape, bool)
+    if not replay:  # the default: no pass over the old examples
+        return chosen
     candidates = np.flatnonzero(old)
     count = min(len(candidates), int(round(replay * num_new)))
     if count:
@@ -166,8 +168,7 @@ def _fresh_sequence_examples(
     fresh = np.zeros_like(labelled)
     fresh[labelled] = (positions["timestamp"] > last) | _held_out_by_old_run(watches, last,
                                                                             positions)
-    if replay:
-        fresh |= _replayed(labelled & ~fresh, np.count_nonzero(fresh), replay, rng)
+    fresh |= _replayed(labelled & ~fresh, np.count_nonzero(fresh), replay, rng)
     examples["label"] = np.where(fresh, examples["label"], 0)
     examples["example_age"] = np.where(fresh, examples["example_age"], 0).astype(np.float32)
     keep = fresh.any(axis=1)

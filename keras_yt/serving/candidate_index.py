@@ -366,8 +366,8 @@ class CandidateIndex:
 
         The file holds `W`, `b`, `ids`, the fingerprint, the knobs, the format version, the
         PyNNDescent version and the search graph / search tree arrays of the PyNNDescent index
-        (group `nndescent`). The reduced item matrix is not stored; it is recomputed from W and
-        b on load. The file is first written next to `path` and then moved over it with
+        (group `nndescent`), with the reduced items in the graph's vertex order (`_raw_data`,
+        memory-mapped on load). The file is first written next to `path` and then moved over it with
         `os.replace`, so an interrupted save leaves any previous file intact.
 
         Args:
