@@ -90,7 +90,7 @@ def _rand_int(state):
     return state[0] ^ state[1] ^ state[2]
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _tree_leaf(point, t, hyperplanes, offsets, children, rng_state):
     """`(start, stop)` in `tree_indices[t]` of the leaf of tree t that `point` falls in."""
     node = 0
@@ -143,7 +143,7 @@ def _heap_push(priorities, items, p, item):
     items[i] = item
 
 
-@numba.njit(inline="always", fastmath=_FASTMATH)
+@numba.njit(fastmath=_FASTMATH)
 def _walk(query, heap_d, heap_v, k, epsilon, visited, rng_state, data, indptr, indices,
           hyperplanes, offsets, children, tree_indices, n_neighbors, min_distance):
     """PyNNDescent's search for one query: fills the heap `(heap_d, heap_v)` with the k
@@ -195,7 +195,7 @@ def _walk(query, heap_d, heap_v, k, epsilon, visited, rng_state, data, indptr, i
         d_vertex, vertex = heapq.heappop(seeds)
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _finish(heap_v, user, W, b, ids, vertex_order, excluded, k, out_ids, out_scores):
     """Exact scores `u · W_j + b_j` of the vertices found, excluded ids dropped, the best k
     sorted (score descending, ties lowest row first) into `out_ids` / `out_scores`."""
@@ -228,7 +228,7 @@ def _finish(heap_v, user, W, b, ids, vertex_order, excluded, k, out_ids, out_sco
             out_scores[j] = -np.inf
 
 
-@numba.njit(inline="always")
+@numba.njit
 def _one_query(i, queries, users, k_search, k, epsilon, visited, rng_state, data, indptr,
                indices, hyperplanes, offsets, children, tree_indices, n_neighbors,
                min_distance, W, b, ids, vertex_order, excluded, excluded_len, out_ids,
@@ -303,6 +303,14 @@ class GraphSearch:
             self.tree_indices[t, :len(indices)] = indices
         self.W, self.b, self.ids = W, np.ascontiguousarray(b, np.float32), \
             np.ascontiguousarray(ids, np.int64)
+        # Read-only views of every index array: the kernels never write them, and one numba
+        # type for a built index (in memory) and a loaded one (memory-mapped, read-only) means
+        # one compiled specialisation per kernel instead of two.
+        for name in ("indptr", "indices", "data", "vertex_order", "rng_state", "hyperplanes",
+                     "offsets", "children", "tree_indices", "W", "b", "ids"):
+            view = getattr(self, name).view()
+            view.flags.writeable = False
+            setattr(self, name, view)
         self._batch_lock = threading.Lock()  # numba's workqueue layer runs one prange at a time
 
     def search(self, queries: np.ndarray, users: np.ndarray, k_search: int, k: int,

@@ -107,3 +107,22 @@ def test_search_does_not_write_to_the_index(corpus, candidate_index):
     for name, before in arrays.items():
         np.testing.assert_array_equal(getattr(search, name), before, err_msg=name)
 
+
+
+def test_built_and_loaded_indexes_share_one_compiled_kernel(candidate_index, tmp_path):
+    """Every array the kernels read is a read-only view, in memory or memory-mapped: the same
+    numba types, so a process that serves a loaded index reuses the kernels compiled (or
+    cached) for a built one instead of compiling a second specialisation."""
+    import numba
+
+    from keras_yt.serving import CandidateIndex
+
+    candidate_index.save(tmp_path / "index.h5")
+    loaded = CandidateIndex.load(tmp_path / "index.h5")
+    names = ("indptr", "indices", "data", "vertex_order", "rng_state", "hyperplanes", "offsets",
+             "children", "tree_indices", "W", "b", "ids")
+    for name in names:
+        built_array, loaded_array = (getattr(i._search, name) for i in (candidate_index, loaded))
+        assert not built_array.flags.writeable and not loaded_array.flags.writeable, name
+        assert numba.typeof(built_array) == numba.typeof(loaded_array), name
+    assert candidate_index.W.flags.writeable  # the index's own arrays are left as they were

@@ -15,7 +15,7 @@ def _run(code: str, env: dict) -> str:
     full_env.update(env)
     full_env["PYTHONPATH"] = REPO
     out = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True,
-                         text=True, check=True, timeout=300)
+                         text=True, check=True, timeout=900)
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -51,8 +51,17 @@ def test_user_numba_cache_dir_wins(tmp_path):
 
 @pytest.mark.slow
 def test_warm_up_fills_cache_used_by_numba(tmp_path):
+    # One process fills the cache and builds an index (PyNNDescent's construction, which it
+    # does not cache, compiled once); a later process loads and queries it: with the warm cache
+    # the graph search compiles nothing (every kernel call a cache hit; built and loaded indexes
+    # share one specialisation, test_graph_search.py), and it never imports pynndescent.
+    index_path = tmp_path / "index.h5"
     code = (
-        "import numba, json; from keras_yt.serving import warm_up; t = warm_up(); "
+        "import numba, json; from keras_yt.serving import warm_up, CandidateIndex; "
+        "from keras_yt.serving._synthetic import clustered_corpus; t = warm_up(); "
+        "W, b, _ = clustered_corpus(3000, 8, seed=1); "
+        "index = CandidateIndex.from_embeddings(W, b, random_state=0, exhaustive_below=0); "
+        f"index.save({str(index_path)!r}); "
         "print(json.dumps([numba.config.CACHE_DIR, t['cache_dir']]))"
     )
     got = _run(code, {"KERAS_HOME": str(tmp_path)})
@@ -60,19 +69,6 @@ def test_warm_up_fills_cache_used_by_numba(tmp_path):
     assert got == f'["{path}", "{path}"]'
     cached = [f for _, _, files in os.walk(path) for f in files if f.endswith(".nbi")]
     assert len(cached) > 10
-    # A later process builds an index, and another loads and queries it: with the warm cache the
-    # graph search compiles nothing (every kernel call a cache hit), and a loaded index answers
-    # without importing pynndescent.
-    index_path = tmp_path / "index.h5"
-    build = (
-        "import numpy as np; from keras_yt.serving import CandidateIndex; "
-        "from keras_yt.serving._synthetic import clustered_corpus; "
-        "W, b, _ = clustered_corpus(3000, 8, seed=1); "
-        "index = CandidateIndex.from_embeddings(W, b, random_state=0, exhaustive_below=0); "
-        f"index.save({str(index_path)!r}); "
-        "print('ok')"
-    )
-    assert _run(build, {"KERAS_HOME": str(tmp_path)}) == "ok"
     query = (
         "import json, sys, numpy as np; from keras_yt.serving import CandidateIndex; "
         "from keras_yt.serving import _graph_search as g; "
