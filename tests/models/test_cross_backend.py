@@ -34,7 +34,9 @@ def test_trained_here_reloads_on_the_other_backend(kind, tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "other.npy"), expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["candidate", "ranker"])
+# The candidate case trains in a fresh process of the other backend (its import and compile,
+# about 100 s on 2 cores): slow, run by CI's slow line.
+@pytest.mark.parametrize("kind", [pytest.param("candidate", marks=pytest.mark.slow), "ranker"])
 def test_trained_on_the_other_backend_reloads_here(kind, tmp_path):
     run_worker(OTHER, "train", kind, str(tmp_path))
     expected = np.load(tmp_path / "predictions.npy")

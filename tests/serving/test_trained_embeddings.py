@@ -6,6 +6,7 @@ output embeddings and many scores are negative. Recall against exact search must
 
 import keras
 import numpy as np
+import pytest
 
 from keras_yt import data as yt_data
 from keras_yt import pipeline
@@ -15,6 +16,7 @@ from keras_yt.serving import CandidateIndex, ExactIndex
 from tests.serving.conftest import recall
 
 
+@pytest.mark.slow  # trains on MovieLens-100K and builds two indexes: about a minute
 def test_recall_on_embeddings_trained_on_movielens(movielens_dir):
     keras.utils.set_random_seed(0)
     ml = movielens.load_data("ml-100k", data_dir=str(movielens_dir))
