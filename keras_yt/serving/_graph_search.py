@@ -42,6 +42,9 @@ _SERIAL_BELOW = 8  # fewer queries than this run serially (no thread start-up, n
 # Sums may be reordered (vectorised dot products); no flag that assumes away inf or NaN, which
 # the heaps and the `q · x <= 0` case use.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+# The arrays of a `GraphSearch` that the kernels read (and never write).
+INDEX_ARRAYS = ("indptr", "indices", "data", "vertex_order", "rng_state", "hyperplanes", "offsets",
+                "children", "tree_indices", "W", "b", "ids")
 
 
 @numba.njit(inline="always", fastmath=_FASTMATH)
@@ -306,8 +309,7 @@ class GraphSearch:
         # Read-only views of every index array: the kernels never write them, and one numba
         # type for a built index (in memory) and a loaded one (memory-mapped, read-only) means
         # one compiled specialisation per kernel instead of two.
-        for name in ("indptr", "indices", "data", "vertex_order", "rng_state", "hyperplanes",
-                     "offsets", "children", "tree_indices", "W", "b", "ids"):
+        for name in INDEX_ARRAYS:
             view = getattr(self, name).view()
             view.flags.writeable = False
             setattr(self, name, view)

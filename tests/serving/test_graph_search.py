@@ -108,7 +108,6 @@ def test_search_does_not_write_to_the_index(corpus, candidate_index):
         np.testing.assert_array_equal(getattr(search, name), before, err_msg=name)
 
 
-
 def test_built_and_loaded_indexes_share_one_compiled_kernel(candidate_index, tmp_path):
     """Every array the kernels read is a read-only view, in memory or memory-mapped: the same
     numba types, so a process that serves a loaded index reuses the kernels compiled (or
@@ -119,9 +118,7 @@ def test_built_and_loaded_indexes_share_one_compiled_kernel(candidate_index, tmp
 
     candidate_index.save(tmp_path / "index.h5")
     loaded = CandidateIndex.load(tmp_path / "index.h5")
-    names = ("indptr", "indices", "data", "vertex_order", "rng_state", "hyperplanes", "offsets",
-             "children", "tree_indices", "W", "b", "ids")
-    for name in names:
+    for name in _graph_search.INDEX_ARRAYS:
         built_array, loaded_array = (getattr(i._search, name) for i in (candidate_index, loaded))
         assert not built_array.flags.writeable and not loaded_array.flags.writeable, name
         assert numba.typeof(built_array) == numba.typeof(loaded_array), name
