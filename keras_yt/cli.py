@@ -163,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
                             "last-but-one watch stops improving (default: 50; 200 for an "
                             "attention preset, which trains on sequence windows)")
     train.add_argument("--batch-size", type=_positive_int,
-                       help="default: scaled to the number of examples (32 to 256)")
+                       help="default: scaled to the number of examples (32 to 256); with "
+                            "--init-from, a full run's on the grown log")
     train.add_argument("--max-history", type=_positive_int,
                        help="watches per history (default: the preset's max_history)")
     train.add_argument("--max-examples-per-user", type=_positive_int,

@@ -230,6 +230,58 @@ def test_learning_rate_scale_scales_the_warm_optimizer(runs, tmp_path):
                                rtol=1e-6)
 
 
+
+def test_warm_epochs_take_the_batch_size_of_a_full_run_on_the_grown_log(tmp_path):
+    """A grown log of ~24,000 examples with ~1,100 new ones: a full run takes batches of 64
+    (`default_batch_size`), the new examples alone would take 32; the warm start takes 64, and
+    an explicit `batch_size` wins."""
+    from keras_yt.data import candidate_examples, read_raw_watch_log
+    from keras_yt.evaluation import LeaveLastOut
+    from keras_yt.training import default_batch_size
+    from keras_yt.warm_start import full_run_batch_size
+
+    users, steps = 400, 62
+    rng = np.random.default_rng(1)
+    rows = [f"u{u},v{int(v)},{1000 * u + s}" for u in range(users)
+            for s, v in enumerate(rng.integers(0, 200, steps))]
+    old_log, grown_log = tmp_path / "old.csv", tmp_path / "grown.csv"
+    old_log.write_text("user,video,timestamp\n" + "\n".join(rows) + "\n")
+    rows += [f"u{u},v{int(v)},{10**6 + 1000 * u + s}" for u in range(users)
+             for s, v in enumerate(rng.integers(0, 200, 3))]
+    grown_log.write_text("user,video,timestamp\n" + "\n".join(rows) + "\n")
+    assert main(["train", "--log", str(old_log), "--out", str(tmp_path / "old"), "--epochs", "1",
+                 "--preset", "tiny_candidate", "--max-history", "10"]) == 0
+
+    import keras_yt.pipeline as pipeline
+
+    seen = []
+    original = pipeline.train_candidate_generator
+
+    def spy(model, examples, validation, epochs, batch_size):
+        seen.append((len(examples["label"]), batch_size))
+        return original(model, examples, validation, epochs, batch_size)
+
+    pipeline.train_candidate_generator = spy
+    try:
+        warm_start(grown_log, tmp_path / "new", tmp_path / "old", epochs=1, verbose=False)
+        info = warm_start(grown_log, tmp_path / "new2", tmp_path / "old", epochs=1,
+                          verbose=False, batch_size=48)
+    finally:
+        pipeline.train_candidate_generator = original
+    # The grown log's examples, counted independently of warm_start's own code path.
+    raw = read_raw_watch_log(grown_log)
+    watches = np.zeros(len(raw["user"]), dtype=[("user", "i8"), ("video", "i8"),
+                                                  ("timestamp", "f8"), ("watch_time", "f4")])
+    watches["user"] = np.unique(raw["user"], return_inverse=True)[1] + 1
+    watches["video"] = np.unique(raw["video"], return_inverse=True)[1] + 1
+    watches["timestamp"] = raw["timestamp"]
+    split = LeaveLastOut(watches, max_history=10, num_items=int(watches["video"].max()) + 1)
+    num_all = len(candidate_examples(split.fit_watches, max_history=10)["label"])
+    (num_new, batch), (_, explicit) = seen
+    assert default_batch_size(num_new) == 32 and default_batch_size(num_all) == 64
+    assert batch == full_run_batch_size(num_all) == 64
+    assert explicit == 48 == info["history"]["batch_size"]
+
 def test_sequence_replay_labels_old_positions_in_the_same_windows():
     from keras_yt.data.io import WATCH_DTYPE
     from keras_yt.warm_start import _fresh_sequence_examples
