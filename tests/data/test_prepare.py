@@ -103,6 +103,31 @@ def test_duckdb_examples_equal_the_in_memory_path(tmp_path, kind):
     check_same(shards, reference(path, 7))
 
 
+def test_histories_written_in_several_passes_equal_one_pass(tmp_path, monkeypatch):
+    """Under a memory limit the history window runs over ranges of users (DuckDB's list window
+    does not spill): the examples are those of the in-memory path whatever the pass size."""
+    from keras_yt.data import duckdb_examples
+
+    log = random_log(2, n=2000, users=60)
+    log["user"] = np.where(np.arange(2000) < 600, 7, log["user"])  # one user with 600 watches
+    path = write_csv(tmp_path / "log.csv", log)
+    ranges = []
+    original = duckdb_examples._user_ranges
+
+    def small_passes(watches_per_user, rows_per_pass):
+        ranges.append(original(watches_per_user, 150))
+        return ranges[-1]
+
+    monkeypatch.setattr(duckdb_examples, "_user_ranges", small_passes)
+    prepare_examples(path, tmp_path / "ex", max_history=5, rows_per_shard=700)
+    check_same(ExampleShards(tmp_path / "ex"), reference(path, 5))
+    (bounds,) = ranges
+    counts = ExampleShards(tmp_path / "ex").users.counts
+    assert bounds[0] == 0 and bounds[-1] == len(counts) and len(bounds) > 10
+    sizes = [counts[low:high].sum() for low, high in zip(bounds[:-1], bounds[1:])]
+    assert sizes[0] == counts[0] >= 600 and max(sizes[1:]) <= 150  # the big user alone first
+
+
 def test_cap_iso_timestamps_parquet_and_shard_globs(tmp_path):
     log = random_log(2, n=2000)
     iso = np.datetime64("2016-09-15T10:00:00") + np.asarray(log["timestamp"] - 10**9,
