@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from keras_yt.data.example_shards import DEFAULT_SHUFFLE_BUFFER, ExampleShards
-from keras_yt.training import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, default_batch_size
+from keras_yt.training import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, recipe_batch_size
 
 __all__ = ["fit_candidate_generator_streaming"]
 
@@ -44,7 +44,7 @@ def fit_candidate_generator_streaming(
         shards: the prepared examples.
         validation: held-out examples (e.g. `shards.held_out("validation")`), or None.
         epochs: the most epochs.
-        batch_size: examples per step; None for `default_batch_size(shards.num_examples)`.
+        batch_size: examples per step; None for `recipe_batch_size(shards.num_examples)`.
         patience: epochs without improvement of the validation loss before stopping.
         verbose: Keras `fit` verbosity (`"auto"`: a progress bar on a terminal).
         shuffle_buffer: examples shuffled together.
@@ -78,10 +78,10 @@ def fit_candidate_generator_streaming(
     if shards.num_examples == 0:
         raise ValueError("the prepared examples hold no training example: every user needs at "
                          "least 3 watches")
-    from keras_yt._distributed_inputs import _batch_multiple, padded_rows
+    from keras_yt._distributed_inputs import _batch_multiple
 
     if batch_size is None:
-        batch_size = padded_rows(default_batch_size(shards.num_examples), _batch_multiple())
+        batch_size = recipe_batch_size(shards.num_examples)
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     names = tuple(model.feature_specs())

@@ -10,7 +10,7 @@ import numpy as np
 from keras_yt._distributed_inputs import _batch_multiple, padded_rows
 from keras_yt.models._feature_model import runs_on_several_replicas
 
-__all__ = ["default_batch_size", "fit_candidate_generator"]
+__all__ = ["default_batch_size", "fit_candidate_generator", "recipe_batch_size"]
 
 DEFAULT_MAX_EPOCHS = 50
 DEFAULT_PATIENCE = 3
@@ -45,6 +45,25 @@ def default_batch_size(num_examples: int) -> int:
         raise ValueError(f"num_examples must be an integer >= 0, got {num_examples!r}")
     exponent = round(np.log2(max(num_examples, 1) / 400))
     return int(min(max(2**exponent, 32), 256))
+
+
+def recipe_batch_size(num_examples: int) -> int:
+    """`default_batch_size` rounded up to a multiple of the devices that split each batch under
+    a `keras.distribution` (JAX splits a batch evenly over its batch axis): the batch size that
+    `fit_candidate_generator` and the streamed training take when none is given.
+
+    Args:
+        num_examples: number of training examples.
+
+    Returns:
+        The batch size.
+
+    Example:
+
+    >>> recipe_batch_size(96_000)  # one device
+    256
+    """
+    return padded_rows(default_batch_size(num_examples), _batch_multiple())
 
 
 def fit_candidate_generator(
@@ -126,10 +145,8 @@ def fit_candidate_generator(
     if num_examples == 0:
         raise ValueError("examples has no rows: every user needs at least 2 watches")
     if batch_size is None:
-        # Under a keras.distribution (JAX) every batch is split evenly over the batch axis.
-        batch_size = padded_rows(
-            DEFAULT_SEQUENCE_BATCH_SIZE if sequences else default_batch_size(num_examples),
-            _batch_multiple())
+        batch_size = (padded_rows(DEFAULT_SEQUENCE_BATCH_SIZE, _batch_multiple()) if sequences
+                      else recipe_batch_size(num_examples))
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     names = list(model.feature_specs())

@@ -278,8 +278,8 @@ def full_run_batch_size(num_examples: int) -> int:
     """The batch size of a full (scratch) run on `num_examples` next-watch examples: the one a
     warm start takes by default.
 
-    `keras_yt.training.default_batch_size` of all the grown log's examples (rounded up to the
-    devices that split a batch under a `keras.distribution`), so the warm epochs take steps of
+    `keras_yt.training.recipe_batch_size` of all the grown log's examples (`default_batch_size`
+    rounded up to the devices that split a batch), so the warm epochs take steps of
     the size and noise the old run converged with rather than many small, noisy ones on the
     few new examples.
 
@@ -293,10 +293,9 @@ def full_run_batch_size(num_examples: int) -> int:
     >>> full_run_batch_size(97_000)  # MovieLens-100K (a warm run's 8,500 new ones: 32)
     256
     """
-    from keras_yt._distributed_inputs import _batch_multiple, padded_rows
-    from keras_yt.training import default_batch_size
+    from keras_yt.training import recipe_batch_size
 
-    return padded_rows(default_batch_size(num_examples), _batch_multiple())
+    return recipe_batch_size(num_examples)
 
 
 def warm_start(

@@ -230,7 +230,6 @@ def test_learning_rate_scale_scales_the_warm_optimizer(runs, tmp_path):
                                rtol=1e-6)
 
 
-
 def test_warm_epochs_take_the_batch_size_of_a_full_run_on_the_grown_log(tmp_path):
     """A grown log of ~24,000 examples with ~1,100 new ones: a full run takes batches of 64
     (`default_batch_size`), the new examples alone would take 32; the warm start takes 64, and
@@ -281,6 +280,7 @@ def test_warm_epochs_take_the_batch_size_of_a_full_run_on_the_grown_log(tmp_path
     assert default_batch_size(num_new) == 32 and default_batch_size(num_all) == 64
     assert batch == full_run_batch_size(num_all) == 64
     assert explicit == 48 == info["history"]["batch_size"]
+
 
 def test_sequence_replay_labels_old_positions_in_the_same_windows():
     from keras_yt.data.io import WATCH_DTYPE
