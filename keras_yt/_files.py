@@ -247,9 +247,17 @@ class _GuardedFile:
         return self._fh.tell()
 
 
+H5_ALIGNMENT = {"alignment_threshold": 1, "alignment_interval": 64}
+"""`h5py.File` arguments for the files keras_yt memory-maps: every dataset (every object)
+starts at a multiple of 64 bytes (userblocks are multiples of 512), so its memory map is aligned.
+numpy hands only aligned arrays to BLAS: W at an odd offset scored one user 16x slower (0.64 ms
+instead of 0.04 ms for 5,000 x 64)."""
+
+
 @contextlib.contextmanager
 def h5_writer(path: str, target: str | os.PathLike | None = None, **kwargs: Any) -> Iterator[Any]:
-    """`h5py.File(path, "w", **kwargs)` whose failed writes raise an OSError naming the file.
+    """`h5py.File(path, "w", **kwargs)` whose failed writes raise an OSError naming the file;
+    datasets aligned for memory maps (`H5_ALIGNMENT`).
 
     Use it on a temporary path (`atomic_path`) for `target`, the file named in the error: after
     a failed write the file is incomplete.
@@ -258,7 +266,7 @@ def h5_writer(path: str, target: str | os.PathLike | None = None, **kwargs: Any)
 
     with open(path, "w+b", buffering=0) as raw:  # unbuffered: every error seen at its write
         guarded = _GuardedFile(raw)
-        with h5py.File(guarded, "w", **kwargs) as f:
+        with h5py.File(guarded, "w", **{**H5_ALIGNMENT, **kwargs}) as f:
             yield f
             if guarded.error is None:
                 f.flush()

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from keras_yt._files import (
+    H5_ALIGNMENT,
     current_umask,
     embeddings_fingerprint,
     mapped_dataset,
@@ -245,7 +246,8 @@ class RunFolder:
             if len(value) != users.size:
                 raise ValueError(f"latest[{name!r}] must have {users.size} rows (one per user "
                                  f"model id, row 0 unknown), got {len(value)}")
-        with h5py.File(self.data_path, "w", userblock_size=_USERBLOCK) as f:
+        with h5py.File(self.data_path, "w", userblock_size=_USERBLOCK,
+                       **H5_ALIGNMENT) as f:
             f.attrs["kind"] = FORMAT_KIND
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["max_history"] = -1 if max_history is None else int(max_history)

@@ -236,10 +236,11 @@ def _one_query(i, queries, users, k_search, k, epsilon, visited, rng_state, data
                indices, hyperplanes, offsets, children, tree_indices, n_neighbors,
                min_distance, W, b, ids, vertex_order, excluded, excluded_len, out_ids,
                out_scores):
-    heap_d = np.full(k_search, np.inf, np.float32)
-    heap_v = np.full(k_search, -1, np.int32)
+    breadth = k_search + excluded_len[i]  # the row's own exclusions: not the batch's widest
+    heap_d = np.full(breadth, np.inf, np.float32)
+    heap_v = np.full(breadth, -1, np.int32)
     rng = rng_state.copy()
-    _walk(queries[i], heap_d, heap_v, k_search, epsilon, visited, rng, data, indptr, indices,
+    _walk(queries[i], heap_d, heap_v, breadth, epsilon, visited, rng, data, indptr, indices,
           hyperplanes, offsets, children, tree_indices, n_neighbors, min_distance)
     _finish(heap_v, users[i], W, b, ids, vertex_order, excluded[i, :excluded_len[i]], k,
             out_ids[i], out_scores[i])
@@ -322,7 +323,8 @@ class GraphSearch:
         Args:
             queries: reduced, scaled queries `(n, d + 1)` float32.
             users: the user vectors `(n, d)` float32 (for the exact scores).
-            k_search: how many vertices the walk keeps (>= k).
+            k_search: how many vertices the walk keeps (>= k), plus each query's number of
+                excluded ids (so a query's answer does not depend on the other queries).
             k: results per query.
             epsilon: search breadth.
             exclude: None or one sorted int64 id array per query.

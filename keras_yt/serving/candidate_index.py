@@ -67,9 +67,11 @@ class CandidateIndex:
     the best k: searching for 1 or 10 alone stops too early (recall@1 0.57, @10 0.87 at 1M x 256
     against 0.98 and 0.97 with the floor; `docs/serving-defaults.md`).
 
-    **Exclusions.** With `exclude`, the search asks for `max(k, min_search_k) +
-    max(len(exclude[i]))` neighbours, drops the excluded ids and returns exactly k (padded with
-    id -1 / score `-inf` only when the corpus has fewer than k eligible items).
+    **Exclusions.** With `exclude`, the search for user i asks for `max(k, min_search_k) +
+    len(exclude[i])` neighbours (its own exclusions: a user's answer does not depend on the
+    other users of a batch), drops the excluded ids and returns exactly k (padded with id -1 /
+    score `-inf` only when the corpus has fewer than k eligible items). A user for whom that
+    is the whole corpus is scanned exhaustively.
 
     **Threads.** A search only reads the index: calls of fewer than 8 user vectors run in the
     calling thread without the GIL, so concurrent requests search at once; larger calls spread
@@ -280,6 +282,13 @@ class CandidateIndex:
         return self._search is None
 
     @property
+    def batch_independent(self) -> bool:
+        """Whether each user's answer in a batch query is exactly its answer alone: true for
+        the graph search (one walk per user, exact float64 re-scoring), false for an exhaustive
+        scan (a matrix product sums a batch in another order than one row)."""
+        return self._search is not None
+
+    @property
     def knobs(self) -> dict:
         """The build and search settings, as stored by `save`."""
         return {
@@ -333,10 +342,17 @@ class CandidateIndex:
         batch_size = batch_size or self.batch_size
         extra = max((len(e) for e in excl), default=0) if excl is not None else 0
         # Small k searches too narrowly (recall@1 0.55, @10 0.90 at 20k x 32 with skewed norms):
-        # the graph search always looks for at least `min_search_k` items, then keeps k.
-        k_search = max(k, self.min_search_k) + extra
-        exhaustive = self._search is None or k_search >= len(self)
+        # the graph search always looks for at least `min_search_k` items, then keeps k. Each
+        # user's walk also keeps as many more as it has exclusions (its own, not the batch's
+        # widest: a user's answer is the same alone or in any batch).
+        k_search = max(k, self.min_search_k)
+        exhaustive = self._search is None or k_search + extra >= len(self)
         n = u.shape[0]
+        if exhaustive and self._search is not None and n > 1:
+            # some user excludes so much that the walk would keep every item: those users are
+            # scanned exhaustively, the others walk the graph, each as it would alone
+            rows = [self.query(u[i], k, [excl[i]], epsilon, batch_size) for i in range(n)]
+            return np.vstack([r[0] for r in rows]), np.vstack([r[1] for r in rows])
         out_ids = np.empty((n, k), np.int64)
         out_scores = np.empty((n, k), np.float32)
         for start, stop in _query.batches(n, batch_size):

@@ -362,25 +362,26 @@ class Recommender:
         return {name: features.get(name, defaults[name]) for name in self.tower.input}
 
     def _top_k(self, u: np.ndarray, k: int, excluded: list) -> list[list[dict]]:
-        n = len(self.videos)
-        out = []
-        for row, ex in zip(u, excluded):
-            eligible = n - len(ex)
-            kk = min(k, eligible)
-            if kk <= 0:
-                out.append([])
-                continue
-            ids, scores = self.index.query(row[None, :], k=kk, exclude=[ex])
-            keep = ids[0] >= 1
-            model_ids, row_scores = ids[0][keep], scores[0][keep]
-            raw = self.videos.raw_ids(model_ids).tolist()
-            titles = self.videos.titles
-            out.append([
-                {"id": raw_id, "score": float(score),
-                 "title": None if titles is None else str(titles[m - 1])}
-                for raw_id, score, m in zip(raw, row_scores, model_ids.tolist())
-            ])
+        # k, or fewer where fewer videos are eligible; one index query per such size
+        sizes = np.minimum(k, len(self.videos) - np.array([len(ex) for ex in excluded]))
+        out: list[list[dict]] = [[] for _ in excluded]
+        for kk in np.unique(sizes[sizes > 0]).tolist():
+            rows = np.flatnonzero(sizes == kk)
+            for chunk in _batch_independent_chunks(self.index, rows):
+                ids, scores = self.index.query(u[chunk], k=kk,
+                                               exclude=[excluded[r] for r in chunk])
+                for r, id_row, score_row in zip(chunk.tolist(), ids, scores):
+                    out[r] = self._items(id_row, score_row)
         return out
+
+    def _items(self, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
+        keep = ids >= 1
+        model_ids, scores = ids[keep], scores[keep]
+        raw = self.videos.raw_ids(model_ids).tolist()
+        titles = self.videos.titles
+        return [{"id": raw_id, "score": float(score),
+                 "title": None if titles is None else str(titles[m - 1])}
+                for raw_id, score, m in zip(raw, scores, model_ids.tolist())]
 
     @property
     def tower_state(self) -> str:
@@ -447,6 +448,15 @@ def _id_array(values: Any, is_string: bool) -> np.ndarray:
         else:
             out.append(-1)  # not an id of this vocabulary: looked up as unknown
     return np.asarray(out, dtype=np.int64).reshape(-1)
+
+
+def _batch_independent_chunks(index: Any, rows: np.ndarray) -> list[np.ndarray]:
+    """`rows` in chunks whose query gives each row the answer it gets alone: all at once for
+    the graph search (per-row walks and float64 re-scoring), one by one for a matrix product
+    (BLAS sums a batch in another order than one row: the last bits of a score could differ)."""
+    if getattr(index, "batch_independent", False):
+        return [rows]
+    return [rows[i:i + 1] for i in range(len(rows))]
 
 
 def _merge(parts: list) -> np.ndarray:

@@ -3,6 +3,7 @@
 import re
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -219,3 +220,32 @@ def test_slow_partial_and_idle_connections_are_closed(tiny_run):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_served_run_is_frozen_and_a_replaced_one_collected(tiny_run):
+    """The run's objects leave the collector's walks (a full collection over a large run held
+    the GIL for 0.45 s); on reload the replaced run is unfrozen and collected, not leaked."""
+    import gc
+    import weakref
+
+    from keras_yt.serving import service
+    from keras_yt.serving.swappable import SwappableRecommender
+
+    gc.collect()
+    served = SwappableRecommender(tiny_run, warm=True, tower_in_background=True)
+    try:
+        before = gc.get_freeze_count()
+        service._freeze_when_loaded(served.current)
+        assert gc.get_freeze_count() > before
+        served.current.tower_thread.join(timeout=60)
+        freezer = [t for t in threading.enumerate() if t.name == "keras-yt-freeze"]
+        for thread in freezer:
+            thread.join(timeout=60)
+        assert served.current._model is not None
+        assert gc.get_freeze_count() > before
+        old_model = weakref.ref(served.current._model)  # a Keras model holds reference cycles
+        service._reload_and_freeze(served)
+        assert old_model() is None
+        assert served.current._model is not None and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
