@@ -45,7 +45,7 @@ def test_concurrent_requests_are_batched_and_answered_as_alone(recommender, monk
     requests[7] = ("nobody", 3, None, False)  # an unknown user fails alone (404 in the service)
     requests[11] = ("u5", 0, None, False)  # so does a bad k, with a good request of the same k
     requests[12] = ("u6", 0, None, False)
-    batcher = UserRequestBatcher(max_batch=16)
+    batcher = UserRequestBatcher(max_batch=16, concurrent_batches=2)
     got = asyncio.run(_gather(batcher, recommender, requests))
     monkeypatch.undo()
     expected = [_answer_alone(recommender, *r) for r in requests]
@@ -62,14 +62,34 @@ def test_a_request_alone_is_answered_at_once(recommender):
         batcher = UserRequestBatcher()
         first = await batcher.recommend(recommender, "u3", 5, None, False)
         second = await batcher.recommend(recommender, "u3", 5, None, False)
-        return first, second, batcher._drain_task
+        return first, second, set(batcher._drains)
 
-    first, second, task = asyncio.run(main())
+    first, second, drains = asyncio.run(main())
     assert first == second == _answer_alone(recommender, "u3", 5, None, False)
-    assert task is None  # nothing left running between requests
+    assert not drains  # nothing left running between requests
 
 
-@pytest.mark.parametrize("max_batch", [0, -1, 2.5, "8"])
-def test_bad_max_batch_is_refused(max_batch):
-    with pytest.raises(ValueError, match="max_batch"):
-        UserRequestBatcher(max_batch=max_batch)
+def test_requests_in_waves_are_all_answered_and_no_batch_is_left_running(recommender):
+    """Waves of 1-5 requests, each sent as the last wave's batches end: every request is
+    answered and no batch outlives its work."""
+    async def main():
+        batcher = UserRequestBatcher(max_batch=3, concurrent_batches=2)
+        answered = []
+        for wave in range(20):
+            tasks = [asyncio.ensure_future(batcher.recommend(recommender, f"u{(wave + i) % 40}",
+                                                             2, None, False))
+                     for i in range(wave % 5 + 1)]
+            await asyncio.sleep(0)  # let the earlier batches' drains end meanwhile
+            answered += await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+        return answered, set(batcher._drains)
+
+    answered, drains = asyncio.run(main())
+    assert len(answered) == sum(w % 5 + 1 for w in range(20)) and not drains
+
+
+@pytest.mark.parametrize("name, value", [("max_batch", 0), ("max_batch", -1),
+                                         ("max_batch", 2.5), ("max_batch", "8"),
+                                         ("concurrent_batches", 0), ("concurrent_batches", True)])
+def test_bad_batching_arguments_are_refused(name, value):
+    with pytest.raises(ValueError, match=f"{name} must be an integer >= 1, got {value!r}"):
+        UserRequestBatcher(**{name: value})
