@@ -96,8 +96,8 @@ def _answer(batch: list) -> list:
             for i in members:
                 answers[i] = _alone(recommender, batch[i], k, keep_watched)
             continue
-        for i, answer in zip(members, items):
-            answers[i] = (answer, recommender.fallback(user=batch[i][1]))
+        for i, answer, fallback in zip(members, items, recommender.fallback_users(users)):
+            answers[i] = (answer, fallback)
     return answers
 
 

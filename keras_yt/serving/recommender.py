@@ -318,11 +318,27 @@ class Recommender:
         if (user is None) == (watch_history is None):
             raise ValueError("give exactly one of user and watch_history")
         if user is not None:
-            rows = self.run.user_rows([user])
-            history = self.run.latest_features(rows)["watch_history"][0]
-        else:
-            history = self._model_history(watch_history)[0]
-        return None if (np.asarray(history) > 0).any() else FALLBACK_POPULAR
+            return self.fallback_users([user])[0]
+        return _fallback_of(self._model_history(watch_history)[0])
+
+    def fallback_users(self, users: Any) -> list[str | None]:
+        """`fallback(user=...)` for several raw user ids at once (one lookup, one gather).
+
+        Args:
+            users: raw user ids of the run.
+
+        Returns:
+            One `"popular"` or None per user (see `fallback`).
+
+        Raises:
+            ValueError: an unknown user.
+
+        Example:
+        >>> Recommender("runs/demo").fallback_users([1, 2])  # doctest: +SKIP
+        [None, None]
+        """
+        histories = self.run.latest_features(self.run.user_rows(users))["watch_history"]
+        return [_fallback_of(history) for history in histories]
 
     def recommend_users(
         self, users: Any, k: int = 10, exclude: list | None = None, keep_watched: bool = False
@@ -457,6 +473,11 @@ def _batch_independent_chunks(index: Any, rows: np.ndarray) -> list[np.ndarray]:
     if getattr(index, "batch_independent", False):
         return [rows]
     return [rows[i:i + 1] for i in range(len(rows))]
+
+
+def _fallback_of(history: Any) -> str | None:
+    """`"popular"` when no watch of a model-id history is a known video (id > 0), else None."""
+    return None if (np.asarray(history) > 0).any() else FALLBACK_POPULAR
 
 
 def _merge(parts: list) -> np.ndarray:
