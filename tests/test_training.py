@@ -88,11 +88,11 @@ def test_sequence_windows_train_an_attention_model_on_every_position():
                                   history_encoder="attention", hidden_units=(8,),
                                   tie_output_embeddings=True, user_vector_activation="linear")
 
-    # The sequence recipe's defaults: batches of 128 windows, SparseAdam(1e-3).
+    # The sequence recipe's defaults: batches of 32 windows, SparseAdam(2e-3).
     trained = model()
     history = fit_candidate_generator(trained, examples, validation=split.validation, epochs=1,
                                       verbose=0)
-    assert history["batch_size"] == DEFAULT_SEQUENCE_BATCH_SIZE == 128
+    assert history["batch_size"] == DEFAULT_SEQUENCE_BATCH_SIZE == 32
     assert float(trained.optimizer.learning_rate) == pytest.approx(DEFAULT_SEQUENCE_LEARNING_RATE)
     # Length-grouped batches train on every position too: the order rule is learnt.
     from keras_yt.optimizers import SparseAdam

@@ -18,7 +18,8 @@ time search queries are tokenised).
 
 Interface: `is_ragged`, `ragged_to_dense`, `tokenize_queries`, `gather_rows`, `bag_sum_rows`,
 `row_sparse_parts`, `with_row_values`, `unique_rows`, `scatter_assign_rows`, `scatter_sub_rows`,
-`replica_sum`, `strings_to_tensors`, and `name` (the backend these functions were picked for).
+`replica_sum`, `rows_where`, `strings_to_tensors`, and `name` (the backend these functions were
+picked for).
 """
 
 import keras
@@ -44,6 +45,7 @@ INTERFACE = (
     "scatter_assign_rows",
     "scatter_sub_rows",
     "replica_sum",
+    "rows_where",
     "strings_to_tensors",
 )
 
@@ -58,6 +60,7 @@ unique_rows = _impl.unique_rows
 scatter_assign_rows = _impl.scatter_assign_rows
 scatter_sub_rows = _impl.scatter_sub_rows
 replica_sum = _impl.replica_sum
+rows_where = _impl.rows_where
 strings_to_tensors = _impl.strings_to_tensors
 
 __all__ = ["INTERFACE", "name", *INTERFACE]

@@ -128,6 +128,22 @@ def replica_sum(value):
     return value
 
 
+def rows_where(keep, *tensors) -> tuple:
+    """The rows of `tensors` where `keep` is true, where shapes may depend on data; else all.
+
+    A compiled step on this backend has static shapes: the tensors come back unchanged, and the
+    caller's weights (zero where `keep` is false) leave the dropped rows out of its sums.
+
+    Args:
+        keep: boolean tensor `(n,)`.
+        *tensors: tensors of `n` rows each.
+
+    Returns:
+        `tensors`, as a tuple.
+    """
+    return tensors
+
+
 def _is_string_value(value) -> bool:
     if isinstance(value, (list, tuple)):
         return np.asarray(value).dtype.kind in "USO"

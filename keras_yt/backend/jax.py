@@ -24,6 +24,7 @@ from keras_yt.backend.generic import (
     is_ragged,
     ragged_to_dense,
     replica_sum,
+    rows_where,
     strings_to_tensors,
     tokenize_queries,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "ragged_to_dense",
     "replica_sum",
     "row_sparse_parts",
+    "rows_where",
     "scatter_assign_rows",
     "scatter_sub_rows",
     "strings_to_tensors",

@@ -182,6 +182,22 @@ def with_row_values(gradient, values):
     return tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
 
 
+def rows_where(keep, *tensors) -> tuple:
+    """The rows of `tensors` where `keep` is true (`tf.boolean_mask`: shapes follow the data).
+
+    The all-position loss of sequence windows keeps only the real positions (44 % of them on
+    MovieLens), so the softmax is never computed at padding.
+
+    Args:
+        keep: boolean tensor `(n,)`.
+        *tensors: tensors of `n` rows each.
+
+    Returns:
+        The kept rows of each tensor, as a tuple.
+    """
+    return tuple(tf.boolean_mask(t, keep) for t in tensors)
+
+
 def unique_rows(gradient):
     """A row-sparse `gradient` with each row once (repeated rows summed); others unchanged."""
     rows = row_sparse_parts(gradient)

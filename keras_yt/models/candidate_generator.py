@@ -484,6 +484,9 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             weight = ops.reshape(weight, (-1,))
             labels = ops.reshape(ops.where(labels > 0, labels, 1), (-1,))  # 0: masked out
             y_pred = ops.reshape(y_pred, (-1, y_pred.shape[-1]))
+            # The softmax only at positions with a label where shapes may follow the data
+            # (TensorFlow); elsewhere their zero weight leaves them out of the loss.
+            y_pred, labels, weight = backend.rows_where(weight > 0, y_pred, labels, weight)
         elif sample_weight is not None:
             weight = ops.reshape(ops.cast(sample_weight, y_pred.dtype), (-1,))
         return y_pred, labels, weight

@@ -103,3 +103,17 @@ def test_generic_bag_sum_rows_matches_numpy():
     got = keras.ops.convert_to_numpy(generic.bag_sum_rows(table, ids, valid))
     want = np.stack([table[row[mask]].sum(0) for row, mask in zip(ids, valid)])
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_rows_where_keeps_the_rows_or_all_of_them_where_shapes_are_static():
+    keep = np.array([True, False, True, False])
+    values = np.arange(8, dtype="float32").reshape(4, 2)
+    labels = np.array([5, 6, 7, 8])
+    got = [keras.ops.convert_to_numpy(t) for t in backend.rows_where(keep, values, labels)]
+    if backend.name == "tensorflow":  # shapes may follow the data: the kept rows only
+        np.testing.assert_array_equal(got[0], values[keep])
+        np.testing.assert_array_equal(got[1], labels[keep])
+    else:
+        np.testing.assert_array_equal(got[0], values)
+        np.testing.assert_array_equal(got[1], labels)
+    assert generic.rows_where(keep, values, labels) == (values, labels)

@@ -60,6 +60,30 @@ def test_all_position_loss_matches_numpy_reference():
     np.testing.assert_allclose(served, u[:, -1], atol=1e-5)
 
 
+@pytest.mark.parametrize("num_sampled", [None, 7])
+def test_a_step_on_the_real_positions_only_equals_a_step_on_every_position(monkeypatch,
+                                                                            num_sampled):
+    import keras_yt.models.candidate_generator as module
+    from keras_yt.backend import generic
+
+    ex = windows(seed=2)
+    assert (ex["label"] == 0).mean() > 0.2  # padding positions to leave out
+    x = features(ex)
+    weights = []
+    for rows_where in (module.backend.rows_where, generic.rows_where):
+        monkeypatch.setattr(module.backend, "rows_where", rows_where)
+        keras.utils.set_random_seed(3)  # the same initial weights and negatives
+        # No dropout: unseeded TensorFlow ops draw from the graph's op count, which differs.
+        model = make_model(num_sampled=num_sampled, encoder_dropout=0.0)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+        model.train_on_batch(x, ex["label"])
+        weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
+    for compact, every in zip(*weights):
+        np.testing.assert_allclose(compact, every, rtol=1e-4, atol=1e-6)
+    assert any(not np.allclose(w, keras.ops.convert_to_numpy(v), atol=1e-6)
+               for w, v in zip(weights[0], make_model(num_sampled=num_sampled).weights))
+
+
 @pytest.mark.parametrize("num_sampled", [pytest.param(None, marks=pytest.mark.slow), 7])
 def test_fit_on_sequences_lowers_the_loss(num_sampled):
     from keras_yt.optimizers import SparseAdam
