@@ -84,6 +84,23 @@ def test_a_step_on_the_real_positions_only_equals_a_step_on_every_position(monke
                for w, v in zip(weights[0], make_model(num_sampled=num_sampled).weights))
 
 
+def test_an_xla_compiled_step_keeps_every_position():
+    # TensorFlow on a GPU compiles the step with XLA by default: the real positions kept by
+    # `tf.boolean_mask` have a data-dependent shape, which XLA bounds; the step is the same.
+    ex = windows(seed=2)
+    x = features(ex)
+    weights = []
+    for jit_compile in (True, False):
+        keras.utils.set_random_seed(3)
+        model = make_model(encoder_dropout=0.0)
+        model.compile(optimizer=keras.optimizers.SGD(0.5), jit_compile=jit_compile)
+        assert model.jit_compile is jit_compile
+        model.train_on_batch(x, ex["label"])
+        weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
+    for xla, plain in zip(*weights):
+        np.testing.assert_allclose(xla, plain, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("num_sampled", [pytest.param(None, marks=pytest.mark.slow), 7])
 def test_fit_on_sequences_lowers_the_loss(num_sampled):
     from keras_yt.optimizers import SparseAdam
