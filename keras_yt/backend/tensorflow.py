@@ -183,7 +183,7 @@ def with_row_values(gradient, values):
 
 
 def rows_where(keep, *tensors) -> tuple:
-    """The rows of `tensors` where `keep` is true (`tf.boolean_mask`: shapes follow the data).
+    """The rows of `tensors` where `keep` is true (shapes follow the data).
 
     The all-position loss of sequence windows keeps only the real positions (44 % of them on
     MovieLens), so the softmax is never computed at padding.
@@ -195,7 +195,8 @@ def rows_where(keep, *tensors) -> tuple:
     Returns:
         The kept rows of each tensor, as a tuple.
     """
-    return tuple(tf.boolean_mask(t, keep) for t in tensors)
+    rows = tf.reshape(tf.where(keep), (-1,))  # found once, gathered from every tensor
+    return tuple(tf.gather(t, rows) for t in tensors)
 
 
 def unique_rows(gradient):

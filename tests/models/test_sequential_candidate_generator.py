@@ -60,44 +60,38 @@ def test_all_position_loss_matches_numpy_reference():
     np.testing.assert_allclose(served, u[:, -1], atol=1e-5)
 
 
+def weights_after_one_step(num_sampled=None, jit_compile=False):
+    """Weights of a fresh model (no dropout, seeded) after one SGD step on `windows(seed=2)`."""
+    ex = windows(seed=2)
+    keras.utils.set_random_seed(3)  # the same initial weights and negatives
+    # No dropout: unseeded TensorFlow ops draw from the graph's op count, which differs.
+    model = make_model(num_sampled=num_sampled, encoder_dropout=0.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), jit_compile=jit_compile)
+    assert model.jit_compile is jit_compile
+    model.train_on_batch(features(ex), ex["label"])
+    return [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
 @pytest.mark.parametrize("num_sampled", [None, 7])
 def test_a_step_on_the_real_positions_only_equals_a_step_on_every_position(monkeypatch,
                                                                             num_sampled):
     import keras_yt.models.candidate_generator as module
     from keras_yt.backend import generic
 
-    ex = windows(seed=2)
-    assert (ex["label"] == 0).mean() > 0.2  # padding positions to leave out
-    x = features(ex)
-    weights = []
-    for rows_where in (module.backend.rows_where, generic.rows_where):
-        monkeypatch.setattr(module.backend, "rows_where", rows_where)
-        keras.utils.set_random_seed(3)  # the same initial weights and negatives
-        # No dropout: unseeded TensorFlow ops draw from the graph's op count, which differs.
-        model = make_model(num_sampled=num_sampled, encoder_dropout=0.0)
-        model.compile(optimizer=keras.optimizers.SGD(0.5))
-        model.train_on_batch(x, ex["label"])
-        weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
-    for compact, every in zip(*weights):
-        np.testing.assert_allclose(compact, every, rtol=1e-4, atol=1e-6)
+    assert (windows(seed=2)["label"] == 0).mean() > 0.2  # padding positions to leave out
+    compact = weights_after_one_step(num_sampled)
+    monkeypatch.setattr(module.backend, "rows_where", generic.rows_where)
+    every = weights_after_one_step(num_sampled)
+    for a, b in zip(compact, every):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert any(not np.allclose(w, keras.ops.convert_to_numpy(v), atol=1e-6)
-               for w, v in zip(weights[0], make_model(num_sampled=num_sampled).weights))
+               for w, v in zip(compact, make_model(num_sampled=num_sampled).weights))
 
 
 def test_an_xla_compiled_step_keeps_every_position():
     # TensorFlow on a GPU compiles the step with XLA by default: the real positions kept by
-    # `tf.boolean_mask` have a data-dependent shape, which XLA bounds; the step is the same.
-    ex = windows(seed=2)
-    x = features(ex)
-    weights = []
-    for jit_compile in (True, False):
-        keras.utils.set_random_seed(3)
-        model = make_model(encoder_dropout=0.0)
-        model.compile(optimizer=keras.optimizers.SGD(0.5), jit_compile=jit_compile)
-        assert model.jit_compile is jit_compile
-        model.train_on_batch(x, ex["label"])
-        weights.append([keras.ops.convert_to_numpy(w) for w in model.weights])
-    for xla, plain in zip(*weights):
+    # `rows_where` have a data-dependent shape, which XLA bounds; the step is the same.
+    for xla, plain in zip(weights_after_one_step(jit_compile=True), weights_after_one_step()):
         np.testing.assert_allclose(xla, plain, rtol=1e-4, atol=1e-5)
 
 
