@@ -116,12 +116,15 @@ def latest_features(
 ) -> dict:
     """Each user's serving features, one row per user model id (row 0: the unknown user).
 
-    `watch_history` holds the last `max_history` watches (model ids, left-padded, newest last);
-    with `queries`, `search_history` holds the last 5 search queries before the latest watch.
-    `watches["user"]` must be user model ids `< num_user_rows`.
+    `watch_history` holds the last `max_history` watches (model ids, left-padded, newest last;
+    ties in time in the log's order), all of them: at serving time every watch is in the past,
+    those in the same second as the latest one too. With `queries`, `search_history` holds the
+    last 5 search queries before the latest watch. `watches["user"]` must be user model ids
+    `< num_user_rows`.
     """
     examples = yt_data.leave_last_out_split(
-        watches, max_history=max_history, min_history=0, queries=queries
+        watches, max_history=max_history, min_history=0, queries=queries,
+        same_time_history=True,
     )[1]
     # leave_last_out_split holds out the last watch: put it back at the end of the history.
     history = np.concatenate([examples["watch_history"], examples["label"][:, None]], axis=1)

@@ -1,9 +1,10 @@
 """The files of a prepared folder, written by the DuckDB and Spark engines (private).
 
 Both engines end in the same place: a stream of Arrow record batches with one row per kept
-watch (`role`, `last`, `user`, `label`, `timestamp`, `watch_time`, `example_age` and the
-unpadded `watch_history`, oldest first), which `split_and_write` writes as the prepared folder's
-Parquet files (see `keras_yt.data.prepare`); `write_sequences` / `read_sequences` do the same
+watch (`role`, `user`, `label`, `timestamp`, `watch_time`, `example_age` and the unpadded
+`watch_history`, oldest first), which `split_and_write` writes as the prepared folder's example
+files (see `keras_yt.data.prepare`), and one of each user's last `max_history` watches, which
+`write_latest` writes as the serving histories; `write_sequences` / `read_sequences` do the same
 for the per-user sequence windows of `prepare_sequences`, and `write_vocabularies` writes the
 folder's `videos.h5` and `users.h5`.
 """
@@ -126,8 +127,8 @@ def _examples(table):
                     schema=schema)
 
 
-def split_and_write(reader, stage: str, max_history: int, rows_per_shard: int) -> dict:
-    """Writes the rows of the engine's final query: training shards, validation, test, latest.
+def split_and_write(reader, stage: str, rows_per_shard: int) -> dict:
+    """Writes the example rows of the engine's final query: training shards, validation, test.
 
     Returns:
         The number of rows of each output.
@@ -139,9 +140,6 @@ def split_and_write(reader, stage: str, max_history: int, rows_per_shard: int) -
     train = _ShardWriter(os.path.join(stage, TRAIN_DIR), schema, rows_per_shard)
     singles = {name: _ShardWriter(os.path.join(stage, f".{name}"), schema, 1 << 62)
                for name in ("validation", "test")}
-    latest_schema = pa.schema([("user", pa.int64()),
-                               ("watch_history", pa.list_(pa.int32(), max_history))])
-    latest = _ShardWriter(os.path.join(stage, ".latest"), latest_schema, 1 << 62)
     try:
         for batch in reader:
             if not batch.num_rows:
@@ -153,34 +151,54 @@ def split_and_write(reader, stage: str, max_history: int, rows_per_shard: int) -
                 part = table.filter(pc.equal(role, code))
                 if part.num_rows:
                     writer.write(_examples(part))
-            last = table.filter(table.column("last"))
-            if last.num_rows:
-                padded = pad_histories(last.column("watch_history"), max_history)
-                label = np.asarray(last.column("label").to_numpy(), np.int64)
-                serving = np.concatenate([padded[:, 1:], label[:, None]], axis=1)
-                flat = pa.array(serving.astype(np.int32).reshape(-1))
-                latest.write(pa.table(
-                    [last.column("user").cast(pa.int64()),
-                     pa.FixedSizeListArray.from_arrays(flat, max_history)],
-                    schema=latest_schema))
     finally:
-        for writer in (train, latest, *singles.values()):
+        for writer in (train, *singles.values()):
             writer.close()
-    sizes = {"train": train.total, "users": latest.total}
-    for name, writer in (*singles.items(), ("latest", latest)):
-        folder = writer.folder
-        files = sorted(os.listdir(folder))
-        target = os.path.join(stage, f"{name}.parquet")
-        if files:
-            os.replace(os.path.join(folder, files[0]), target)
-        else:
-            import pyarrow.parquet as pq
-
-            pq.write_table(writer.schema.empty_table(), target)
-        os.rmdir(folder)
-        if name != "latest":
-            sizes[name] = writer.total
+    sizes = {"train": train.total}
+    for name, writer in singles.items():
+        _single_file(writer, os.path.join(stage, f"{name}.parquet"))
+        sizes[name] = writer.total
     return sizes
+
+
+def write_latest(reader, stage: str, max_history: int) -> int:
+    """Writes `latest.parquet`, each user's serving history: batches of `user` and the
+    unpadded `watch_history` of the user's last `max_history` watches (oldest first, every one
+    of them: watches in the same second as the last are history too), left-padded.
+
+    Returns:
+        The number of users written.
+    """
+    import pyarrow as pa
+
+    schema = pa.schema([("user", pa.int64()),
+                        ("watch_history", pa.list_(pa.int32(), max_history))])
+    latest = _ShardWriter(os.path.join(stage, ".latest"), schema, 1 << 62)
+    try:
+        for batch in reader:
+            if batch.num_rows:
+                table = pa.Table.from_batches([batch])
+                padded = pad_histories(table.column("watch_history"), max_history)
+                flat = pa.array(padded.astype(np.int32).reshape(-1))
+                latest.write(pa.table([table.column("user").cast(pa.int64()),
+                                       pa.FixedSizeListArray.from_arrays(flat, max_history)],
+                                      schema=schema))
+    finally:
+        latest.close()
+    _single_file(latest, os.path.join(stage, "latest.parquet"))
+    return latest.total
+
+
+def _single_file(writer: _ShardWriter, target: str) -> None:
+    """Moves a one-shard writer's file to `target` (an empty file if it wrote no row)."""
+    files = sorted(os.listdir(writer.folder))
+    if files:
+        os.replace(os.path.join(writer.folder, files[0]), target)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(writer.schema.empty_table(), target)
+    os.rmdir(writer.folder)
 
 
 SEQUENCE_DIR = "sequences"

@@ -327,13 +327,13 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     age = age.format(*(repr(float(v if v is not None else 0.0)) for v in
                        (reference[0], reference[1], reference[2])))
     query = f"""
-        SELECT role, pos = n - 1 AS last, "user", video AS label, ts AS "timestamp",
+        SELECT role, "user", video AS label, ts AS "timestamp",
                wt AS watch_time, ({age})::FLOAT AS example_age,
                coalesce(list(video) OVER (PARTITION BY "user" ORDER BY pos
                         ROWS BETWEEN (pos - r + {H}) PRECEDING AND (pos - r + 1) PRECEDING),
                         []::INTEGER[]) AS watch_history
         FROM p2 WHERE "user" > {{low}} AND "user" <= {{high}}
-        QUALIFY role <> 3 OR pos = n - 1
+        QUALIFY role <> 3
     """
     # DuckDB's list window does not spill: at 10^8 watches one pass ran out of a 1 GB limit.
     # One pass per range of user ids instead, each of about `_rows_per_pass` watches.
@@ -341,7 +341,17 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     batches = (batch for low, high in zip(bounds[:-1], bounds[1:])
                for batch in _arrow_reader(con.sql(query.format(low=low, high=high)),
                                           prepared_folder.BATCH_ROWS))
-    sizes = prepared_folder.split_and_write(batches, stage, H, rows_per_shard)
+    sizes = prepared_folder.split_and_write(batches, stage, rows_per_shard)
+    # Serving: each user's last H watches, all of them (same-second ones too), in the same
+    # ranges of users (list aggregates do not spill either).
+    latest = f"""
+        SELECT "user", list(video ORDER BY pos) AS watch_history FROM p2
+        WHERE pos >= n - {H} AND "user" > {{low}} AND "user" <= {{high}} GROUP BY "user"
+    """
+    batches = (batch for low, high in zip(bounds[:-1], bounds[1:])
+               for batch in _arrow_reader(con.sql(latest.format(low=low, high=high)),
+                                          prepared_folder.BATCH_ROWS))
+    sizes["users"] = prepared_folder.write_latest(batches, stage, H)
     _mark("histories and Parquet writing")
     sizes["watches"] = int(n_rows)
     return {"counts": sizes, "example_age_reference": {

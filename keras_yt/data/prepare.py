@@ -11,7 +11,8 @@ the same folder:
   `max_history`, unpadded), `example_age` (days), `timestamp`, `watch_time`;
 * `validation.parquet`, `test.parquet` – each user's last-but-one / last watch as an example
   (the split of `keras_yt.evaluation.LeaveLastOut`);
-* `latest.parquet` – each user's serving history (`user`, `watch_history` padded, newest last);
+* `latest.parquet` – each user's serving history (`user`, `watch_history`: the last
+  `max_history` watches, those in the same second as the latest included, padded, newest last);
 * `watched.parquet` – the distinct (user, video) pairs of the log;
 * `videos.h5`, `users.h5` – the `keras_yt.data.Vocabulary` of each;
 * `manifest.json` – sizes, `max_history`, the engine.

@@ -281,7 +281,9 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
     p = p.withColumn("h_all", F.collect_list("video").over(window_h))
     p = p.withColumn("watch_history", F.last(F.when(F.col("pos") == F.col("r"),
                                                     F.col("h_all")), ignorenulls=True)
-                     .over(running)).drop("h_all")
+                     .over(running))
+    # Serving: each user's last H watches, all of them (same-second ones too).
+    p = p.withColumn("h_all", F.when(F.col("pos") == F.col("n") - 1, F.col("h_all")))
     p = p.persist()
     refs = p.agg(F.max("ts"), F.max(F.when(F.col("role") != 2, F.col("ts"))),
                  F.max(F.when(F.col("role").isin(0, 3), F.col("ts")))).collect()[0]
@@ -310,7 +312,7 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
         writer.parquet(os.path.join(stage, name))
         sizes[name.split(".")[0]] = part.count()
     last = p.filter(F.col("pos") == F.col("n") - 1)
-    tail = F.slice(F.concat(F.array_repeat(F.lit(0), H), F.col("watch_history"),
+    tail = F.slice(F.concat(F.array_repeat(F.lit(0), H), F.col("h_all"),
                             F.array(F.col("video"))), -H, H)
     last.select(F.col("user").cast("long").alias("user"),
                 tail.cast("array<int>").alias("watch_history")).write.parquet(
