@@ -1,13 +1,13 @@
 """Freshness: warm start on a grown log against training from scratch, on MovieLens-100K.
 
-The log is cut in time: the *old* run is trained (`keras-yt train`, the `movielens_candidate`
-preset as the command line uses it) on the ratings of the first 90% of the timeline; then, on the
-whole log, a *scratch* run is trained the same way and a *warm* run is started from the old one
+The log is cut in time: the *old* run is trained (`keras-yt train --preset movielens_candidate`: the
+bag preset as the command line trains it) on the ratings of the first 90% of the timeline; then, on
+the whole log, a *scratch* run is trained the same way and a *warm* run is started from the old one
 (`keras_yt.warm_start.warm_start`, `keras-yt train --init-from`). Both are measured with
-`keras_yt.evaluation.LeaveLastOut` on the whole log (each user's last rating held out, every
-movie ranked, the user's training ratings removed): HR@10 and HR@50, the wall time of each
-(reading the log to the written run folder), and how many movies first rated after the cut appear
-in the top-10 / top-50 recommendations of the users (watched movies left out).
+`keras_yt.evaluation.LeaveLastOut` on the whole log (each user's last rating held out, every movie
+ranked, the user's training ratings removed): HR@10 and HR@50, the wall time of each (reading the
+log to the written run folder), and how many movies first rated after the cut appear in the top-10 /
+top-50 recommendations of the users (watched movies left out).
 
 Targets (issue 23): warm HR@50 within 0.01 of scratch, warm wall time <= 0.6 x scratch, new
 movies recommended > 0. The default is a smoke run for CI (1 seed, at most 2 epochs for every

@@ -18,6 +18,11 @@ from keras_yt._quiet import load_tensorflow, quiet_environment, show_progress
 
 quiet_environment()
 
+# `keras-yt train`'s model: the order-aware tower, the best on the quality benchmark
+# (docs/quality.md); prepared examples (`keras-yt prepare`) are one next watch each, the bag's.
+DEFAULT_PRESET = "movielens_sequential"
+EXAMPLES_PRESET = "movielens_candidate"
+
 DISTRIBUTE_CHOICES = ("none", "mirrored", "data", "model")
 # The Keras backend each --distribute choice runs on.
 DISTRIBUTE_BACKENDS = {"mirrored": "tensorflow", "data": "jax", "model": "jax"}
@@ -156,8 +161,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="train on examples written by `keras-yt prepare` instead of --log, "
                             "streamed from disk (memory does not grow with the log)")
     train.add_argument("--out", required=True, help="run folder to write (replaced if it is one)")
-    train.add_argument("--preset", default="movielens_candidate",
-                       help="model preset or JSON file (default: %(default)s)")
+    train.add_argument("--preset",
+                       help="model preset or JSON file (default: movielens_sequential, the "
+                            "order-aware tower trained on every position of each user's "
+                            "sequence; with --examples, movielens_candidate: prepared "
+                            "examples are one next watch each)")
     train.add_argument("--epochs", type=_positive_int,
                        help="most epochs; training stops earlier when the loss on each user's "
                             "last-but-one watch stops improving (default: 50; 200 for an "
@@ -372,6 +380,8 @@ def _train(args) -> None:
     RunFolder.check_target(args.out)  # fail before training, not after
     if args.examples is not None and args.init_from is not None:
         raise ValueError("--init-from warm-starts on a watch log (--log), not on --examples")
+    if args.preset is None and args.init_from is None:  # --init-from: the old run's model
+        args.preset = EXAMPLES_PRESET if args.examples is not None else DEFAULT_PRESET
     with RunFolder.lock(args.out):  # a second train into the same --out fails at once
         _train_locked(args)
 
@@ -413,11 +423,18 @@ def _train_locked(args) -> None:
 
     start = _step("building training examples (next watch from the watches before it)")
     preset_config = load_preset(args.preset)["config"]
+    sequences = preset_config.get("history_encoder") == "attention"
+    if sequences and args.max_examples_per_user is not None:
+        raise ValueError(f"--max-examples-per-user caps the next-watch examples of a bag preset; "
+                         f"the attention preset {args.preset!r} trains on every position of each "
+                         "user's sequence: leave it out, or pass --preset movielens_candidate")
     args.max_history = args.max_history or preset_config.get("max_history", 50)
-    # Each user's last watch is held out for `evaluate`, the last but one for early stopping.
-    split = LeaveLastOut(watches, max_history=args.max_history, num_items=videos.size)
+    # Each user's last watch is held out for `evaluate`, the last but one for early stopping;
+    # a sequence model reads them after every earlier watch, as its sequences (same second too).
+    split = LeaveLastOut(watches, max_history=args.max_history, num_items=videos.size,
+                         same_time_history=sequences)
     test = split.test
-    if preset_config.get("history_encoder") == "attention":  # every position of a sequence
+    if sequences:  # every position of a sequence
         examples = yt_data.sequence_examples(
             split.fit_watches, max_history=args.max_history, max_windows_per_user=None,
             verbose=show_progress(),
@@ -551,6 +568,10 @@ def _warm_start(args) -> None:
     """`train --init-from OLD_RUN`: `keras_yt.warm_start.warm_start` (checks before reading)."""
     if args.distribute != "none":
         raise ValueError("--init-from trains on one device: leave out --distribute")
+    for flag, value in (("--preset", args.preset), ("--max-history", args.max_history)):
+        if value is not None:
+            raise ValueError(f"--init-from keeps the old run's model and history width: leave "
+                             f"out {flag} (got {value!r})")
     from keras_yt.warm_start import warm_start
 
     start = _step(f"warm start from {args.init_from} on {args.log}")

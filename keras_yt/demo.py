@@ -41,6 +41,11 @@ SIZES = {
     "default": DemoSize(2000, 5000, 64, (256, 64), 50, 30, 4),
 }
 
+# MovieLens trains the order-aware tower, the best model of the quality benchmark
+# (docs/quality.md), on every position of each user's ratings; the synthetic data's search
+# queries and demographics are read by the paper's bag tower (`_candidate_generator`).
+SEQUENTIAL_PRESETS = {"ml-100k": "movielens_sequential"}
+
 
 def _done(start: float, timings: dict, name: str) -> None:
     timings[name] = round(time.perf_counter() - start, 2)
@@ -62,11 +67,14 @@ def run_demo(
     interrupted demo leaves any previous run at `out` intact.
 
     Args:
-        dataset: `"synthetic"` (the embedded simulator) or `"ml-100k"` (MovieLens-100K, read from
-            `data_dir` or the Keras cache).
+        dataset: `"synthetic"` (the embedded simulator: the paper's bag tower with search
+            queries and demographics) or `"ml-100k"` (MovieLens-100K, read from `data_dir` or the
+            Keras cache: the `movielens_sequential` preset, causal self-attention over the last
+            200 ratings, at size `"default"`).
         out: run folder to write.
         size: `"default"` (a few minutes on 2 cores) or `"tiny"` (seconds; for tests).
-        epochs: candidate-generator epochs (default: by size).
+        epochs: most candidate-generator epochs (default: by size; MovieLens at size
+            `"default"`: the sequence recipe's); early stopping decides.
         seed: seed of the data, the sampler and the index.
         data_dir: folder holding the MovieLens files.
         ranker: also train the ranker on impressions.
@@ -93,7 +101,9 @@ def run_demo(
 
     keras.utils.set_random_seed(seed)
     config = SIZES[size]
-    epochs = config.epochs if epochs is None else epochs
+    sequential = dataset in SEQUENTIAL_PRESETS and size == "default"
+    if epochs is None and not sequential:  # the sequence recipe's own default otherwise
+        epochs = config.epochs
     out = Path(out)
     with RunFolder.create(out) as run:
         metrics = _run(run, dataset, size, config, epochs, seed, data_dir, ranker)
@@ -116,31 +126,58 @@ def _run(run, dataset, size, config, epochs, seed, data_dir, ranker) -> dict:
     print(f"    {len(watches):,} watches by {len(users):,} users of {len(videos):,} videos")
     _done(start, timings, "load")
 
+    preset = SEQUENTIAL_PRESETS.get(dataset)
+    max_history = config.max_history
+    if preset is not None and size == "default":
+        from keras_yt.models.presets import load_preset
+
+        max_history = load_preset(preset)["config"]["max_history"]
+
     def user_features(rows):
-        return logs["user_features"](users.raw_ids(rows))
+        return logs["user_features"](users.raw_ids(rows)) if preset is None else {}
 
     start = _step("building training examples: each user's next watch from the watches before it")
     queries = _queries_in_model_ids(logs.get("queries"), users)
-    # Each user's last watch is the test item, the last but one the validation item.
+    # Each user's last watch is the test item, the last but one the validation item; the
+    # sequence model reads them after every earlier watch, as its sequences (same second too).
     split = LeaveLastOut(
-        watches, max_history=config.max_history, num_items=num_videos, queries=queries,
+        watches, max_history=max_history, num_items=num_videos, queries=queries,
         max_queries=5, example_age_reference=logs["window_end"],
+        same_time_history=preset is not None,
     )
     test = split.test
-    examples = yt_data.candidate_examples(
-        split.fit_watches, max_history=config.max_history, max_examples_per_user=None,
-        queries=queries, max_queries=5, example_age_reference=logs["window_end"],
-        verbose=show_progress(),
-    )
+    if preset is None:
+        examples = yt_data.candidate_examples(
+            split.fit_watches, max_history=max_history, max_examples_per_user=None,
+            queries=queries, max_queries=5, example_age_reference=logs["window_end"],
+            verbose=show_progress(),
+        )
+        what = "training examples (every next watch)"
+    else:  # one window of each user's ratings trains every next watch in it at once
+        examples = yt_data.sequence_examples(
+            split.fit_watches, max_history=max_history, max_windows_per_user=None,
+            verbose=show_progress(),
+        )
+        what = (f"next watches to train on, in {len(examples['label']):,} sequence windows of "
+                f"up to {max_history}")
     for part in (examples, split.validation, test):
         part.update(user_features(part["user"]))
     counts = np.bincount(split.train_watches["video"], minlength=num_videos)
-    print(f"    {len(examples['label']):,} training examples (every next watch), "
+    print(f"    {np.count_nonzero(examples['label']):,} {what}, "
           f"{len(test['label']):,} held-out next watches")
     _done(start, timings, "examples")
 
-    start = _step("training the candidate generator (early stopping on the last-but-one watch)")
-    model = _candidate_generator(logs, num_videos, config, seed)
+    if preset is None:
+        model = _candidate_generator(logs, num_videos, config, seed)
+        described = "the paper's bag tower"
+    else:
+        from keras_yt.models import CandidateGenerator
+
+        model = CandidateGenerator.from_preset(preset, num_videos=num_videos,
+                                               max_history=max_history, seed=seed)
+        described = f"{preset}: causal self-attention over the last {max_history} watches"
+    start = _step(f"training the candidate generator ({described}; early stopping on the "
+                  "last-but-one watch)")
     history = pipeline.train_candidate_generator(model, examples, split.validation, epochs)
     print(f"    best epoch {history['best_epoch']} of {len(history['loss'])}")
     _done(start, timings, "train_candidate_generator")
@@ -189,7 +226,7 @@ def _run(run, dataset, size, config, epochs, seed, data_dir, ranker) -> dict:
         _done(start, timings, "ranker")
 
     start = _step("writing plots and metrics")
-    latest = pipeline.latest_features(watches, users.size, config.max_history, queries)
+    latest = pipeline.latest_features(watches, users.size, max_history, queries)
     features = user_features(np.arange(1, users.size))
     for name, value in features.items():
         latest[name] = np.concatenate([np.zeros((1, *value.shape[1:]), value.dtype), value])
@@ -199,12 +236,13 @@ def _run(run, dataset, size, config, epochs, seed, data_dir, ranker) -> dict:
         watched=(users.raw_ids(watches["user"]), videos.raw_ids(watches["video"])),
         latest=latest,
         test={k: _plain(v) for k, v in test.items()},
-        max_history=config.max_history,
+        max_history=max_history,
         model=model,
     )
     metrics = {
         "dataset": dataset,
         "size": size,
+        "history_encoder": model.history_encoder,
         "candidate_generator": candidate_metrics,
         "index": {f"recall@{k}_vs_exact": index_recall, "single_query_ms": single_ms,
                   "build_seconds": index.build_seconds},

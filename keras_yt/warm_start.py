@@ -327,9 +327,10 @@ def warm_start(
         epochs: most epochs (`None`: the recipe's, 50, or 200 for sequence windows); early
             stopping on each user's last-but-one watch decides.
         batch_size: examples per step; None for the batch size of a full run on the grown log
-            (`full_run_batch_size`; sequence windows: 128, as a full run), not one scaled to
-            the few new examples.
-        max_examples_per_user: cap on each user's examples (the most recent), or None.
+            (`full_run_batch_size`; sequence windows: `DEFAULT_SEQUENCE_BATCH_SIZE` of
+            `keras_yt.training`, as a full run), not one scaled to the few new examples.
+        max_examples_per_user: cap on each user's examples (the most recent), or None; a
+            bag model's only (an attention model trains on every position).
         new_rows: initialisation of new videos' rows: `"cowatched"`, `"mean"` or `"random"`.
         optimizer_state: `"reset"` (a fresh optimizer) or `"carry"` (Adam's moments and step).
         replay: old examples trained again with the new ones, as a multiple of the number of
@@ -386,6 +387,11 @@ def warm_start(
             not np.isfinite(learning_rate_scale) or learning_rate_scale <= 0:
         raise ValueError(f"learning_rate_scale must be a number > 0, got "
                          f"{learning_rate_scale!r}")
+    sequences = _reads_sequences(old.model_path)
+    if sequences and max_examples_per_user is not None:
+        raise ValueError(f"max_examples_per_user caps a bag model's next-watch examples; the run "
+                         f"at {str(init_from)!r} has the attention history encoder, which trains "
+                         f"on every position of each user's sequence: leave it out")
 
     def say(text: str) -> None:
         if verbose:
@@ -425,9 +431,9 @@ def warm_start(
     watches["timestamp"] = raw["timestamp"]
     watches["watch_time"] = raw["watch_time"]
     split = LeaveLastOut(watches, max_history=max_history, num_items=videos.size,
-                         example_age_reference=end)
+                         example_age_reference=end, same_time_history=sequences)
     rng = np.random.default_rng(seed)
-    if _reads_sequences(old.model_path):  # every new watch a label, the old ones context
+    if sequences:  # every new watch a label, the old ones context
         examples = _fresh_sequence_examples(watches, split.fit_watches,
                                             period["last_timestamp"], max_history, end, replay,
                                             rng)

@@ -218,6 +218,35 @@ def test_train_defaults_beat_popularity_twice_on_a_structured_log(tmp_path):
     model, popularity = metrics["model"], metrics["popularity"]
     assert model["recall@10"] >= 2 * popularity["recall@10"], metrics
     assert model["unfiltered"]["recall@10"] > popularity["unfiltered"]["recall@10"], metrics
+    # The default is the order-aware preset, trained on sequence windows at its own width.
+    from keras_yt.models.presets import load_preset
+    from keras_yt.run_folder import RunFolder
+
+    trained = RunFolder(run).load_model()
+    expected = load_preset("movielens_sequential")["config"]
+    assert trained.history_encoder == "attention"
+    assert trained.max_history == expected["max_history"] == 200
+    history = json.loads((run / "history.json").read_text())
+    assert history["batch_size"] == 32  # the sequence recipe's, not the bag's scaled one
+
+
+def test_a_flag_the_chosen_model_would_ignore_fails_naming_it(tmp_path, tiny_run, capsys):
+    """`--max-examples-per-user` caps a bag preset's examples; the default attention preset
+    trains on every position, and `--init-from` keeps the old run's model and width."""
+    log = tmp_path / "watches.csv"
+    write_log(log)
+    assert main(["train", "--log", str(log), "--out", str(tmp_path / "run"),
+                 "--max-examples-per-user", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-examples-per-user" in err and "'movielens_sequential'" in err, err
+    assert not (tmp_path / "run").exists()
+    for flag, value in (("--preset", "tiny_candidate"), ("--max-history", "7")):
+        assert main(["train", "--log", str(log), "--out", str(tmp_path / "new"),
+                     "--init-from", str(tiny_run), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert f"leave out {flag} (got '{value}')" in err or f"leave out {flag} (got {value})" \
+            in err, err
+    assert not (tmp_path / "new").exists()
 
 
 def test_distribute_options_fail_early_naming_the_flag_and_the_backend(tmp_path, capsys):

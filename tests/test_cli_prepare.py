@@ -47,3 +47,21 @@ def test_prepare_and_train_errors_are_one_line(tmp_path, capsys):
     assert "not a prepared examples folder" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "run")]) == 2
     assert "exactly one of --log" in capsys.readouterr().err
+
+
+def test_train_on_prepared_examples_defaults_to_the_bag_preset(tmp_path):
+    """Prepared examples hold one next watch each: without --preset they train the bag preset
+    (`keras-yt train --log` defaults to the attention preset, which trains on whole sequences)."""
+    from keras_yt.models.presets import load_preset
+    from keras_yt.run_folder import RunFolder
+
+    log = tmp_path / "watches.csv"
+    write_log(log)
+    assert main(["prepare", "--log", str(log), "--out", str(tmp_path / "ex"),
+                 "--max-history", "10", "--threads", "1"]) == 0
+    assert main(["train", "--examples", str(tmp_path / "ex"), "--out", str(tmp_path / "run"),
+                 "--epochs", "1"]) == 0
+    model = RunFolder(tmp_path / "run").load_model()
+    bag = load_preset("movielens_candidate")["config"]
+    assert model.history_encoder == "bag" and model.recent_history == bag["recent_history"]
+    assert model.max_history == 10

@@ -500,6 +500,11 @@ def test_a_sequential_run_warm_starts_on_sequence_windows_labelled_with_the_new_
                  "--preset", "movielens_sequential", "--max-history", "10"]) == 0
     raw = read_raw_watch_log(grown_log)
     seen = {}
+    # A cap on next-watch examples has no meaning for sequence windows: refused, not ignored.
+    with pytest.raises(ValueError, match="max_examples_per_user caps a bag model's"):
+        warm_start(raw, tmp_path / "capped", tmp_path / "old", max_examples_per_user=3,
+                   verbose=False)
+    assert not (tmp_path / "capped").exists()
 
     import keras_yt.pipeline as pipeline
 
