@@ -101,9 +101,6 @@ def run_demo(
 
     keras.utils.set_random_seed(seed)
     config = SIZES[size]
-    sequential = dataset in SEQUENTIAL_PRESETS and size == "default"
-    if epochs is None and not sequential:  # the sequence recipe's own default otherwise
-        epochs = config.epochs
     out = Path(out)
     with RunFolder.create(out) as run:
         metrics = _run(run, dataset, size, config, epochs, seed, data_dir, ranker)
@@ -128,10 +125,12 @@ def _run(run, dataset, size, config, epochs, seed, data_dir, ranker) -> dict:
 
     preset = SEQUENTIAL_PRESETS.get(dataset)
     max_history = config.max_history
-    if preset is not None and size == "default":
+    if preset is not None and size == "default":  # the preset's width and epochs
         from keras_yt.models.presets import load_preset
 
         max_history = load_preset(preset)["config"]["max_history"]
+    elif epochs is None:
+        epochs = config.epochs
 
     def user_features(rows):
         return logs["user_features"](users.raw_ids(rows)) if preset is None else {}

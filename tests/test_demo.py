@@ -45,6 +45,13 @@ def test_movielens_demo_trains_the_sequential_preset_and_serves_its_latest_watch
     mine = mine[np.argsort(mine["timestamp"], kind="stable")]
     latest = run.latest_features(run.user_rows([user]))["watch_history"][0]
     np.testing.assert_array_equal(run.videos.raw_ids(latest), mine["video"][-20:])
+    # The held-out last rating reads the 20 before it, the one in its own second included.
+    assert mine["timestamp"][-1] == mine["timestamp"][-2]
+    test = run.test_examples()
+    row = int(np.flatnonzero(test["user"] == run.user_rows([user])[0])[0])
+    np.testing.assert_array_equal(run.videos.raw_ids(test["watch_history"][row]),
+                                  mine["video"][-21:-1])
+    assert run.videos.raw_ids([test["label"][row]])[0] == mine["video"][-1]
     user_vector = model.predict({"watch_history": latest[None]}, verbose=0)[0]
     table, _ = model.get_output_embeddings()  # tied to the history table, no output bias
     scores = table @ user_vector
