@@ -7,7 +7,7 @@ from keras_yt.models import CandidateGenerator, Ranker, load_preset, preset_name
 
 SHIPPED = {
     "youtube_paper_candidate", "youtube_paper_ranker", "movielens_candidate",
-    "tiny_candidate", "tiny_ranker",
+    "movielens_sequential", "tiny_candidate", "tiny_ranker",
 }
 # The paper-scale presets hold 1M-row tables; in the default run they are built with the
 # vocabularies shrunk (every other setting as shipped). The slow test builds them at full size.
@@ -65,6 +65,20 @@ def test_paper_candidate_preset_builds_at_full_size():
         }
     )
     assert u.shape == (1, 256)
+
+
+def test_the_sequential_preset_samples_negatives_beyond_ten_thousand_videos():
+    """`keras-yt train`'s default trains every position of 32 windows of 200 at once: the full
+    softmax over 1M videos would be 32 x 200 x 1M logits a step (25 GB), so past 10,000 videos
+    the preset shares 4,096 sampled negatives across the batch instead."""
+    from keras_yt.models.candidate_generator import AUTO_NUM_SAMPLED, FULL_SOFTMAX_MAX_VIDEOS
+
+    small = CandidateGenerator.from_preset("movielens_sequential", num_videos=1683)
+    large = CandidateGenerator.from_preset("movielens_sequential",
+                                           num_videos=FULL_SOFTMAX_MAX_VIDEOS + 1)
+    assert small.softmax.num_sampled is None  # MovieLens: the full softmax, as measured
+    assert large.softmax.num_sampled == AUTO_NUM_SAMPLED == 4096
+    assert small.get_config()["num_sampled"] == large.get_config()["num_sampled"] == "auto"
 
 
 def test_overrides_and_errors():
