@@ -162,9 +162,9 @@ def _parser() -> argparse.ArgumentParser:
                             "streamed from disk (memory does not grow with the log)")
     train.add_argument("--out", required=True, help="run folder to write (replaced if it is one)")
     train.add_argument("--preset",
-                       help="model preset or JSON file (default: movielens_sequential, the "
+                       help=f"model preset or JSON file (default: {DEFAULT_PRESET}, the "
                             "order-aware tower trained on every position of each user's "
-                            "sequence; with --examples, movielens_candidate: prepared "
+                            f"sequence; with --examples, {EXAMPLES_PRESET}: prepared "
                             "examples are one next watch each)")
     train.add_argument("--epochs", type=_positive_int,
                        help="most epochs; training stops earlier when the loss on each user's "
@@ -427,7 +427,7 @@ def _train_locked(args) -> None:
     if sequences and args.max_examples_per_user is not None:
         raise ValueError(f"--max-examples-per-user caps the next-watch examples of a bag preset; "
                          f"the attention preset {args.preset!r} trains on every position of each "
-                         "user's sequence: leave it out, or pass --preset movielens_candidate")
+                         f"user's sequence: leave it out, or pass --preset {EXAMPLES_PRESET}")
     args.max_history = args.max_history or preset_config.get("max_history", 50)
     # Each user's last watch is held out for `evaluate`, the last but one for early stopping;
     # a sequence model reads them after every earlier watch, as its sequences (same second too).
