@@ -15,6 +15,11 @@ measurement runs in its own subprocess so that its peak RSS (`VmHWM`) is its own
   before training (read the log, number the ids, split, build every example in numpy): wall
   time and peak RSS.
 
+`--sequences` measures the order-aware tower's data instead: `keras_yt.data.prepare_sequences`
+(windows of 200), training of the `movielens_sequential` preset (batches of 32 windows; the full
+softmax up to 10,000 videos, 4,096 shared negatives beyond) and the in-memory
+`keras_yt.data.sequence_examples`.
+
 Default (a smoke run for CI, about a minute): 10^5 watches, 50 training steps. The issue's
 sizes: `--sizes 1e6 1e7` (and `--full` adds 10^8: about 2.5 GB of CSV and tens of GB of
 examples in the scratch folder).
@@ -22,6 +27,7 @@ examples in the scratch folder).
     python benchmarks/bench_data.py
     python benchmarks/bench_data.py --sizes 1e6 1e7 --train-steps 2000
     python benchmarks/bench_data.py --full --train-steps 2000
+    python benchmarks/bench_data.py --sizes 1e6 1e7 --sequences --train-steps 200
 """
 
 from __future__ import annotations
@@ -81,12 +87,14 @@ print("RESULT " + _json.dumps(RESULT))
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def measure_prepare(log: str, out: str, threads: int, memory_limit: str) -> dict:
+def measure_prepare(log: str, out: str, threads: int, memory_limit: str,
+                    sequences: bool = False) -> dict:
+    job = "prepare_sequences" if sequences else "prepare_examples"
     return _child(f"""
 import time
-from keras_yt.data.prepare import prepare_examples
+from keras_yt.data.prepare import {job}
 start = time.perf_counter()
-m = prepare_examples({log!r}, {out!r}, threads={threads}, memory_limit={memory_limit!r})
+m = {job}({log!r}, {out!r}, threads={threads}, memory_limit={memory_limit!r})
 seconds = time.perf_counter() - start
 RESULT = {{"seconds": round(seconds, 2), "watches": m["counts"]["watches"],
           "examples": m["counts"]["train"],
@@ -94,7 +102,9 @@ RESULT = {{"seconds": round(seconds, 2), "watches": m["counts"]["watches"],
 """)
 
 
-def measure_train(examples: str, steps: int) -> dict:
+def measure_train(examples: str, steps: int, sequences: bool = False) -> dict:
+    preset = "movielens_sequential" if sequences else "movielens_candidate"
+    batch = 32 if sequences else 256
     return _child(f"""
 import time, keras
 from keras_yt.data import ExampleShards
@@ -102,12 +112,12 @@ from keras_yt.models import CandidateGenerator
 from keras_yt.streaming import fit_candidate_generator_streaming
 shards = ExampleShards({examples!r})
 keras.utils.set_random_seed(0)
-model = CandidateGenerator.from_preset("movielens_candidate", num_videos=shards.videos.size,
+model = CandidateGenerator.from_preset({preset!r}, num_videos=shards.videos.size,
                                        max_history=shards.max_history,
                                        categorical_features=None, continuous_features=None,
                                        search_num_bins=None)
 start = time.perf_counter()
-fit_candidate_generator_streaming(model, shards, epochs=1, batch_size=256, verbose=0,
+fit_candidate_generator_streaming(model, shards, epochs=1, batch_size={batch}, verbose=0,
                                   steps_per_epoch={steps})
 seconds = time.perf_counter() - start
 RESULT = {{"steps": {steps}, "seconds": round(seconds, 2),
@@ -115,7 +125,11 @@ RESULT = {{"steps": {steps}, "seconds": round(seconds, 2),
 """)
 
 
-def measure_in_memory(log: str) -> dict:
+def measure_in_memory(log: str, sequences: bool = False) -> dict:
+    build = ("yt_data.sequence_examples(split.fit_watches, max_history=200, "
+             "max_windows_per_user=None)" if sequences else
+             "yt_data.candidate_examples(split.fit_watches, max_history=50, "
+             "max_examples_per_user=None)")
     return _child(f"""
 import time
 from keras_yt import data as yt_data, pipeline
@@ -123,9 +137,9 @@ from keras_yt.evaluation import LeaveLastOut
 start = time.perf_counter()
 raw = yt_data.read_raw_watch_log({log!r})
 watches, videos, users = pipeline.index_watch_log(raw)
-split = LeaveLastOut(watches, max_history=50, num_items=videos.size)
-examples = yt_data.candidate_examples(split.fit_watches, max_history=50,
-                                      max_examples_per_user=None)
+split = LeaveLastOut(watches, max_history={200 if sequences else 50}, num_items=videos.size,
+                     same_time_history={sequences})
+examples = {build}
 seconds = time.perf_counter() - start
 RESULT = {{"seconds": round(seconds, 2), "examples": int(len(examples["label"])),
           "watches_per_second": round(len(watches) / seconds)}}
@@ -147,13 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-memory-max", type=float, default=1e6)
     parser.add_argument("--scratch", default="/tmp/keras_yt_bench_data")
     parser.add_argument("--clean", action="store_true", help="remove the scratch folder after")
+    parser.add_argument("--sequences", action="store_true",
+                        help="the order-aware tower's sequence windows instead of examples")
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results",
                                                       "data.json"))
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes} | ({10**8} if args.full else set()))
     os.makedirs(args.scratch, exist_ok=True)
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-               "threads": args.threads, "memory_limit": args.memory_limit, "sizes": {}}
+               "threads": args.threads, "memory_limit": args.memory_limit,
+               "content": "sequences" if args.sequences else "examples", "sizes": {}}
     for n in sizes:
         log = os.path.join(args.scratch, f"log_{n}.csv")
         start = time.perf_counter()
@@ -163,16 +180,17 @@ def main(argv: list[str] | None = None) -> int:
         examples = os.path.join(args.scratch, f"examples_{n}")
         shutil.rmtree(examples, ignore_errors=True)
         row["loadavg_before_prepare"] = loadavg()
-        row["prepare"] = measure_prepare(log, examples, args.threads, args.memory_limit)
+        row["prepare"] = measure_prepare(log, examples, args.threads, args.memory_limit,
+                                         args.sequences)
         row["examples_mib"] = round(sum(
             os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(examples)
             for f in files) / 2**20, 1)
         if args.train_steps:
             row["loadavg_before_train"] = loadavg()
-            row["train"] = measure_train(examples, args.train_steps)
+            row["train"] = measure_train(examples, args.train_steps, args.sequences)
         if n <= args.in_memory_max:
             row["loadavg_before_in_memory"] = loadavg()
-            row["in_memory"] = measure_in_memory(log)
+            row["in_memory"] = measure_in_memory(log, args.sequences)
         row["loadavg_after"] = loadavg()
         results["sizes"][str(n)] = row
         print(f"{n:>12,} watches: prepare {row['prepare']['seconds']:.1f} s "

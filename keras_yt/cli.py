@@ -19,9 +19,11 @@ from keras_yt._quiet import load_tensorflow, quiet_environment, show_progress
 quiet_environment()
 
 # `keras-yt train`'s model: the order-aware tower, the best on the quality benchmark
-# (docs/quality.md); prepared examples (`keras-yt prepare`) are one next watch each, the bag's.
+# (docs/quality.md), on a log or on sequence windows (`keras-yt prepare --sequences`); prepared
+# next-watch examples (`keras-yt prepare`) train the bag.
 DEFAULT_PRESET = "movielens_sequential"
 EXAMPLES_PRESET = "movielens_candidate"
+EXAMPLES_MAX_HISTORY = 50  # `keras-yt prepare`'s default width (--sequences: the preset's)
 
 DISTRIBUTE_CHOICES = ("none", "mirrored", "data", "model")
 # The Keras backend each --distribute choice runs on.
@@ -158,14 +160,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--log", help=LOG_HELP)
     train.add_argument("--examples", metavar="EXAMPLES",
-                       help="train on examples written by `keras-yt prepare` instead of --log, "
-                            "streamed from disk (memory does not grow with the log)")
+                       help="train on a folder written by `keras-yt prepare [--sequences]` "
+                            "instead of --log, streamed from disk (memory does not grow with "
+                            "the log)")
     train.add_argument("--out", required=True, help="run folder to write (replaced if it is one)")
     train.add_argument("--preset",
                        help=f"model preset or JSON file (default: {DEFAULT_PRESET}, the "
                             "order-aware tower trained on every position of each user's "
-                            f"sequence; with --examples, {EXAMPLES_PRESET}: prepared "
-                            "examples are one next watch each)")
+                            f"sequence; with --examples, {DEFAULT_PRESET} on sequence windows "
+                            f"(prepare --sequences), {EXAMPLES_PRESET} on next-watch examples)")
     train.add_argument("--epochs", type=_positive_int,
                        help="most epochs; training stops earlier when the loss on each user's "
                             "last-but-one watch stops improving (default: 50; 200 for an "
@@ -222,9 +225,16 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("--log", required=True, help="CSV / Parquet file, folder or glob")
     prepare.add_argument("--out", required=True, help="examples folder to write")
     prepare.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb")
-    prepare.add_argument("--max-history", type=_positive_int, default=50)
+    prepare.add_argument("--sequences", action="store_true",
+                         help=f"per-user sequence windows for the order-aware tower (the "
+                              f"default model of train, {DEFAULT_PRESET}) instead of the bag's "
+                              "next-watch examples")
+    prepare.add_argument("--max-history", type=_positive_int,
+                         help=f"history width (default: {EXAMPLES_MAX_HISTORY}; with "
+                              f"--sequences, {DEFAULT_PRESET}'s window)")
     prepare.add_argument("--max-examples-per-user", type=_positive_int,
-                         help="cap on training examples per user (default: every next watch)")
+                         help="cap on training examples per user (default: every next watch; "
+                              "not with --sequences)")
     prepare.add_argument("--memory-limit", default="1GB",
                          help="DuckDB memory limit; it spills to disk beyond (default: "
                               "%(default)s)")
@@ -361,13 +371,24 @@ def _demo(args) -> None:
 
 
 def _prepare(args) -> None:
-    from keras_yt.data.prepare import prepare_examples
+    from keras_yt.data.prepare import prepare_examples, prepare_sequences
 
-    start = _step(f"preparing training examples of {args.log} ({args.engine})")
-    prepare_examples(args.log, args.out, engine=args.engine, max_history=args.max_history,
-                     max_examples_per_user=args.max_examples_per_user,
-                     memory_limit=args.memory_limit, temp_directory=args.temp_dir,
-                     threads=args.threads, verbose=True)
+    options = {"engine": args.engine, "memory_limit": args.memory_limit,
+               "temp_directory": args.temp_dir, "threads": args.threads, "verbose": True}
+    if args.sequences:
+        if args.max_examples_per_user is not None:
+            raise ValueError("--max-examples-per-user caps next-watch examples; --sequences "
+                             "writes every position of each user's sequence: leave one out")
+        from keras_yt.models.presets import load_preset
+
+        width = args.max_history or load_preset(DEFAULT_PRESET)["config"]["max_history"]
+        start = _step(f"preparing sequence windows of {args.log} ({args.engine})")
+        prepare_sequences(args.log, args.out, max_history=width, **options)
+    else:
+        start = _step(f"preparing training examples of {args.log} ({args.engine})")
+        prepare_examples(args.log, args.out, max_history=args.max_history or
+                         EXAMPLES_MAX_HISTORY, max_examples_per_user=args.max_examples_per_user,
+                         **options)
     _done(start)
     print(f"\nwrote {args.out}/ (train on it: keras-yt train --examples {args.out} --out RUN)")
 
@@ -381,9 +402,24 @@ def _train(args) -> None:
     if args.examples is not None and args.init_from is not None:
         raise ValueError("--init-from warm-starts on a watch log (--log), not on --examples")
     if args.preset is None and args.init_from is None:  # --init-from: the old run's model
-        args.preset = EXAMPLES_PRESET if args.examples is not None else DEFAULT_PRESET
+        args.preset = (EXAMPLES_PRESET if args.examples is not None
+                       and not _holds_sequences(args.examples) else DEFAULT_PRESET)
     with RunFolder.lock(args.out):  # a second train into the same --out fails at once
         _train_locked(args)
+
+
+def _holds_sequences(folder: str) -> bool:
+    """Whether a prepared folder holds sequence windows (a bad folder: False; reading it fails
+    with the reason)."""
+    import json
+
+    from keras_yt.data.prepare import MANIFEST, SEQUENCES
+
+    try:
+        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
+            return json.load(f).get("content") == SEQUENCES
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _train_locked(args) -> None:
@@ -489,10 +525,18 @@ def _train_examples(args) -> None:
     if args.max_examples_per_user is not None:
         raise ValueError("--max-examples-per-user is an option of `keras-yt prepare` (the "
                          "examples are already built)")
+    from keras_yt.models.presets import load_preset
+
+    attention = load_preset(args.preset)["config"].get("history_encoder") == "attention"
+    if attention != shards.sequences:
+        held, other = (("sequence windows", f"leave out --preset (or pass {DEFAULT_PRESET})")
+                       if shards.sequences else
+                       ("next-watch examples", "prepare the log with --sequences"))
+        raise ValueError(f"--preset {args.preset} is {'an attention' if attention else 'a bag'} "
+                         f"model and {args.examples!r} holds {held}: {other}")
     load_tensorflow()
 
     from keras_yt.streaming import fit_candidate_generator_streaming
-    from keras_yt.training import DEFAULT_MAX_EPOCHS
 
     max_history = shards.max_history
     videos, users = shards.videos, shards.users
@@ -500,7 +544,8 @@ def _train_examples(args) -> None:
     validation = shards.held_out("validation")
     test = shards.held_out("test")
     kinds = "string" if videos.is_string else "integer"
-    print(f"    {shards.num_examples:,} training examples, {len(validation['label']):,} "
+    rows = "sequence windows" if shards.sequences else "training examples"
+    print(f"    {shards.num_examples:,} {rows}, {len(validation['label']):,} "
           f"validation and {len(test['label']):,} test users; {len(users):,} users, "
           f"{len(videos):,} videos ({kinds} ids), max_history {max_history}")
     _done(start)
@@ -512,8 +557,7 @@ def _train_examples(args) -> None:
     model, history = _train_preset_model(
         args, max_history, videos.size,
         lambda model: fit_candidate_generator_streaming(
-            model, shards, validation, epochs=args.epochs or DEFAULT_MAX_EPOCHS,
-            batch_size=args.batch_size,
+            model, shards, validation, epochs=args.epochs, batch_size=args.batch_size,
             verbose=progress_verbosity(), seed=args.seed,
         ),
     )

@@ -1,5 +1,6 @@
-"""Training on prepared example shards (`keras-yt prepare`): the recipe of
-`keras_yt.training.fit_candidate_generator`, with the examples streamed from disk."""
+"""Training on prepared shards (`keras-yt prepare [--sequences]`): the recipe of
+`keras_yt.training.fit_candidate_generator`, with the examples or sequence windows streamed
+from disk."""
 
 from __future__ import annotations
 
@@ -8,24 +9,34 @@ import sys
 import keras
 import numpy as np
 
-from keras_yt.data.example_shards import DEFAULT_SHUFFLE_BUFFER, ExampleShards
-from keras_yt.training import DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, recipe_batch_size
+from keras_yt.data.example_shards import ExampleShards
+from keras_yt.training import (
+    DEFAULT_MAX_EPOCHS,
+    DEFAULT_PATIENCE,
+    DEFAULT_SEQUENCE_BATCH_SIZE,
+    DEFAULT_SEQUENCE_LEARNING_RATE,
+    DEFAULT_SEQUENCE_MAX_EPOCHS,
+    DEFAULT_SEQUENCE_PATIENCE,
+    recipe_batch_size,
+)
 
 __all__ = ["fit_candidate_generator_streaming"]
 
 STREAMED_FEATURES = ("watch_history", "example_age", "watch_time", "timestamp", "history_length",
                      "user")
+STREAMED_WINDOW_FEATURES = ("watch_history", "example_age", "watch_time", "timestamp",
+                            "sequence_length", "user")
 
 
 def fit_candidate_generator_streaming(
     model: keras.Model,
     shards: ExampleShards,
     validation: dict | None = None,
-    epochs: int = DEFAULT_MAX_EPOCHS,
+    epochs: int | None = None,
     batch_size: int | None = None,
-    patience: int = DEFAULT_PATIENCE,
+    patience: int | None = None,
     verbose: int | str = "auto",
-    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    shuffle_buffer: int | None = None,
     seed: int = 0,
     steps_per_epoch: int | None = None,
 ) -> dict:
@@ -39,15 +50,23 @@ def fit_candidate_generator_streaming(
     reads its own shards); on the other backends (JAX) a numpy generator
     (`ExampleShards.batches`) feeds `model.fit`.
 
+    Sequence windows (`keras_yt.data.prepare_sequences`, `shards.sequences`) train a
+    `history_encoder="attention"` model on every position with the sequence recipe of
+    `fit_candidate_generator`: batches of 32 windows, an uncompiled model compiled with
+    `SparseAdam(2e-3)`, up to 200 epochs, patience 10.
+
     Args:
-        model: a `CandidateGenerator` (compiled here with its defaults if it is not).
-        shards: the prepared examples.
+        model: a `CandidateGenerator` (compiled here with its defaults if it is not); an
+            attention model for sequence windows, a bag model for examples.
+        shards: the prepared examples or sequence windows.
         validation: held-out examples (e.g. `shards.held_out("validation")`), or None.
-        epochs: the most epochs.
-        batch_size: examples per step; None for `recipe_batch_size(shards.num_examples)`.
-        patience: epochs without improvement of the validation loss before stopping.
+        epochs: the most epochs; None for 50 (200 for sequence windows).
+        batch_size: rows per step; None for `recipe_batch_size(shards.num_examples)` (32
+            windows).
+        patience: epochs without improvement of the validation loss before stopping; None for
+            3 (10 for sequence windows).
         verbose: Keras `fit` verbosity (`"auto"`: a progress bar on a terminal).
-        shuffle_buffer: examples shuffled together.
+        shuffle_buffer: rows shuffled together; None for `shards.default_shuffle_buffer`.
         seed: shuffling seed.
         steps_per_epoch: cut epochs short (e.g. for benchmarks); None reads every example.
 
@@ -72,25 +91,45 @@ def fit_candidate_generator_streaming(
     >>> history["best_epoch"] in (1, 2)
     True
     """
+    sequences = shards.sequences
+    if epochs is None:
+        epochs = DEFAULT_SEQUENCE_MAX_EPOCHS if sequences else DEFAULT_MAX_EPOCHS
+    if patience is None:
+        patience = DEFAULT_SEQUENCE_PATIENCE if sequences else DEFAULT_PATIENCE
     for name, value in (("epochs", epochs), ("patience", patience)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    attention = getattr(model, "history_encoder", "bag") == "attention"
+    if attention != sequences:
+        raise ValueError(
+            f"{shards!r} holds {'sequence windows' if sequences else 'next-watch examples'}, "
+            f"which a history_encoder={getattr(model, 'history_encoder', 'bag')!r} model does "
+            "not train on: prepare sequence windows (keras-yt prepare --sequences, "
+            "prepare_sequences) for an attention model, next-watch examples (keras-yt prepare, "
+            "prepare_examples) for a bag model")
     if shards.num_examples == 0:
-        raise ValueError("the prepared examples hold no training example: every user needs at "
+        raise ValueError("the prepared folder holds no training row: every user needs at "
                          "least 3 watches")
-    from keras_yt._distributed_inputs import _batch_multiple
+    from keras_yt._distributed_inputs import _batch_multiple, padded_rows
 
     if batch_size is None:
-        batch_size = recipe_batch_size(shards.num_examples)
+        batch_size = (padded_rows(DEFAULT_SEQUENCE_BATCH_SIZE, _batch_multiple()) if sequences
+                      else recipe_batch_size(shards.num_examples))
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
     names = tuple(model.feature_specs())
-    missing = [n for n in names if n not in STREAMED_FEATURES]
+    streamed = STREAMED_WINDOW_FEATURES if sequences else STREAMED_FEATURES
+    missing = [n for n in names if n not in streamed]
     if missing:
-        raise ValueError(f"the prepared examples lack the feature(s) {missing} that the model "
-                         f"reads; they hold {list(STREAMED_FEATURES)}")
+        raise ValueError(f"the prepared folder lacks the feature(s) {missing} that the model "
+                         f"reads; it holds {list(streamed)}")
     if not getattr(model, "compiled", False):
-        model.compile()
+        if sequences:
+            from keras_yt.optimizers import SparseAdam
+
+            model.compile(optimizer=SparseAdam(DEFAULT_SEQUENCE_LEARNING_RATE))
+        else:
+            model.compile()
     fit_kwargs = {}
     if validation is not None:
         fit_kwargs["validation_data"] = ({n: validation[n] for n in names}, validation["label"])

@@ -4,9 +4,9 @@ Both engines end in the same place: a stream of Arrow record batches with one ro
 watch (`role`, `user`, `label`, `timestamp`, `watch_time`, `example_age` and the unpadded
 `watch_history`, oldest first), which `split_and_write` writes as the prepared folder's example
 files (see `keras_yt.data.prepare`), and one of each user's last `max_history` watches, which
-`write_latest` writes as the serving histories; `write_sequences` / `read_sequences` do the same
-for the per-user sequence windows of `prepare_sequences`, and `write_vocabularies` writes the
-folder's `videos.h5` and `users.h5`.
+`write_latest` writes as the serving histories; `write_sequences` writes the training shards of
+`prepare_sequences` (per-user sequence windows) and `windows_to_numpy` reads them back, and
+`write_vocabularies` writes the folder's `videos.h5` and `users.h5`.
 """
 
 from __future__ import annotations
@@ -201,9 +201,6 @@ def _single_file(writer: _ShardWriter, target: str) -> None:
     os.rmdir(writer.folder)
 
 
-SEQUENCE_DIR = "sequences"
-
-
 def sequence_schema():
     import pyarrow as pa
 
@@ -214,12 +211,13 @@ def sequence_schema():
                       ("sequence_length", pa.int32())])
 
 
-def write_sequences(reader, stage: str, rows_per_shard: int) -> dict:
-    """Writes sequence windows (unpadded lists, oldest first) as `sequences/part-*.parquet`."""
+def write_sequences(reader, stage: str, rows_per_shard: int) -> int:
+    """Writes sequence windows (unpadded lists, oldest first) as the training shards
+    `train/part-*.parquet`; returns the number of windows."""
     import pyarrow as pa
 
     schema = sequence_schema()
-    writer = _ShardWriter(os.path.join(stage, SEQUENCE_DIR), schema, rows_per_shard)
+    writer = _ShardWriter(os.path.join(stage, TRAIN_DIR), schema, rows_per_shard)
     try:
         for batch in reader:
             if batch.num_rows:
@@ -228,23 +226,28 @@ def write_sequences(reader, stage: str, rows_per_shard: int) -> dict:
                                       schema=schema))
     finally:
         writer.close()
-    return {"windows": writer.total}
+    return writer.total
 
 
-def read_sequences(folder: str, max_history: int) -> dict:
-    """The windows of a `sequences/` folder as `keras_yt.data.sequence_examples` returns them
-    (left-padded `(n, max_history)` arrays, in file order)."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(os.path.join(folder, SEQUENCE_DIR))
-    out = {"user": table.column("user").to_numpy().astype(np.int64),
-           "sequence_length": table.column("sequence_length").to_numpy().astype(np.int32)}
+def windows_to_numpy(table, max_history: int) -> dict:
+    """Sequence windows (a pyarrow table of `sequence_schema`) as `keras_yt.data.sequence_examples`
+    returns them: left-padded `(n, max_history)` arrays, newest last."""
+    out = {"user": np.asarray(table.column("user").to_numpy(), np.int64),
+           "sequence_length": np.asarray(table.column("sequence_length").to_numpy(), np.int32)}
     for name, dtype in (("watch_history", np.int64), ("label", np.int64),
                         ("timestamp", np.float64), ("watch_time", np.float32),
                         ("example_age", np.float32)):
-        out[name] = pad_histories(table.column(name), max_history).astype(dtype) \
-            if dtype == np.int64 else _pad_float(table.column(name), max_history, dtype)
+        out[name] = (pad_histories(table.column(name), max_history) if dtype == np.int64
+                     else _pad_float(table.column(name), max_history, dtype))
     return out
+
+
+def read_sequences(folder: str, max_history: int) -> dict:
+    """Every training window of a folder written by `prepare_sequences`, in file order (for
+    tests and small data; training streams them with `keras_yt.data.ExampleShards`)."""
+    import pyarrow.parquet as pq
+
+    return windows_to_numpy(pq.read_table(os.path.join(folder, TRAIN_DIR)), max_history)
 
 
 def _pad_float(column, max_history: int, dtype) -> np.ndarray:

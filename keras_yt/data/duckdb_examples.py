@@ -34,13 +34,18 @@ def run(
     temp_directory: str,
     threads: int | None,
     rows_per_shard: int,
+    sequences: bool = False,
 ) -> dict:
-    """Writes the prepared folder's files into `stage`; returns the manifest's engine part."""
+    """Writes the prepared folder's files into `stage`; returns the manifest's engine part.
+
+    With `sequences`, the training files are per-user sequence windows (`cap`: the most recent
+    windows per user) and the held-out watches read every earlier watch (see `_job`)."""
     with _connection(memory_limit, temp_directory, threads) as con:
         _STEPS.clear()
         _mark()
         kinds = _load(con, paths)
-        result = _job(con, stage, max_history, max_examples_per_user, rows_per_shard, kinds)
+        result = _job(con, stage, max_history, max_examples_per_user, rows_per_shard, kinds,
+                      sequences)
         result["step_seconds"] = dict(_STEPS)
         return result
 
@@ -55,15 +60,6 @@ def _mark(name: str | None = None) -> None:
     if name is not None:
         _STEPS[name] = round(now - _LAST[0], 3)
     _LAST[0] = now
-
-
-def run_sequences(paths: list[str], stage: str, max_history: int, max_windows: int | None,
-                  memory_limit: str | None, temp_directory: str, threads: int | None,
-                  rows_per_shard: int) -> dict:
-    """Writes the per-user sequence windows of `keras_yt.data.sequence_examples` into `stage`."""
-    with _connection(memory_limit, temp_directory, threads) as con:
-        kinds = _load(con, paths)
-        return _sequence_job(con, stage, max_history, max_windows, rows_per_shard, kinds)
 
 
 @contextlib.contextmanager
@@ -250,33 +246,18 @@ def _vocabularies(con) -> dict:
     return vocab
 
 
-def _sequence_job(con, stage: str, H: int, max_windows: int | None, rows_per_shard: int,
-                  kinds: dict) -> dict:
-    n_rows = _positions(con)
-    vocab = _vocabularies(con)
-    prepared_folder.write_vocabularies(stage, vocab, kinds, vocab["videos"][1])
-    reference = con.execute("SELECT max(ts) FROM p0").fetchall()[0][0]
-    keep = "" if max_windows is None else f"AND win < {int(max_windows)}"
-    query = f"""
-        SELECT "user", win,
-               list(input ORDER BY pos) AS watch_history, list(video ORDER BY pos) AS label,
-               list(ts ORDER BY pos) AS "timestamp", list(wt ORDER BY pos) AS watch_time,
-               list((({float(reference)!r} - ts) / 86400.0)::FLOAT ORDER BY pos) AS example_age,
-               count(*)::INTEGER AS sequence_length
-        FROM (SELECT "user", video, ts, wt, pos, (n - 1 - pos) // {H} AS win,
-                     lag(video) OVER (PARTITION BY "user" ORDER BY pos) AS input FROM p0)
-        WHERE pos >= 1 {keep}
-        GROUP BY "user", win
-    """
-    sizes = prepared_folder.write_sequences(
-        _arrow_reader(con.sql(query), prepared_folder.BATCH_ROWS), stage, rows_per_shard)
-    sizes["watches"] = n_rows
-    return {"counts": sizes, "example_age_reference": reference}
-
-
 def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int,
-         kinds: dict) -> dict:
+         kinds: dict, sequences: bool = False) -> dict:
+    """The prepared folder from the log in table `w`. Rollback examples (the paper's): a watch
+    has an example when a strictly earlier watch exists, its history the watches strictly
+    before it. `sequences` (the order-aware tower's): a watch is a label when any watch comes
+    before it in the user's order, held-out ones read every earlier watch (same second too) and
+    the training files are `keras_yt.data.sequence_examples`' windows of the watches that are
+    not held out (`cap`: the most recent windows per user)."""
     H = int(max_history)
+    # The position of the first earlier watch a label may read: its run of equal timestamps'
+    # first (rollback), or any earlier one (sequences).
+    first = "pos" if sequences else "r"
     n_rows = _positions(con)
     _mark("number ids and order watches")
     con.execute("""
@@ -290,14 +271,14 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     con.execute("""
         CREATE TABLE p2 AS
         SELECT "user", video, ts, wt, pos, n, r,
-               CASE WHEN pos = n - 1 AND r >= 1 THEN 2
-                    WHEN pos = n - 1 - held AND r >= 1 THEN 1
-                    WHEN r >= 1 THEN 0 ELSE 3 END AS role
-        FROM (SELECT *, max(CASE WHEN pos = n - 1 AND r >= 1 THEN 1 ELSE 0 END)
+               CASE WHEN pos = n - 1 AND {first} >= 1 THEN 2
+                    WHEN pos = n - 1 - held AND {first} >= 1 THEN 1
+                    WHEN {first} >= 1 THEN 0 ELSE 3 END AS role
+        FROM (SELECT *, max(CASE WHEN pos = n - 1 AND {first} >= 1 THEN 1 ELSE 0 END)
                         OVER (PARTITION BY "user") AS held FROM p1)
-    """)
+    """.format(first=first))
     con.execute("DROP TABLE p1")
-    if cap is not None:
+    if cap is not None and not sequences:
         con.execute(f"""
             CREATE OR REPLACE TABLE p2 AS
             SELECT * REPLACE (CASE WHEN role = 0 AND k > {int(cap)} THEN 3 ELSE role END AS role)
@@ -326,29 +307,54 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     age = "((CASE role WHEN 2 THEN {2} WHEN 1 THEN {1} ELSE {0} END) - ts) / 86400.0"
     age = age.format(*(repr(float(v if v is not None else 0.0)) for v in
                        (reference[0], reference[1], reference[2])))
+    # A rollback history: the H watches before the label's run of equal timestamps; a sequence
+    # model's held-out watch reads the H watches before it (only those rows are kept).
+    frame = (f"{H} PRECEDING AND 1 PRECEDING" if sequences
+             else f"(pos - r + {H}) PRECEDING AND (pos - r + 1) PRECEDING")
     query = f"""
         SELECT role, "user", video AS label, ts AS "timestamp",
                wt AS watch_time, ({age})::FLOAT AS example_age,
                coalesce(list(video) OVER (PARTITION BY "user" ORDER BY pos
-                        ROWS BETWEEN (pos - r + {H}) PRECEDING AND (pos - r + 1) PRECEDING),
-                        []::INTEGER[]) AS watch_history
-        FROM p2 WHERE "user" > {{low}} AND "user" <= {{high}}
-        QUALIFY role <> 3
+                        ROWS BETWEEN {frame}), []::INTEGER[]) AS watch_history
+        FROM p2 WHERE "user" > {{low}} AND "user" <= {{high}} {{rows}}
+        QUALIFY {"role IN (1, 2)" if sequences else "role <> 3"}
     """
     # DuckDB's list window does not spill: at 10^8 watches one pass ran out of a 1 GB limit.
     # One pass per range of user ids instead, each of about `_rows_per_pass` watches.
     bounds = _user_ranges(vocab["users"][1], _rows_per_pass(con))
-    batches = (batch for low, high in zip(bounds[:-1], bounds[1:])
-               for batch in _arrow_reader(con.sql(query.format(low=low, high=high)),
+    ranges = list(zip(bounds[:-1], bounds[1:]))
+    rows = f"AND pos >= n - 2 - {H}" if sequences else ""
+    batches = (batch for low, high in ranges
+               for batch in _arrow_reader(con.sql(query.format(low=low, high=high, rows=rows)),
                                           prepared_folder.BATCH_ROWS))
     sizes = prepared_folder.split_and_write(batches, stage, rows_per_shard)
+    if sequences:
+        keep = "" if cap is None else f"AND win < {int(cap)}"
+        windows = f"""
+            SELECT "user", list(input ORDER BY pos) AS watch_history,
+                   list(video ORDER BY pos) AS label, list(ts ORDER BY pos) AS "timestamp",
+                   list(wt ORDER BY pos) AS watch_time,
+                   list((({float(reference[0] or 0.0)!r} - ts) / 86400.0)::FLOAT ORDER BY pos)
+                       AS example_age,
+                   count(*)::INTEGER AS sequence_length
+            FROM (SELECT "user", video, ts, wt, pos,
+                         (count(*) OVER (PARTITION BY "user") - 1 - pos) // {H} AS win,
+                         lag(video) OVER (PARTITION BY "user" ORDER BY pos) AS input
+                  FROM p2 WHERE role IN (0, 3) AND "user" > {{low}} AND "user" <= {{high}})
+            WHERE pos >= 1 {keep}
+            GROUP BY "user", win
+        """
+        batches = (batch for low, high in ranges
+                   for batch in _arrow_reader(con.sql(windows.format(low=low, high=high)),
+                                              prepared_folder.BATCH_ROWS))
+        sizes["train"] = prepared_folder.write_sequences(batches, stage, rows_per_shard)
     # Serving: each user's last H watches, all of them (same-second ones too), in the same
     # ranges of users (list aggregates do not spill either).
     latest = f"""
         SELECT "user", list(video ORDER BY pos) AS watch_history FROM p2
         WHERE pos >= n - {H} AND "user" > {{low}} AND "user" <= {{high}} GROUP BY "user"
     """
-    batches = (batch for low, high in zip(bounds[:-1], bounds[1:])
+    batches = (batch for low, high in ranges
                for batch in _arrow_reader(con.sql(latest.format(low=low, high=high)),
                                           prepared_folder.BATCH_ROWS))
     sizes["users"] = prepared_folder.write_latest(batches, stage, H)

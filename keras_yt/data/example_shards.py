@@ -14,12 +14,14 @@ from keras_yt.data import _prepared_folder as prepared_folder
 from keras_yt.data.vocabulary import Vocabulary
 
 DEFAULT_SHUFFLE_BUFFER = 1 << 17
+DEFAULT_SEQUENCE_SHUFFLE_BUFFER = 1 << 12  # windows of up to max_history positions each
 _SLICE_ROWS = 4096
 _FEATURES = ("watch_history", "example_age")
 
 
 class ExampleShards:
-    """The training examples written by `keras_yt.data.prepare_examples`, read as a stream.
+    """The training data written by `keras_yt.data.prepare_examples` or `prepare_sequences`,
+    read as a stream.
 
     Training batches never hold more than a shuffle buffer of examples in memory, whatever the
     size of the log: `batches` (a numpy generator, for any backend, e.g. JAX) and `dataset` (a
@@ -27,14 +29,20 @@ class ExampleShards:
     under a `tf.distribute` strategy). The held-out examples and the serving state are small
     (one row per user) and read whole.
 
+    A folder of `prepare_sequences` (`sequences` is True) holds per-user sequence windows: each
+    training row is a window, left-padded to `max_history` like `keras_yt.data.sequence_examples`'
+    rows, its labels `(batch, max_history)` (0 at padding) and `example_age` per position.
+
     Args:
-        path: a folder written by `prepare_examples` (or `keras-yt prepare`).
+        path: a folder written by `prepare_examples` or `prepare_sequences` (or `keras-yt
+            prepare [--sequences]`).
 
     Attributes:
         max_history: width of `watch_history`.
         videos: the video `Vocabulary` (model ids 1..N; counts of the training watches).
         users: the user `Vocabulary` (model id = row of `latest()`).
-        num_examples: training examples.
+        sequences: whether the training rows are sequence windows.
+        num_examples: training rows (examples, or windows).
         manifest: the folder's `manifest.json`.
 
     Example:
@@ -55,7 +63,7 @@ class ExampleShards:
     """
 
     def __init__(self, path: str | os.PathLike):
-        from keras_yt.data.prepare import FORMAT_KIND, FORMAT_VERSION, MANIFEST
+        from keras_yt.data.prepare import FORMAT_KIND, FORMAT_VERSION, MANIFEST, SEQUENCES
 
         self.path = Path(path)
         manifest_path = self.path / MANIFEST
@@ -73,6 +81,7 @@ class ExampleShards:
                              f"{manifest.get('format_version')}; this keras_yt reads version "
                              f"{FORMAT_VERSION}")
         self.manifest = manifest
+        self.sequences = manifest.get("content") == SEQUENCES
         self.max_history = int(manifest["max_history"])
         self.num_examples = int(manifest["counts"]["train"])
         self.train_files = [str(self.path / name) for name in manifest["train_files"]]
@@ -83,7 +92,8 @@ class ExampleShards:
         self.users = Vocabulary.load(self.path / "users.h5")
 
     def __repr__(self) -> str:
-        return (f"ExampleShards({str(self.path)!r}, {self.num_examples:,} examples, "
+        rows = "sequence windows" if self.sequences else "examples"
+        return (f"ExampleShards({str(self.path)!r}, {self.num_examples:,} {rows}, "
                 f"{len(self.videos):,} videos, {len(self.users):,} users)")
 
     # ------------------------------------------------------------------ small, read whole
@@ -134,6 +144,19 @@ class ExampleShards:
 
     # ------------------------------------------------------------------ streamed
 
+    @property
+    def default_shuffle_buffer(self) -> int:
+        """Rows shuffled together by default: 131,072 examples, or 4,096 sequence windows."""
+        return DEFAULT_SEQUENCE_SHUFFLE_BUFFER if self.sequences else DEFAULT_SHUFFLE_BUFFER
+
+    def _block(self, table) -> dict:
+        """A row group as padded numpy columns (examples, or windows)."""
+        if self.sequences:
+            block = prepared_folder.windows_to_numpy(table, self.max_history)
+            block["watch_history"] = block["watch_history"].astype(np.int32)
+            return block
+        return _to_numpy(table, self.max_history)
+
     def _row_groups(self, shard: tuple[int, int]) -> list[tuple[str, int]]:
         import pyarrow.parquet as pq
 
@@ -144,7 +167,7 @@ class ExampleShards:
         self,
         batch_size: int,
         features: tuple[str, ...] = _FEATURES,
-        shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+        shuffle_buffer: int | None = None,
         seed: int = 0,
         repeat: bool = True,
         shard: tuple[int, int] = (0, 1),
@@ -159,8 +182,8 @@ class ExampleShards:
         Args:
             batch_size: examples per batch.
             features: the columns to yield (`watch_history`, `example_age`, `timestamp`,
-                `watch_time`, `history_length`, `user`).
-            shuffle_buffer: examples shuffled together.
+                `watch_time`, `history_length` or, for windows, `sequence_length`, `user`).
+            shuffle_buffer: rows shuffled together (`None`: `default_shuffle_buffer`).
             seed: seed of the shuffling (epoch e uses `seed + e`).
             repeat: loop over epochs forever (for `model.fit(..., steps_per_epoch=...)`).
             shard: `(index, count)`: read only the files `index::count` (one input pipeline of
@@ -170,6 +193,9 @@ class ExampleShards:
         """
         import pyarrow.parquet as pq
 
+        features = self._check_features(features)
+        if shuffle_buffer is None:
+            shuffle_buffer = self.default_shuffle_buffer
         epoch = 0
         while True:
             rng = np.random.default_rng(seed + epoch)
@@ -179,7 +205,7 @@ class ExampleShards:
             for i in rng.permutation(len(groups)):
                 path, group = groups[i]
                 table = pq.ParquetFile(path).read_row_group(group)
-                buffer.append(_to_numpy(table, self.max_history))
+                buffer.append(self._block(table))
                 held += table.num_rows
                 if held >= shuffle_buffer + batch_size:
                     block = _shuffled(buffer, rng)
@@ -196,6 +222,14 @@ class ExampleShards:
             if not repeat:
                 return
 
+    def _check_features(self, features) -> tuple[str, ...]:
+        known = (*_DTYPES, _LENGTHS[self.sequences])
+        unknown = [name for name in features if name not in known]
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown} of {self!r}; expected some of "
+                             f"{list(known)}")
+        return tuple(features)
+
     def steps_per_epoch(self, batch_size: int, shard: tuple[int, int] = (0, 1)) -> int:
         """Batches per epoch of `batches` (for `model.fit(steps_per_epoch=...)`)."""
         import pyarrow.parquet as pq
@@ -208,7 +242,7 @@ class ExampleShards:
         self,
         batch_size: int,
         features: tuple[str, ...] = _FEATURES,
-        shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+        shuffle_buffer: int | None = None,
         seed: int = 0,
         input_context: Any = None,
         cycle_length: int = 4,
@@ -223,7 +257,7 @@ class ExampleShards:
         Args:
             batch_size: global batch size.
             features: columns to yield (see `batches`).
-            shuffle_buffer: examples shuffled together.
+            shuffle_buffer: rows shuffled together (`None`: `default_shuffle_buffer`).
             seed: shuffling seed.
             input_context: a `tf.distribute.InputContext`, or None.
             cycle_length: shards read concurrently.
@@ -233,20 +267,25 @@ class ExampleShards:
         """
         import tensorflow as tf
 
+        features = self._check_features(features)
+        if shuffle_buffer is None:
+            shuffle_buffer = self.default_shuffle_buffer
         files = self.train_files
         if input_context is not None:
             batch_size = input_context.get_per_replica_batch_size(batch_size)
             files = files[input_context.input_pipeline_id::input_context.num_input_pipelines]
         H = self.max_history
-        signature = {name: _spec(tf, name, H) for name in features}
-        label_spec = tf.TensorSpec((None,), tf.int64)
+        width = (H,) if self.sequences else ()
+        signature = {name: _spec(tf, name, H, self.sequences) for name in features}
+        label_spec = tf.TensorSpec((None, *width), tf.int64)
+        block_of = self._block
 
         def read(path):
             import pyarrow.parquet as pq
 
             parquet = pq.ParquetFile(path.decode() if isinstance(path, bytes) else path)
             for group in range(parquet.num_row_groups):
-                block = _to_numpy(parquet.read_row_group(group), H)
+                block = block_of(parquet.read_row_group(group))
                 # Small elements: the interleaved readers' buffers stay small.
                 for start in range(0, len(block["label"]), _SLICE_ROWS):
                     part = slice(start, start + _SLICE_ROWS)
@@ -270,15 +309,16 @@ class ExampleShards:
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _spec(tf, name: str, H: int):
-    if name == "watch_history":
-        return tf.TensorSpec((None, H), tf.int32)
-    dtype = {"example_age": tf.float32, "watch_time": tf.float32, "timestamp": tf.float64,
-             "history_length": tf.int32, "user": tf.int64}.get(name)
-    if dtype is None:
-        raise ValueError(f"unknown feature {name!r}; expected one of watch_history, "
-                         "example_age, watch_time, timestamp, history_length, user")
-    return tf.TensorSpec((None,), dtype)
+_DTYPES = {"watch_history": "int32", "example_age": "float32", "watch_time": "float32",
+           "timestamp": "float64", "user": "int64"}
+_LENGTHS = {False: "history_length", True: "sequence_length"}  # per example / per window
+
+
+def _spec(tf, name: str, H: int, sequences: bool):
+    per_position = name == "watch_history" or (sequences and name in (
+        "example_age", "watch_time", "timestamp"))
+    dtype = "int32" if name == _LENGTHS[sequences] else _DTYPES[name]
+    return tf.TensorSpec((None, H) if per_position else (None,), dtype)
 
 
 def _to_numpy(table, max_history: int) -> dict:

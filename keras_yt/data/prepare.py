@@ -36,6 +36,7 @@ from keras_yt.data import _log_files as log_files
 from keras_yt.data import _prepared_folder as prepared_folder
 
 FORMAT_KIND = "keras_yt.PreparedExamples"
+EXAMPLES, SEQUENCES = "examples", "sequences"  # the manifest's "content": the training files
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ENGINES = ("duckdb", "spark")
@@ -101,12 +102,22 @@ def prepare_examples(
     >>> manifest["counts"]["train"], manifest["counts"]["validation"], manifest["counts"]["test"]
     (2, 2, 2)
     """
+    return _prepare(log, out, engine, max_history, max_examples_per_user, memory_limit,
+                    temp_directory, threads, rows_per_shard, spark, verbose, sequences=False)
+
+
+def _prepare(log: Any, out: str | os.PathLike, engine: str, max_history: int, cap: int | None,
+             memory_limit: str | None, temp_directory: str | os.PathLike | None,
+             threads: int | None, rows_per_shard: int, spark: Any, verbose: bool,
+             sequences: bool) -> dict:
+    """The job of `prepare_examples` (`sequences=False`) and `prepare_sequences`."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     for name, value in (("max_history", max_history), ("rows_per_shard", rows_per_shard)):
         _check_int(name, value)
-    if max_examples_per_user is not None:
-        _check_int("max_examples_per_user", max_examples_per_user)
+    cap_name = "max_windows_per_user" if sequences else "max_examples_per_user"
+    if cap is not None:
+        _check_int(cap_name, cap)
     if threads is not None:
         _check_int("threads", threads)
     paths = log_files.expand(log)
@@ -117,19 +128,20 @@ def prepare_examples(
         if engine == "duckdb":
             from keras_yt.data import duckdb_examples
 
-            result = duckdb_examples.run(paths, stage, max_history, max_examples_per_user,
-                                         memory_limit, spill, threads, rows_per_shard)
+            result = duckdb_examples.run(paths, stage, max_history, cap, memory_limit, spill,
+                                         threads, rows_per_shard, sequences)
         else:
             from keras_yt.data import spark_examples
 
-            result = spark_examples.run(paths, stage, max_history, max_examples_per_user, spill,
-                                        rows_per_shard, spark)
+            result = spark_examples.run(paths, stage, max_history, cap, spill, rows_per_shard,
+                                        spark, sequences)
         if not temp_directory:
             shutil.rmtree(spill, ignore_errors=True)
         manifest = {
             "kind": FORMAT_KIND, "format_version": FORMAT_VERSION, "engine": engine,
+            "content": SEQUENCES if sequences else EXAMPLES,
             "log": paths if len(paths) > 1 else paths[0], "max_history": int(max_history),
-            "max_examples_per_user": max_examples_per_user,
+            cap_name: cap,
             "train_files": sorted(f"{prepared_folder.TRAIN_DIR}/{name}" for name in
                                   os.listdir(os.path.join(stage, prepared_folder.TRAIN_DIR))
                                   if name.endswith(".parquet")),
@@ -139,7 +151,8 @@ def prepare_examples(
             json.dump(manifest, f, indent=2, sort_keys=True)
     if verbose:
         counts = manifest["counts"]
-        print(f"    {counts['watches']:,} watches -> {counts['train']:,} training examples, "
+        what = "sequence windows" if sequences else "training examples"
+        print(f"    {counts['watches']:,} watches -> {counts['train']:,} {what}, "
               f"{counts['validation']:,} validation and {counts['test']:,} test users "
               f"({engine}, {manifest['seconds']:.1f} s)")
     return manifest
@@ -186,77 +199,60 @@ def prepare_sequences(
     out: str | os.PathLike,
     engine: str = "duckdb",
     max_history: int = 200,
-    max_windows_per_user: int | None = 1,
+    max_windows_per_user: int | None = None,
     memory_limit: str | None = "1GB",
     temp_directory: str | os.PathLike | None = None,
     threads: int | None = None,
-    rows_per_shard: int = 1_000_000,
+    rows_per_shard: int = 100_000,
     spark: Any = None,
+    verbose: bool = False,
 ) -> dict:
-    """Per-user sequence windows (all-position training) of a log of any size, out of core.
+    """Builds the training data of the order-aware tower (`history_encoder="attention"`) out of
+    core: what `keras-yt train --log` builds in memory for it.
 
-    The windows of `keras_yt.data.sequence_examples` (same cut, newest window first, labels at
-    the position of the watch before them, example age from the largest timestamp), over the
-    whole log with the ids numbered as `prepare_examples` numbers them (video and user model
-    ids by decreasing count). Written as `out/sequences/part-NNNNN.parquet`, one row per window:
-    `user`, `sequence_length` and the lists `watch_history`, `label`, `timestamp`,
-    `watch_time`, `example_age` (unpadded, oldest first; pad them on the left to
-    `max_history`), plus `videos.h5`, `users.h5` and `manifest.json`. Staged, then renamed.
+    The folder of `prepare_examples` (vocabularies, `validation.parquet`, `test.parquet`,
+    `latest.parquet`, `watched.parquet`, `manifest.json` with `"content": "sequences"`), with
+    two differences that are those of a sequence model: each user's last (test) and last-but-one
+    (validation) watch reads every watch before it in the user's order, same-second ones
+    included (`keras_yt.evaluation.LeaveLastOut(..., same_time_history=True)`), and the
+    training shards `train/part-NNNNN.parquet` hold the per-user sequence windows of
+    `keras_yt.data.sequence_examples` over the watches that are not held out (every next watch
+    once, labels at the position of the watch before them, newest window first, example age
+    from the largest of their timestamps): one row per window, `user`, `sequence_length` and the
+    unpadded lists `watch_history`, `label`, `timestamp`, `watch_time`, `example_age` (oldest
+    first). `keras_yt.data.ExampleShards` streams them left-padded to `max_history`, and
+    `keras-yt train --examples` trains the sequential preset on them.
 
     Args:
         log: CSV or Parquet watch log, a folder of shards, a glob or a list of files.
         out: the folder to write (new, empty, or an earlier prepared folder).
         engine: `"duckdb"` or `"spark"`.
-        max_history: positions per window.
-        max_windows_per_user: the most recent windows kept per user; `None` keeps all.
+        max_history: positions per window (and width of the held-out and serving histories).
+        max_windows_per_user: the most recent windows kept per user; `None` (the training
+            recipe's) keeps all.
         memory_limit: DuckDB's memory limit (it spills beyond it).
         temp_directory: spill folder (default: inside the staging folder).
         threads: DuckDB threads (default: all cores).
         rows_per_shard: windows per Parquet shard.
         spark: a `SparkSession` for `engine="spark"` (default: a local one).
+        verbose: print the counts and the time.
 
     Returns:
-        The manifest.
+        The manifest (`counts["train"]`: the windows).
 
     Example:
     >>> import os, tempfile
     >>> from keras_yt.data._prepared_folder import read_sequences
     >>> folder = tempfile.mkdtemp()
     >>> with open(os.path.join(folder, "log.csv"), "w") as f:
-    ...     _ = f.write("user,video,timestamp\\n1,4,0\\n1,5,1\\n1,6,2\\n1,7,3\\n")
-    >>> _ = prepare_sequences(os.path.join(folder, "log.csv"), os.path.join(folder, "seq"),
-    ...                       max_history=2, max_windows_per_user=None)
+    ...     _ = f.write("user,video,timestamp\\n1,4,0\\n1,5,1\\n1,6,2\\n1,7,3\\n1,8,4\\n1,9,5\\n")
+    >>> manifest = prepare_sequences(os.path.join(folder, "log.csv"),
+    ...                              os.path.join(folder, "seq"), max_history=2)
+    >>> manifest["counts"]["train"], manifest["counts"]["test"]  # 4, 5, 6, 7 -> 2 windows
+    (2, 1)
     >>> windows = read_sequences(os.path.join(folder, "seq"), 2)
     >>> sorted(map(tuple, windows["label"].tolist()))  # model ids: all counts tie, 4 -> 1
     [(0, 2), (3, 4)]
     """
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
-    for name, value in (("max_history", max_history), ("rows_per_shard", rows_per_shard)):
-        _check_int(name, value)
-    if max_windows_per_user is not None:
-        _check_int("max_windows_per_user", max_windows_per_user)
-    paths = log_files.expand(log)
-    out = check_target(out)
-    with _staged(out) as stage:
-        spill = os.fspath(temp_directory) if temp_directory else os.path.join(stage, ".spill")
-        if engine == "duckdb":
-            from keras_yt.data import duckdb_examples
-
-            result = duckdb_examples.run_sequences(paths, stage, max_history,
-                                                   max_windows_per_user, memory_limit, spill,
-                                                   threads, rows_per_shard)
-        else:
-            from keras_yt.data import spark_examples
-
-            result = spark_examples.run_sequences(paths, stage, max_history,
-                                                  max_windows_per_user, spill, rows_per_shard,
-                                                  spark)
-        if not temp_directory:
-            shutil.rmtree(spill, ignore_errors=True)
-        manifest = {"kind": FORMAT_KIND, "format_version": FORMAT_VERSION, "engine": engine,
-                    "content": "sequences", "max_history": int(max_history),
-                    "max_windows_per_user": max_windows_per_user, **result}
-        with open(os.path.join(stage, MANIFEST), "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, sort_keys=True)
-    return manifest
+    return _prepare(log, out, engine, max_history, max_windows_per_user, memory_limit,
+                    temp_directory, threads, rows_per_shard, spark, verbose, sequences=True)

@@ -47,8 +47,9 @@ def session(spill: str | None = None, master: str = "local[2]"):
 
 
 def run(paths: list[str], stage: str, max_history: int, cap: int | None, spill: str,
-        rows_per_shard: int, spark: Any = None) -> dict:
-    """Writes the prepared folder's files into `stage`; returns the manifest's engine part."""
+        rows_per_shard: int, spark: Any = None, sequences: bool = False) -> dict:
+    """Writes the prepared folder's files into `stage`; returns the manifest's engine part
+    (`sequences`: the sequence model's folder, as `keras_yt.data.duckdb_examples._job`)."""
     from pyspark.sql import functions as F
 
     spark = spark or session(spill)
@@ -56,51 +57,8 @@ def run(paths: list[str], stage: str, max_history: int, cap: int | None, spill: 
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     try:
         w, kinds = _load(spark, paths)
-        return _job(spark, F, w, kinds, stage, max_history, cap, rows_per_shard)
-    finally:
-        spark.conf.set("spark.sql.session.timeZone", previous_zone)
-
-
-def run_sequences(paths: list[str], stage: str, max_history: int, max_windows: int | None,
-                  spill: str, rows_per_shard: int, spark: Any = None) -> dict:
-    """Writes the per-user sequence windows of `keras_yt.data.sequence_examples` into `stage`."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    spark = spark or session(spill)
-    previous_zone = spark.conf.get("spark.sql.session.timeZone")
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
-    try:
-        w, kinds = _load(spark, paths)
-        n_rows, vocab, s = _model_ids(spark, F, w, kinds)
-        prepared_folder.write_vocabularies(stage, vocab, kinds, vocab["videos"][1])
-        H = int(max_history)
-        by_time = Window.partitionBy("user").orderBy("ts", "_fi", "_row")
-        p = (s.withColumn("pos", F.row_number().over(by_time) - 1)
-              .withColumn("n", F.count(F.lit(1)).over(Window.partitionBy("user")))
-              .withColumn("input", F.lag("video").over(by_time)))
-        reference = p.agg(F.max("ts")).collect()[0][0]
-        p = p.filter(F.col("pos") >= 1).withColumn(
-            "win", F.floor((F.col("n") - 1 - F.col("pos")) / H))
-        if max_windows is not None:
-            p = p.filter(F.col("win") < max_windows)
-        item = F.struct("pos", "input", "video", "ts", "wt")
-        windows = p.groupBy("user", "win").agg(F.array_sort(F.collect_list(item)).alias("s"),
-                                               F.count(F.lit(1)).alias("sequence_length"))
-        windows = windows.select(
-            F.col("user").cast("long").alias("user"),
-            F.col("s.input").cast("array<int>").alias("watch_history"),
-            F.col("s.video").cast("array<int>").alias("label"),
-            F.col("s.ts").cast("array<double>").alias("timestamp"),
-            F.col("s.wt").cast("array<float>").alias("watch_time"),
-            F.transform("s.ts", lambda t: ((F.lit(float(reference)) - t) / 86400.0)
-                        .cast("float")).alias("example_age"),
-            F.col("sequence_length").cast("int").alias("sequence_length"))
-        windows.write.option("maxRecordsPerFile", rows_per_shard).parquet(
-            os.path.join(stage, prepared_folder.SEQUENCE_DIR))
-        count = spark.read.parquet(os.path.join(stage, prepared_folder.SEQUENCE_DIR)).count()
-        return {"counts": {"windows": count, "watches": n_rows},
-                "example_age_reference": reference}
+        return _job(spark, F, w, kinds, stage, max_history, cap, rows_per_shard,
+                    sequences)
     finally:
         spark.conf.set("spark.sql.session.timeZone", previous_zone)
 
@@ -250,7 +208,7 @@ def _check(F, df, bad, name: str, expected: str) -> None:
 
 
 def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
-         rows_per_shard: int) -> dict:
+         rows_per_shard: int, sequences: bool = False) -> dict:
     from pyspark.sql import Window
 
     n_rows, vocab, s = _model_ids(spark, F, w, kinds)
@@ -263,25 +221,27 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
     running = by_pos.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     p = p.withColumn("r", F.max(F.when(F.col("ts_prev").isNull() | (F.col("ts_prev") != F.col(
         "ts")), F.col("pos"))).over(running))
-    held = F.max(F.when((F.col("pos") == F.col("n") - 1) & (F.col("r") >= 1), 1).otherwise(0)
+    # A label needs an earlier watch it may read: one before its run of equal timestamps
+    # (rollback), or any (sequences).
+    first = F.col("pos") if sequences else F.col("r")
+    held = F.max(F.when((F.col("pos") == F.col("n") - 1) & (first >= 1), 1).otherwise(0)
                  ).over(whole)
     p = p.withColumn("held", held).withColumn(
-        "role", F.when((F.col("pos") == F.col("n") - 1) & (F.col("r") >= 1), 2)
-        .when((F.col("pos") == F.col("n") - 1 - F.col("held")) & (F.col("r") >= 1), 1)
-        .when(F.col("r") >= 1, 0).otherwise(3))
-    if cap is not None:
+        "role", F.when((F.col("pos") == F.col("n") - 1) & (first >= 1), 2)
+        .when((F.col("pos") == F.col("n") - 1 - F.col("held")) & (first >= 1), 1)
+        .when(first >= 1, 0).otherwise(3))
+    if cap is not None and not sequences:
         k = F.row_number().over(Window.partitionBy("user", F.col("role") == 0)
                                 .orderBy(F.col("pos").desc()))
         p = p.withColumn("k", k).withColumn(
             "role", F.when((F.col("role") == 0) & (F.col("k") > cap), 3)
             .otherwise(F.col("role")))
-    # The H watches before each row; a row's history is that of the first row of its run of
-    # equal timestamps (only strictly earlier watches).
+    # The H watches before each row; a rollback history is that of the first row of its run of
+    # equal timestamps (only strictly earlier watches), a sequence model's all of them.
     window_h = by_pos.rowsBetween(-H, -1)
     p = p.withColumn("h_all", F.collect_list("video").over(window_h))
-    p = p.withColumn("watch_history", F.last(F.when(F.col("pos") == F.col("r"),
-                                                    F.col("h_all")), ignorenulls=True)
-                     .over(running))
+    p = p.withColumn("watch_history", F.col("h_all") if sequences else F.last(
+        F.when(F.col("pos") == F.col("r"), F.col("h_all")), ignorenulls=True).over(running))
     # Serving: each user's last H watches, all of them (same-second ones too).
     p = p.withColumn("h_all", F.when(F.col("pos") == F.col("n") - 1, F.col("h_all")))
     p = p.persist()
@@ -307,6 +267,12 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
     sizes = {}
     for role, name in ((0, prepared_folder.TRAIN_DIR), (1, "validation.parquet"),
                        (2, "test.parquet")):
+        if sequences and role == 0:
+            part = _windows(F, p, H, cap, ref[0])
+            part.write.mode("error").option("maxRecordsPerFile", rows_per_shard).parquet(
+                os.path.join(stage, name))
+            sizes["train"] = part.count()
+            continue
         part = examples.filter(F.col("role") == role).select(*columns)
         writer = part.write.mode("error").option("maxRecordsPerFile", rows_per_shard)
         writer.parquet(os.path.join(stage, name))
@@ -324,3 +290,29 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
     sizes["watches"] = int(n_rows)
     return {"counts": sizes, "example_age_reference": {
         "train": reference[0], "validation": reference[1], "test": reference[2]}}
+
+
+def _windows(F, p, H: int, cap: int | None, reference: float):
+    """`keras_yt.data.sequence_examples`' windows of the watches that are not held out."""
+    from pyspark.sql import Window
+
+    fit = p.filter(F.col("role").isin(0, 3)).select("user", "video", "ts", "wt", "pos")
+    by_pos = Window.partitionBy("user").orderBy("pos")
+    fit = (fit.withColumn("input", F.lag("video").over(by_pos))
+              .withColumn("win", F.floor((F.count(F.lit(1)).over(Window.partitionBy("user"))
+                                          - 1 - F.col("pos")) / H)))
+    fit = fit.filter(F.col("pos") >= 1)
+    if cap is not None:
+        fit = fit.filter(F.col("win") < cap)
+    item = F.struct("pos", "input", "video", "ts", "wt")
+    windows = fit.groupBy("user", "win").agg(F.array_sort(F.collect_list(item)).alias("s"),
+                                             F.count(F.lit(1)).alias("sequence_length"))
+    return windows.select(
+        F.col("user").cast("long").alias("user"),
+        F.col("s.input").cast("array<int>").alias("watch_history"),
+        F.col("s.video").cast("array<int>").alias("label"),
+        F.col("s.ts").cast("array<double>").alias("timestamp"),
+        F.col("s.wt").cast("array<float>").alias("watch_time"),
+        F.transform("s.ts", lambda t: ((F.lit(float(reference)) - t) / 86400.0)
+                    .cast("float")).alias("example_age"),
+        F.col("sequence_length").cast("int").alias("sequence_length"))

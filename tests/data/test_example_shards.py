@@ -117,3 +117,83 @@ def test_streamed_fit_under_mirrored_strategy(shards):
         history = fit_candidate_generator_streaming(
             model, shards, shards.held_out("validation"), epochs=2, batch_size=64, verbose=0)
     assert len(history["loss"]) == 2 and np.isfinite(history["val_loss"]).all()
+
+
+@pytest.fixture(scope="module")
+def windows(tmp_path_factory):
+    from keras_yt.data import prepare_sequences
+
+    tmp = tmp_path_factory.mktemp("windows")
+    path = write_csv(tmp / "log.csv", random_log(8, n=1500, users=40))
+    prepare_sequences(path, tmp / "seq", max_history=8, rows_per_shard=20)
+    return ExampleShards(tmp / "seq")
+
+
+def window_rows(x, y):
+    return sorted(zip(np.asarray(x["user"]).tolist(),
+                      map(tuple, np.asarray(x["watch_history"]).tolist()),
+                      map(tuple, np.asarray(y).tolist())))
+
+
+@pytest.mark.tf_only
+def test_tf_dataset_yields_every_sequence_window_once(windows):
+    from keras_yt.data._prepared_folder import read_sequences
+
+    ref = read_sequences(windows.path, 8)
+    assert windows.sequences and windows.num_examples == len(ref["user"]) > 40
+    ds = windows.dataset(16, ("watch_history", "user", "example_age"), shuffle_buffer=30)
+    batches = list(ds.as_numpy_iterator())
+    assert len(batches) == windows.steps_per_epoch(16) == -(-windows.num_examples // 16)
+    x = {k: np.concatenate([b[0][k] for b in batches]) for k in ("watch_history", "user")}
+    y = np.concatenate([b[1] for b in batches])
+    assert window_rows(x, y) == window_rows(ref, ref["label"])
+    assert y.shape[1:] == (8,) and batches[0][0]["example_age"].shape[1:] == (8,)
+    assert batches[0][0]["watch_history"].dtype == np.int32
+
+
+def test_streamed_sequence_fit_takes_the_in_memory_step(windows):
+    """One epoch of one batch holding every window: the streamed fit and the in-memory
+    `fit_candidate_generator` leave the same weights (row order within a batch aside)."""
+    from keras_yt.data._prepared_folder import read_sequences
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.streaming import fit_candidate_generator_streaming
+    from keras_yt.training import fit_candidate_generator
+
+    ref = read_sequences(windows.path, 8)
+    streamed = CandidateGenerator(num_videos=windows.videos.size, video_embedding_dim=8,
+                                  max_history=8, history_encoder="attention",
+                                  encoder_dropout=0.0, hidden_units=(), output_bias=False,
+                                  use_example_age=False, seed=5)
+    in_memory = CandidateGenerator.from_config(streamed.get_config())
+    for model in (streamed, in_memory):
+        model({"watch_history": ref["watch_history"][:2]})  # built, then the same weights
+    in_memory.set_weights(streamed.get_weights())
+    initial = [keras.ops.convert_to_numpy(w) for w in streamed.weights]
+
+    n = windows.num_examples
+    history = fit_candidate_generator_streaming(streamed, windows, epochs=1, batch_size=n,
+                                                verbose=0)
+    assert history["batch_size"] == n and history["best_epoch"] == 1
+    assert float(streamed.optimizer.learning_rate) == pytest.approx(2e-3)  # the sequence recipe
+    fit_candidate_generator(in_memory, ref, epochs=1, batch_size=n, verbose=0)
+    for a, b, before in zip(streamed.weights, in_memory.weights, initial):
+        a = keras.ops.convert_to_numpy(a)
+        np.testing.assert_allclose(a, keras.ops.convert_to_numpy(b), atol=1e-5, err_msg=b.path)
+        if "output_embeddings" in b.path:  # Adam's first step moves a trained row by ~lr
+            assert np.abs(a - before).max() > 1e-3
+
+
+def test_a_model_that_does_not_train_on_the_folder_is_refused(shards, windows):
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.streaming import fit_candidate_generator_streaming
+
+    bag = CandidateGenerator(num_videos=windows.videos.size, video_embedding_dim=4,
+                             max_history=8, hidden_units=(4,))
+    with pytest.raises(ValueError, match="holds sequence windows.*prepare --sequences"):
+        fit_candidate_generator_streaming(bag, windows, epochs=1)
+    attention = CandidateGenerator(num_videos=shards.videos.size, video_embedding_dim=4,
+                                   max_history=6, history_encoder="attention")
+    with pytest.raises(ValueError, match="holds next-watch examples"):
+        fit_candidate_generator_streaming(attention, shards, epochs=1)
+    with pytest.raises(ValueError, match=r"unknown feature\(s\) \['history_length'\]"):
+        next(windows.batches(4, ("watch_history", "history_length")))

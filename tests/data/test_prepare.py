@@ -74,6 +74,11 @@ def train_examples(shards):
 
 def check_same(shards, ref):
     assert as_set(train_examples(shards)) == as_set(ref["train"])
+    check_held_out_and_state(shards, ref)
+
+
+def check_held_out_and_state(shards, ref):
+    """Everything but the training rows: held-out examples, vocabularies, serving state."""
     for split in ("validation", "test"):
         mine = shards.held_out(split)
         assert as_set(mine) == as_set(ref[split])
