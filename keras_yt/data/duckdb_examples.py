@@ -7,7 +7,9 @@ by (timestamp, input order), and write, in one pass over a window query, the row
 `keras-yt train` builds in memory today: the training examples of every next watch (history: the
 last `max_history` watches strictly before it in time), each user's last-but-one watch
 (validation) and last watch (test), as `keras_yt.evaluation.LeaveLastOut` splits them, each
-user's serving history and the distinct (user, video) pairs. The layout of the output is
+user's serving history and the distinct (user, video) pairs. For the order-aware tower
+(`prepare_sequences`) the same job writes per-user sequence windows as the training files and
+gives the held-out watches every earlier watch as history. The layout of the output is
 `keras_yt.data.prepare` 's.
 """
 

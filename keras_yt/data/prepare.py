@@ -17,7 +17,10 @@ the same folder:
 * `videos.h5`, `users.h5` – the `keras_yt.data.Vocabulary` of each;
 * `manifest.json` – sizes, `max_history`, the engine.
 
-`keras_yt.data.ExampleShards` reads it (streamed training batches, the held-out examples).
+`prepare_sequences` writes the same folder for the order-aware tower: `train/` then holds per-user
+sequence windows (`keras_yt.data.sequence_examples`' rows) and the held-out examples read every
+earlier watch, same-second ones included. `keras_yt.data.ExampleShards` reads either (streamed
+training batches, the held-out examples).
 """
 
 from __future__ import annotations
