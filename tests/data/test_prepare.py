@@ -35,13 +35,21 @@ def random_log(seed, n=3000, users=80, videos=60, ties=40, big=False, strings=Fa
     return log
 
 
-def reference(path, max_history, cap=None):
-    """What `keras-yt train --log` builds in memory (keras_yt/cli.py)."""
+def reference(path, max_history, cap=None, sequences=False):
+    """What `keras-yt train --log` builds in memory (keras_yt/cli.py): for a bag preset the
+    paper's rollback examples; for an attention preset (`sequences`) held-out watches reading
+    every earlier watch and the sequence windows of the watches not held out (`cap`: the most
+    recent examples, or windows, per user)."""
     raw = yt_data.read_raw_watch_log(path)
     watches, videos, users = pipeline.index_watch_log(raw)
-    split = LeaveLastOut(watches, max_history=max_history, num_items=videos.size)
-    train = yt_data.candidate_examples(split.fit_watches, max_history=max_history,
-                                       max_examples_per_user=cap)
+    split = LeaveLastOut(watches, max_history=max_history, num_items=videos.size,
+                         same_time_history=sequences)
+    if sequences:
+        train = yt_data.sequence_examples(split.fit_watches, max_history=max_history,
+                                          max_windows_per_user=cap)
+    else:
+        train = yt_data.candidate_examples(split.fit_watches, max_history=max_history,
+                                           max_examples_per_user=cap)
     counts = np.bincount(split.train_watches["video"], minlength=videos.size)[1:]
     latest = pipeline.latest_features(watches, users.size, max_history)["watch_history"]
     return {"train": train, "validation": split.validation, "test": split.test,

@@ -7,13 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from keras_yt import data as yt_data
-from keras_yt import pipeline
 from keras_yt.data import ExampleShards
 from keras_yt.data._prepared_folder import read_sequences
 from keras_yt.data.prepare import prepare_examples, prepare_sequences
-from keras_yt.evaluation import LeaveLastOut
 from tests.data.test_prepare import check_held_out_and_state, random_log, write_csv
+from tests.data.test_prepare import reference as prepare_reference
 
 WINDOW_FEATURES = ("watch_history", "example_age", "user", "watch_time", "sequence_length")
 
@@ -28,19 +26,7 @@ def window_set(w):
 
 
 def reference(path, max_history, max_windows=None):
-    """What `keras-yt train --log` builds in memory for an attention preset (keras_yt/cli.py):
-    held-out watches read every earlier watch, windows of the watches not held out."""
-    raw = yt_data.read_raw_watch_log(path)
-    watches, videos, users = pipeline.index_watch_log(raw)
-    split = LeaveLastOut(watches, max_history=max_history, num_items=videos.size,
-                         same_time_history=True)
-    train = yt_data.sequence_examples(split.fit_watches, max_history=max_history,
-                                      max_windows_per_user=max_windows)
-    counts = np.bincount(split.train_watches["video"], minlength=videos.size)[1:]
-    latest = pipeline.latest_features(watches, users.size, max_history)["watch_history"]
-    return {"train": train, "validation": split.validation, "test": split.test,
-            "videos": videos, "users": users, "counts": counts, "latest": latest,
-            "watches": watches}
+    return prepare_reference(path, max_history, max_windows, sequences=True)
 
 
 def streamed_windows(shards):
