@@ -18,6 +18,9 @@ a softmax over all videos), each configuration in its own subprocess so that its
   (all-position training: every position of a batch of `seq_batch` sequences of `seq_length`
   watches is a next-watch example, the sampled negatives are shared by all positions), same
   optimizer; its rate is compared with `ours` in next-watch examples trained per second.
+* `sequential_head`: the same with the head of the shipped `movielens_sequential` preset: the
+  user vector is the encoder's state (no ReLU tower, no output bias), measured on MovieLens to
+  train as well as with the tower (docs/sequential.md).
 * `ours_jax` (`--backend jax`): `ours` with `KERAS_BACKEND=jax`: the same `model.fit`, whose
   JAX train step takes the gradients of the tables row by row (`keras_yt.backend.jax.train_step`)
   and updates only those rows.
@@ -61,7 +64,8 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMPLS = ("ours", "ours_adagrad", "tf_peer", "full_softmax", "sequential")
+IMPLS = ("ours", "ours_adagrad", "tf_peer", "full_softmax", "sequential", "sequential_head")
+SEQUENTIAL_IMPLS = ("sequential", "sequential_head")
 JAX_IMPLS = ("ours_jax", "jax_row_sparse")
 
 TARGETS = {  # issue 22 (step and memory against the TF peer, JAX against TensorFlow)
@@ -71,7 +75,10 @@ TARGETS = {  # issue 22 (step and memory against the TF peer, JAX against Tensor
     "full_vs_sampled_per_example_at_largest_n": (">=", 50.0),
     "ours_peak_rss_gib_at_largest_n": ("<=", 8.0),
     "jax_vs_tf_at_largest_n": ("<=", 1.25),
-    "sequential_vs_ours_examples_per_s_at_largest_n": (">=", 1.0),
+    "sequential_vs_ours_examples_per_s_at_largest_n": (">=", 1.0),  # issue 20, item 6
+    "sequential_vs_ours_examples_per_s_at_smallest_n": (">=", 1.0),
+    "sequential_head_vs_ours_examples_per_s_at_largest_n": (">=", 1.0),
+    "sequential_head_vs_ours_examples_per_s_at_smallest_n": (">=", 1.0),
 }
 
 
@@ -101,7 +108,7 @@ def _batches(cfg: dict):
     k = 4  # distinct batches, cycled
     n, b, length = cfg["num_videos"], cfg["batch"], cfg["history"]
     history = _draw_ids(rng, n, (k, b, length), cfg["ids"])
-    if cfg["impl"] == "sequential":  # one label and one age per position: the next watch
+    if cfg["impl"] in SEQUENTIAL_IMPLS:  # one label and one age per position: the next watch
         age = (rng.random((k, b, length)) * 60.0).astype("float32")
         labels = np.concatenate([history[:, :, 1:], _draw_ids(rng, n, (k, b, 1), cfg["ids"])],
                                 axis=2)
@@ -113,11 +120,16 @@ def _batches(cfg: dict):
 
 def _examples_per_step(cfg: dict) -> int:
     """Next-watch examples trained per step (every position of a sequence is one)."""
-    return cfg["batch"] * (cfg["history"] if cfg["impl"] == "sequential" else 1)
+    return cfg["batch"] * (cfg["history"] if cfg["impl"] in SEQUENTIAL_IMPLS else 1)
 
 
 def _model(cfg: dict, cls):
     """The benchmarked candidate generator (or a subclass) for one configuration."""
+    options = {}
+    if cfg["impl"] in SEQUENTIAL_IMPLS:
+        options["history_encoder"] = "attention"
+    if cfg["impl"] == "sequential_head":  # movielens_sequential's head: u = the encoder state
+        options.update(hidden_units=(), output_bias=False)
     return cls(
         num_videos=cfg["num_videos"],
         video_embedding_dim=cfg["dim"],
@@ -125,7 +137,7 @@ def _model(cfg: dict, cls):
         hidden_units=tuple(cfg["hidden"]),
         num_sampled=cfg["num_sampled"],
         seed=0,
-        **({"history_encoder": "attention"} if cfg["impl"] == "sequential" else {}),
+        **options,
     )
 
 
@@ -319,11 +331,11 @@ def _configs(args) -> list[dict]:
     configs = []
     for impl in impls:
         impl_sizes = full_sizes if impl == "full_softmax" else sizes
-        if impl == "sequential" and args.full and not args.num_videos:
+        if impl in SEQUENTIAL_IMPLS and args.full and not args.num_videos:
             impl_sizes = [10_000, 1_000_000]  # the 1M run is heavy: once
         for n in impl_sizes:
             cfg = dict(base, impl=impl, num_videos=n)
-            if impl == "sequential":
+            if impl in SEQUENTIAL_IMPLS:
                 cfg["batch"] = args.seq_batch or (16 if args.full else 8)
                 cfg["history"] = 200 if args.full else 50
             if impl == "full_softmax":
@@ -383,6 +395,7 @@ def _ratios(rows: dict) -> dict:
     """Ratios behind the targets, at the largest and smallest N measured."""
     ours = {n: r for (impl, n), r in rows.items() if impl == "ours" and "step_ms" in r}
     sequential = {n: r for (impl, n), r in rows.items() if impl == "sequential" and "step_ms" in r}
+    head = {n: r for (impl, n), r in rows.items() if impl == "sequential_head" and "step_ms" in r}
     peer = {n: r for (impl, n), r in rows.items() if impl == "tf_peer" and "step_ms" in r}
     full = {n: r for (impl, n), r in rows.items() if impl == "full_softmax" and "step_ms" in r}
     out = {}
@@ -403,10 +416,13 @@ def _ratios(rows: dict) -> dict:
         # Lower bound that does not scale the full softmax's (smaller) batch up.
         out["full_vs_sampled_per_step_at_largest_n"] = full[big]["step_ms"] / ours[big]["step_ms"]
     out["ours_peak_rss_gib_at_largest_n"] = ours[big]["peak_rss_gib"]
-    if big in sequential:
-        out["sequential_vs_ours_examples_per_s_at_largest_n"] = (
-            sequential[big]["examples_per_s"] / ours[big]["examples_per_s"])
-        out["sequential_peak_rss_gib_at_largest_n"] = sequential[big]["peak_rss_gib"]
+    for name, rates in (("sequential", sequential), ("sequential_head", head)):
+        for where, n in (("largest", big), ("smallest", small)):
+            if n in rates:
+                out[f"{name}_vs_ours_examples_per_s_at_{where}_n"] = (
+                    rates[n]["examples_per_s"] / ours[n]["examples_per_s"])
+        if big in rates:
+            out[f"{name}_peak_rss_gib_at_largest_n"] = rates[big]["peak_rss_gib"]
     jax_best = {}
     for (impl, n), r in rows.items():
         if impl in JAX_IMPLS and "step_ms" in r:
@@ -452,7 +468,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ids", choices=("zipf", "uniform"), default="zipf")
     p.add_argument("--full-softmax-batch-1m", type=int, default=256)
     p.add_argument("--seq-batch", type=int,
-                   help="sequences per step of `sequential` (default: 16 full, 8 smoke)")
+                   help="sequences per step of `sequential` and `sequential_head` (default: "
+                        "16 full, 8 smoke)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
     p.add_argument("--separate-processes", action="store_true",
                    help="one subprocess per configuration also without --full")

@@ -229,16 +229,20 @@ def write_sequences(reader, stage: str, rows_per_shard: int) -> int:
     return writer.total
 
 
-def windows_to_numpy(table, max_history: int) -> dict:
-    """Sequence windows (a pyarrow table of `sequence_schema`) as `keras_yt.data.sequence_examples`
-    returns them: left-padded `(n, max_history)` arrays, newest last."""
-    out = {"user": np.asarray(table.column("user").to_numpy(), np.int64),
-           "sequence_length": np.asarray(table.column("sequence_length").to_numpy(), np.int32)}
+def windows_to_numpy(table, max_history: int, columns=None) -> dict:
+    """Sequence windows (a pyarrow table of `sequence_schema`, or some of its `columns`) as
+    `keras_yt.data.sequence_examples` returns them: left-padded `(n, max_history)` arrays, newest
+    last."""
+    out = {}
+    for name, dtype in (("user", np.int64), ("sequence_length", np.int32)):
+        if columns is None or name in columns:
+            out[name] = np.asarray(table.column(name).to_numpy(), dtype)
     for name, dtype in (("watch_history", np.int64), ("label", np.int64),
                         ("timestamp", np.float64), ("watch_time", np.float32),
                         ("example_age", np.float32)):
-        out[name] = (pad_histories(table.column(name), max_history) if dtype == np.int64
-                     else _pad_float(table.column(name), max_history, dtype))
+        if columns is None or name in columns:
+            out[name] = (pad_histories(table.column(name), max_history) if dtype == np.int64
+                         else _pad_float(table.column(name), max_history, dtype))
     return out
 
 

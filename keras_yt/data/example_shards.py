@@ -15,7 +15,7 @@ from keras_yt.data.vocabulary import Vocabulary
 
 DEFAULT_SHUFFLE_BUFFER = 1 << 17
 DEFAULT_SEQUENCE_SHUFFLE_BUFFER = 1 << 12  # windows of up to max_history positions each
-_SLICE_ROWS = 4096
+_SLICE_IDS = 1 << 18  # rows are read in slices of about this many history ids (1 MiB)
 _FEATURES = ("watch_history", "example_age")
 
 
@@ -149,13 +149,25 @@ class ExampleShards:
         """Rows shuffled together by default: 131,072 examples, or 4,096 sequence windows."""
         return DEFAULT_SEQUENCE_SHUFFLE_BUFFER if self.sequences else DEFAULT_SHUFFLE_BUFFER
 
-    def _block(self, table) -> dict:
-        """A row group as padded numpy columns (examples, or windows)."""
-        if self.sequences:
-            block = prepared_folder.windows_to_numpy(table, self.max_history)
-            block["watch_history"] = block["watch_history"].astype(np.int32)
-            return block
-        return _to_numpy(table, self.max_history)
+    def _slices(self, parquet, group: int, features: tuple[str, ...]) -> Iterator[dict]:
+        """Row group `group` of a `pyarrow.parquet.ParquetFile`, read a slice of rows at a time
+        (a row group of windows can hold gigabytes once padded), as padded numpy columns:
+        `features` and `label`."""
+        import pyarrow as pa
+
+        # An example's history_length comes from its history; a window's is a column.
+        columns = sorted({"label", *("watch_history" if f == "history_length" else f
+                                     for f in features)})
+        rows = max(64, _SLICE_IDS // self.max_history)
+        for batch in parquet.iter_batches(batch_size=rows, row_groups=[group], columns=columns,
+                                          use_threads=False):
+            table = pa.Table.from_batches([batch])
+            if self.sequences:
+                block = prepared_folder.windows_to_numpy(table, self.max_history, columns)
+                block["watch_history"] = block["watch_history"].astype(np.int32)
+            else:
+                block = _to_numpy(table, self.max_history, columns)
+            yield {name: block[name] for name in (*features, "label")}
 
     def _row_groups(self, shard: tuple[int, int]) -> list[tuple[str, int]]:
         import pyarrow.parquet as pq
@@ -204,15 +216,15 @@ class ExampleShards:
             held = 0
             for i in rng.permutation(len(groups)):
                 path, group = groups[i]
-                table = pq.ParquetFile(path).read_row_group(group)
-                buffer.append(self._block(table))
-                held += table.num_rows
-                if held >= shuffle_buffer + batch_size:
-                    block = _shuffled(buffer, rng)
-                    keep = (held - shuffle_buffer) // batch_size * batch_size
-                    yield from _emit(block, keep, batch_size, features)
-                    buffer = [{k: v[keep:] for k, v in block.items()}]
-                    held -= keep
+                for part in self._slices(pq.ParquetFile(path), group, features):
+                    buffer.append(part)
+                    held += len(part["label"])
+                    if held >= shuffle_buffer + batch_size:
+                        block = _shuffled(buffer, rng)
+                        keep = (held - shuffle_buffer) // batch_size * batch_size
+                        yield from _emit(block, keep, batch_size, features)
+                        buffer = [{k: v[keep:] for k, v in block.items()}]
+                        held -= keep
             if drop_remainder:
                 held = held // batch_size * batch_size
             if held:
@@ -278,19 +290,16 @@ class ExampleShards:
         width = (H,) if self.sequences else ()
         signature = {name: _spec(tf, name, H, self.sequences) for name in features}
         label_spec = tf.TensorSpec((None, *width), tf.int64)
-        block_of = self._block
+        slices = self._slices
 
         def read(path):
             import pyarrow.parquet as pq
 
             parquet = pq.ParquetFile(path.decode() if isinstance(path, bytes) else path)
             for group in range(parquet.num_row_groups):
-                block = block_of(parquet.read_row_group(group))
                 # Small elements: the interleaved readers' buffers stay small.
-                for start in range(0, len(block["label"]), _SLICE_ROWS):
-                    part = slice(start, start + _SLICE_ROWS)
-                    yield ({name: block[name][part] for name in features},
-                           block["label"][part])
+                for part in slices(parquet, group, features):
+                    yield {name: part[name] for name in features}, part["label"]
 
         def shard_dataset(path):
             return tf.data.Dataset.from_generator(read, args=(path,),
@@ -321,19 +330,22 @@ def _spec(tf, name: str, H: int, sequences: bool):
     return tf.TensorSpec((None, H) if per_position else (None,), dtype)
 
 
-def _to_numpy(table, max_history: int) -> dict:
-    history = table.column("watch_history")
-    padded = prepared_folder.pad_histories(history, max_history)
-    lengths = (padded > 0).sum(axis=1).astype(np.int32)
-    return {
-        "watch_history": padded.astype(np.int32),
-        "history_length": lengths,
-        "label": np.asarray(table.column("label").to_numpy(), np.int64),
-        "user": np.asarray(table.column("user").to_numpy(), np.int64),
-        "example_age": np.asarray(table.column("example_age").to_numpy(), np.float32),
-        "timestamp": np.asarray(table.column("timestamp").to_numpy(), np.float64),
-        "watch_time": np.asarray(table.column("watch_time").to_numpy(), np.float32),
-    }
+_EXAMPLE_COLUMNS = {"label": np.int64, "user": np.int64, "example_age": np.float32,
+                    "timestamp": np.float64, "watch_time": np.float32}
+
+
+def _to_numpy(table, max_history: int, columns=None) -> dict:
+    """Examples as numpy: the padded `watch_history` (int32) and `history_length` when
+    `watch_history` is among `columns`, and the other `columns` (default: all)."""
+    out = {}
+    if columns is None or "watch_history" in columns:
+        padded = prepared_folder.pad_histories(table.column("watch_history"), max_history)
+        out["watch_history"] = padded.astype(np.int32)
+        out["history_length"] = (padded > 0).sum(axis=1).astype(np.int32)
+    for name, dtype in _EXAMPLE_COLUMNS.items():
+        if columns is None or name in columns:
+            out[name] = np.asarray(table.column(name).to_numpy(), dtype)
+    return out
 
 
 def _shuffled(parts: list[dict], rng) -> dict:
