@@ -197,3 +197,33 @@ def test_a_model_that_does_not_train_on_the_folder_is_refused(shards, windows):
         fit_candidate_generator_streaming(attention, shards, epochs=1)
     with pytest.raises(ValueError, match=r"unknown feature\(s\) \['history_length'\]"):
         next(windows.batches(4, ("watch_history", "history_length")))
+
+
+def test_row_groups_are_read_a_slice_at_a_time(shards, windows, monkeypatch):
+    """A row group of windows padded to 200 can hold gigabytes: the readers convert slices of
+    rows (here 64), and the stream is still every row once."""
+    from keras_yt.data import _prepared_folder
+    from keras_yt.data import example_shards as module
+
+    expected = all_examples(shards)
+    expected_windows = sorted(map(tuple, _prepared_folder.read_sequences(
+        windows.path, 8)["label"].tolist()))
+    converted = []
+
+    def recording(convert):
+        def wrapper(table, *args):
+            converted.append(table.num_rows)
+            return convert(table, *args)
+        return wrapper
+
+    monkeypatch.setattr(module, "_SLICE_IDS", 1)  # slices of 64 rows (the floor)
+    monkeypatch.setattr(module, "_to_numpy", recording(module._to_numpy))
+    monkeypatch.setattr(_prepared_folder, "windows_to_numpy",
+                        recording(_prepared_folder.windows_to_numpy))
+    assert all_examples(shards) == expected
+    assert max(converted) == 64 and sum(converted) == shards.num_examples
+    converted.clear()
+    labels = np.concatenate([y for _, y in windows.batches(16, ("watch_history",),
+                                                            repeat=False)])
+    assert sorted(map(tuple, labels.tolist())) == expected_windows
+    assert max(converted) <= 64 and sum(converted) == windows.num_examples
