@@ -19,6 +19,7 @@ from keras_yt.data.vocabulary import Vocabulary
 
 BATCH_ROWS = 1 << 16
 ROW_GROUP_ROWS = 1 << 16
+WINDOW_GROUP_ROWS = 1 << 13  # sequence windows hold up to max_history ids per column each
 TRAIN_DIR = "train"
 ROLE_TRAIN, ROLE_VALIDATION, ROLE_TEST, ROLE_NONE = 0, 1, 2, 3
 
@@ -78,8 +79,10 @@ def pad_histories(histories, max_history: int) -> np.ndarray:
 class _ShardWriter:
     """Parquet shards of at most `rows_per_shard` rows, `part-00000.parquet`, ..."""
 
-    def __init__(self, folder: str, schema, rows_per_shard: int):
+    def __init__(self, folder: str, schema, rows_per_shard: int,
+                 row_group_rows: int = ROW_GROUP_ROWS):
         self.folder, self.schema, self.limit = folder, schema, rows_per_shard
+        self.row_group_rows = row_group_rows
         os.makedirs(folder, exist_ok=True)
         self.writer, self.rows, self.shards, self.total = None, 0, 0, 0
 
@@ -95,7 +98,7 @@ class _ShardWriter:
                                                compression="zstd")
                 self.shards += 1
             take = min(table.num_rows - start, self.limit - self.rows)
-            self.writer.write_table(table.slice(start, take), row_group_size=ROW_GROUP_ROWS)
+            self.writer.write_table(table.slice(start, take), row_group_size=self.row_group_rows)
             self.rows += take
             self.total += take
             start += take
@@ -217,7 +220,8 @@ def write_sequences(reader, stage: str, rows_per_shard: int) -> int:
     import pyarrow as pa
 
     schema = sequence_schema()
-    writer = _ShardWriter(os.path.join(stage, TRAIN_DIR), schema, rows_per_shard)
+    writer = _ShardWriter(os.path.join(stage, TRAIN_DIR), schema, rows_per_shard,
+                          WINDOW_GROUP_ROWS)
     try:
         for batch in reader:
             if batch.num_rows:

@@ -203,7 +203,6 @@ class ExampleShards:
             drop_remainder: leave out each epoch's last, smaller batch (for inputs split evenly
                 over devices); an epoch then has `num_examples // batch_size` batches.
         """
-        import pyarrow.parquet as pq
 
         features = self._check_features(features)
         if shuffle_buffer is None:
@@ -216,7 +215,7 @@ class ExampleShards:
             held = 0
             for i in rng.permutation(len(groups)):
                 path, group = groups[i]
-                for part in self._slices(pq.ParquetFile(path), group, features):
+                for part in self._slices(_open(path), group, features):
                     buffer.append(part)
                     held += len(part["label"])
                     if held >= shuffle_buffer + batch_size:
@@ -293,9 +292,8 @@ class ExampleShards:
         slices = self._slices
 
         def read(path):
-            import pyarrow.parquet as pq
 
-            parquet = pq.ParquetFile(path.decode() if isinstance(path, bytes) else path)
+            parquet = _open(path.decode() if isinstance(path, bytes) else path)
             for group in range(parquet.num_row_groups):
                 # Small elements: the interleaved readers' buffers stay small.
                 for part in slices(parquet, group, features):
@@ -328,6 +326,15 @@ def _spec(tf, name: str, H: int, sequences: bool):
         "example_age", "watch_time", "timestamp"))
     dtype = "int32" if name == _LENGTHS[sequences] else _DTYPES[name]
     return tf.TensorSpec((None, H) if per_position else (None,), dtype)
+
+
+def _open(path: str):
+    """A training shard for streaming: column chunks read through a 1 MiB buffer instead of
+    whole (a row group's chunk of padded-to-be windows can be tens of MB, and tf.data reads
+    several shards at once)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path, buffer_size=1 << 20)
 
 
 _EXAMPLE_COLUMNS = {"label": np.int64, "user": np.int64, "example_age": np.float32,
