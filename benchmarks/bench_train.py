@@ -125,7 +125,7 @@ def _examples_per_step(cfg: dict) -> int:
 
 def _model(cfg: dict, cls):
     """The benchmarked candidate generator (or a subclass) for one configuration."""
-    options = {}
+    options = {"hidden_units": tuple(cfg["hidden"])}
     if cfg["impl"] in SEQUENTIAL_IMPLS:
         options["history_encoder"] = "attention"
     if cfg["impl"] == "sequential_head":  # movielens_sequential's head: u = the encoder state
@@ -134,7 +134,6 @@ def _model(cfg: dict, cls):
         num_videos=cfg["num_videos"],
         video_embedding_dim=cfg["dim"],
         max_history=cfg["history"],
-        hidden_units=tuple(cfg["hidden"]),
         num_sampled=cfg["num_sampled"],
         seed=0,
         **options,
