@@ -203,7 +203,6 @@ class ExampleShards:
             drop_remainder: leave out each epoch's last, smaller batch (for inputs split evenly
                 over devices); an epoch then has `num_examples // batch_size` batches.
         """
-
         features = self._check_features(features)
         if shuffle_buffer is None:
             shuffle_buffer = self.default_shuffle_buffer
