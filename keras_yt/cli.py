@@ -402,24 +402,13 @@ def _train(args) -> None:
     if args.examples is not None and args.init_from is not None:
         raise ValueError("--init-from warm-starts on a watch log (--log), not on --examples")
     if args.preset is None and args.init_from is None:  # --init-from: the old run's model
+        from keras_yt.data.prepare import SEQUENCES, prepared_content
+
+        # A bad --examples folder trains nothing: ExampleShards names what is wrong with it.
         args.preset = (EXAMPLES_PRESET if args.examples is not None
-                       and not _holds_sequences(args.examples) else DEFAULT_PRESET)
+                       and prepared_content(args.examples) != SEQUENCES else DEFAULT_PRESET)
     with RunFolder.lock(args.out):  # a second train into the same --out fails at once
         _train_locked(args)
-
-
-def _holds_sequences(folder: str) -> bool:
-    """Whether a prepared folder holds sequence windows (a bad folder: False; reading it fails
-    with the reason)."""
-    import json
-
-    from keras_yt.data.prepare import MANIFEST, SEQUENCES
-
-    try:
-        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
-            return json.load(f).get("content") == SEQUENCES
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _train_locked(args) -> None:

@@ -257,28 +257,25 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     the training files are `keras_yt.data.sequence_examples`' windows of the watches that are
     not held out (`cap`: the most recent windows per user)."""
     H = int(max_history)
-    # The position of the first earlier watch a label may read: its run of equal timestamps'
-    # first (rollback), or any earlier one (sequences).
-    first = "pos" if sequences else "r"
     n_rows = _positions(con)
     _mark("number ids and order watches")
-    con.execute("""
-        CREATE TABLE p1 AS
-        SELECT *, max(CASE WHEN ts_prev IS NULL OR ts_prev <> ts THEN pos END)
-                  OVER (PARTITION BY "user" ORDER BY pos ROWS UNBOUNDED PRECEDING) AS r
-        FROM p0
-    """)
+    # r: the position of the first watch of a label's run of equal timestamps (its history ends
+    # before it: the rollback), or the label's own (sequences: every earlier watch is history),
+    # as `keras_yt.data.leave_last_out_split` computes it in memory.
+    run_start = "pos" if sequences else """max(CASE WHEN ts_prev IS NULL OR ts_prev <> ts
+                   THEN pos END) OVER (PARTITION BY "user" ORDER BY pos ROWS UNBOUNDED PRECEDING)"""
+    con.execute(f"CREATE TABLE p1 AS SELECT *, {run_start} AS r FROM p0")
     con.execute("DROP TABLE p0")
     # role: 0 training example, 1 validation (last-but-one), 2 test (last), 3 no example.
     con.execute("""
         CREATE TABLE p2 AS
         SELECT "user", video, ts, wt, pos, n, r,
-               CASE WHEN pos = n - 1 AND {first} >= 1 THEN 2
-                    WHEN pos = n - 1 - held AND {first} >= 1 THEN 1
-                    WHEN {first} >= 1 THEN 0 ELSE 3 END AS role
-        FROM (SELECT *, max(CASE WHEN pos = n - 1 AND {first} >= 1 THEN 1 ELSE 0 END)
+               CASE WHEN pos = n - 1 AND r >= 1 THEN 2
+                    WHEN pos = n - 1 - held AND r >= 1 THEN 1
+                    WHEN r >= 1 THEN 0 ELSE 3 END AS role
+        FROM (SELECT *, max(CASE WHEN pos = n - 1 AND r >= 1 THEN 1 ELSE 0 END)
                         OVER (PARTITION BY "user") AS held FROM p1)
-    """.format(first=first))
+    """)
     con.execute("DROP TABLE p1")
     if cap is not None and not sequences:
         con.execute(f"""
@@ -309,15 +306,13 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     age = "((CASE role WHEN 2 THEN {2} WHEN 1 THEN {1} ELSE {0} END) - ts) / 86400.0"
     age = age.format(*(repr(float(v if v is not None else 0.0)) for v in
                        (reference[0], reference[1], reference[2])))
-    # A rollback history: the H watches before the label's run of equal timestamps; a sequence
-    # model's held-out watch reads the H watches before it (only those rows are kept).
-    frame = (f"{H} PRECEDING AND 1 PRECEDING" if sequences
-             else f"(pos - r + {H}) PRECEDING AND (pos - r + 1) PRECEDING")
+    # A history: the H watches before r (for sequences only the held-out rows are kept).
     query = f"""
         SELECT role, "user", video AS label, ts AS "timestamp",
                wt AS watch_time, ({age})::FLOAT AS example_age,
                coalesce(list(video) OVER (PARTITION BY "user" ORDER BY pos
-                        ROWS BETWEEN {frame}), []::INTEGER[]) AS watch_history
+                        ROWS BETWEEN (pos - r + {H}) PRECEDING AND (pos - r + 1) PRECEDING),
+                        []::INTEGER[]) AS watch_history
         FROM p2 WHERE "user" > {{low}} AND "user" <= {{high}} {{rows}}
         QUALIFY {"role IN (1, 2)" if sequences else "role <> 3"}
     """

@@ -166,15 +166,24 @@ def _check_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def is_prepared(path: str | os.PathLike) -> bool:
-    """Whether `path` is a folder written by `prepare_examples`."""
+def prepared_content(path: str | os.PathLike) -> str | None:
+    """What the training files of a prepared folder hold (`EXAMPLES` or `SEQUENCES`), or `None`
+    if `path` is not a folder written by `prepare_examples` / `prepare_sequences`."""
     manifest = Path(path) / MANIFEST
     if not manifest.is_file():
-        return False
+        return None
     try:
-        return json.loads(manifest.read_text()).get("kind") == FORMAT_KIND
+        manifest = json.loads(manifest.read_text())
     except (OSError, ValueError):
-        return False
+        return None
+    if not isinstance(manifest, dict) or manifest.get("kind") != FORMAT_KIND:
+        return None
+    return manifest.get("content", EXAMPLES)
+
+
+def is_prepared(path: str | os.PathLike) -> bool:
+    """Whether `path` is a folder written by `prepare_examples` or `prepare_sequences`."""
+    return prepared_content(path) is not None
 
 
 def check_target(path: str | os.PathLike) -> Path:

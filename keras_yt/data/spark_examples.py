@@ -219,32 +219,38 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
           .withColumn("n", F.count(F.lit(1)).over(whole))
           .withColumn("ts_prev", F.lag("ts").over(by_pos)))
     running = by_pos.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    p = p.withColumn("r", F.max(F.when(F.col("ts_prev").isNull() | (F.col("ts_prev") != F.col(
-        "ts")), F.col("pos"))).over(running))
-    # A label needs an earlier watch it may read: one before its run of equal timestamps
-    # (rollback), or any (sequences).
-    first = F.col("pos") if sequences else F.col("r")
-    held = F.max(F.when((F.col("pos") == F.col("n") - 1) & (first >= 1), 1).otherwise(0)
+    # r: where a label's history ends (before its run of equal timestamps, or, for sequences,
+    # before the label itself), as `keras_yt.data.duckdb_examples._job`.
+    p = p.withColumn("r", F.col("pos") if sequences else F.max(F.when(
+        F.col("ts_prev").isNull() | (F.col("ts_prev") != F.col("ts")), F.col("pos"))).over(running))
+    held = F.max(F.when((F.col("pos") == F.col("n") - 1) & (F.col("r") >= 1), 1).otherwise(0)
                  ).over(whole)
     p = p.withColumn("held", held).withColumn(
-        "role", F.when((F.col("pos") == F.col("n") - 1) & (first >= 1), 2)
-        .when((F.col("pos") == F.col("n") - 1 - F.col("held")) & (first >= 1), 1)
-        .when(first >= 1, 0).otherwise(3))
+        "role", F.when((F.col("pos") == F.col("n") - 1) & (F.col("r") >= 1), 2)
+        .when((F.col("pos") == F.col("n") - 1 - F.col("held")) & (F.col("r") >= 1), 1)
+        .when(F.col("r") >= 1, 0).otherwise(3))
     if cap is not None and not sequences:
         k = F.row_number().over(Window.partitionBy("user", F.col("role") == 0)
                                 .orderBy(F.col("pos").desc()))
         p = p.withColumn("k", k).withColumn(
             "role", F.when((F.col("role") == 0) & (F.col("k") > cap), 3)
             .otherwise(F.col("role")))
-    # The H watches before each row; a rollback history is that of the first row of its run of
-    # equal timestamps (only strictly earlier watches), a sequence model's all of them.
     window_h = by_pos.rowsBetween(-H, -1)
-    p = p.withColumn("h_all", F.collect_list("video").over(window_h))
-    p = p.withColumn("watch_history", F.col("h_all") if sequences else F.last(
-        F.when(F.col("pos") == F.col("r"), F.col("h_all")), ignorenulls=True).over(running))
-    # Serving: each user's last H watches, all of them (same-second ones too).
-    p = p.withColumn("h_all", F.when(F.col("pos") == F.col("n") - 1, F.col("h_all")))
-    p = p.persist()
+
+    def with_histories(frame):
+        # The H watches before each row; a row's history is that of row r (the first of its run
+        # of equal timestamps for the rollback, itself for sequences).
+        frame = frame.withColumn("h_all", F.collect_list("video").over(window_h))
+        frame = frame.withColumn("watch_history", F.last(F.when(
+            F.col("pos") == F.col("r"), F.col("h_all")), ignorenulls=True).over(running))
+        # Serving: each user's last H watches, all of them (same-second ones too).
+        return frame.withColumn("h_all", F.when(F.col("pos") == F.col("n") - 1, F.col("h_all")))
+
+    if sequences:  # histories only for the held-out and serving rows: each user's last H + 2
+        p = p.persist()
+        rows = with_histories(p.filter(F.col("pos") >= F.col("n") - 2 - H))
+    else:
+        p = rows = with_histories(p).persist()
     refs = p.agg(F.max("ts"), F.max(F.when(F.col("role") != 2, F.col("ts"))),
                  F.max(F.when(F.col("role").isin(0, 3), F.col("ts")))).collect()[0]
     reference = {2: refs[0], 1: refs[1], 0: refs[2]}
@@ -257,7 +263,7 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
     ref = {k: float(v if v is not None else 0.0) for k, v in reference.items()}
     age_ref = (F.when(F.col("role") == 2, F.lit(ref[2]))
                .when(F.col("role") == 1, F.lit(ref[1])).otherwise(F.lit(ref[0])))
-    examples = p.select(
+    examples = rows.select(
         "role", F.col("user").cast("long").alias("user"),
         F.col("video").cast("long").alias("label"), F.col("ts").alias("timestamp"),
         F.col("wt").cast("float").alias("watch_time"),
@@ -277,7 +283,7 @@ def _job(spark, F, w, kinds: dict, stage: str, H: int, cap: int | None,
         writer = part.write.mode("error").option("maxRecordsPerFile", rows_per_shard)
         writer.parquet(os.path.join(stage, name))
         sizes[name.split(".")[0]] = part.count()
-    last = p.filter(F.col("pos") == F.col("n") - 1)
+    last = rows.filter(F.col("pos") == F.col("n") - 1)
     tail = F.slice(F.concat(F.array_repeat(F.lit(0), H), F.col("h_all"),
                             F.array(F.col("video"))), -H, H)
     last.select(F.col("user").cast("long").alias("user"),

@@ -34,14 +34,16 @@ def main(argv: list[str] | None = None, spark=None) -> int:
         from pyspark.sql import SparkSession
 
         spark = SparkSession.builder.appName("keras_yt.prepare").getOrCreate()
-    options = {"engine": "spark", "spark": spark, "verbose": True}
-    if args.rows_per_shard is not None:
-        options["rows_per_shard"] = args.rows_per_shard
+    # Options left out take the defaults of prepare_examples / prepare_sequences.
+    options = {name: value for name, value in (("max_history", args.max_history),
+                                               ("rows_per_shard", args.rows_per_shard))
+               if value is not None}
+    options.update(engine="spark", spark=spark, verbose=True)
     if args.sequences:
-        prepare_sequences(args.log, args.out, max_history=args.max_history or 200, **options)
+        prepare_sequences(args.log, args.out, **options)
     else:
-        prepare_examples(args.log, args.out, max_history=args.max_history or 50,
-                         max_examples_per_user=args.max_examples_per_user, **options)
+        prepare_examples(args.log, args.out, max_examples_per_user=args.max_examples_per_user,
+                         **options)
     return 0
 
 
