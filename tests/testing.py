@@ -11,7 +11,8 @@ on the backend under test (CI runs the layer and model tests on TensorFlow and J
 4. a `.keras` save / load of a model using it gives the same outputs (to float32 round-off);
 5. under `mixed_float16` and `mixed_bfloat16` every variable stays float32, every float
    sublayer takes the policy (built with `dtype=self.dtype_policy`), float outputs are in the
-   compute dtype, and they are close to the float32 outputs of the same weights.
+   compute dtype, and they are close to the float32 outputs of the same weights; a model's own
+   `fit` and `evaluate` (its metrics included) run under the policy with finite results.
 
 A layer is trained inside a small `keras.Model` whose output is the layer's (the loss: mean
 squared distance to `train_targets`, zeros by default). A model (a `keras.Model` subclass) is
@@ -134,6 +135,17 @@ def _split_kwargs(call_kwargs: dict) -> tuple[dict, dict]:
     arrays = {k: v for k, v in call_kwargs.items() if _is_array(v)}
     static = {k: v for k, v in call_kwargs.items() if not _is_array(v)}
     return arrays, static
+
+
+def _assert_trains_and_evaluates(model: keras.Model, train_data: tuple, policy: str) -> None:
+    """A model's own `compile()`, `fit` and `evaluate` run under `policy`, all finite."""
+    model.compile()
+    model.build()
+    x, y = train_data
+    history = model.fit(x, y, batch_size=len(y), epochs=1, verbose=0)
+    results = model.evaluate(x, y, batch_size=len(y), verbose=0, return_dict=True)
+    for name, value in {**{k: v[0] for k, v in history.history.items()}, **results}.items():
+        assert np.isfinite(value), f"{policy}: {name} = {value} after fit / evaluate"
 
 
 def _float_outputs(output) -> list:
@@ -294,6 +306,8 @@ def run_layer_test(
             for tensor in _float_outputs(output):
                 assert keras.backend.standardize_dtype(tensor.dtype) == compute, (
                     f"{policy}: output dtype {tensor.dtype}, expected {compute}")
+            if is_model and train_data is not None and run_training_check:
+                _assert_trains_and_evaluates(new(dtype=policy), train_data, policy)
             mixed.set_weights(full.get_weights())
             output = _numpy(mixed(input_data, **call_kwargs))
             for actual, expected in zip(keras.tree.flatten(output),

@@ -529,8 +529,10 @@ class CandidateGenerator(StringFeaturesMixin, FeatureModelMixin, PresetMixin, ke
             return {"loss": self._loss_tracker.result()} if self._loss_tracker else {}
         if logits is None:
             logits = self.softmax.logits(y_pred)
+        # float32 whatever the compute dtype: TensorFlow's top-k metric kernels take no other.
+        logits = ops.cast(logits, "float32")
         is_padding = ops.expand_dims(ops.arange(self.num_videos) == 0, 0)
-        logits = ops.where(is_padding, ops.cast(-1e9, logits.dtype), logits)
+        logits = ops.where(is_padding, -1e9, logits)
         for metric in self._retrieval_metrics:
             metric.update_state(y, logits, sample_weight)
         return super().compute_metrics(x, y, logits, sample_weight)
