@@ -44,6 +44,17 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
     Other variables (the tower, the biases, tables of other layers) keep Adam's element-wise
     moments in float32.
 
+    Element-wise moments in bfloat16 (`table_moment_dtype="bfloat16"`): the same tables keep
+    both moments element by element, stored in bfloat16 (the rule runs in float32 on the
+    gathered rows, and the new rows are rounded to nearest). Two tables of optimizer state
+    then weigh what Adagrad's one float32 accumulator does. With `beta_2 = 0.999` a step moves
+    `v` by at most 0.1 % of it downwards, less than half a bfloat16 step, so a row's second
+    moment never decreases and grows only when `g²` exceeds about three times it: it follows
+    the largest gradients, as Adagrad's accumulator does. On the MovieLens quality benchmark
+    (3 seeds, `docs/performance.md`) this kept the quality of float32 moments. On JAX the
+    moments stay float32 (XLA:CPU scatters into a bfloat16 array by converting all of it).
+    `compact_table_moments=True` takes precedence.
+
     This is the default optimizer of `CandidateGenerator.compile()`. For dense gradients it
     applies the same rules to the whole variable (exactly `keras.optimizers.Adam` for variables
     without compact moments).
@@ -59,8 +70,10 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
         beta_2: decay of the second moment.
         epsilon: small constant for numerical stability.
         compact_table_moments: keep bfloat16 first moments and row-wise second moments for
-            the embedding tables of keras_yt's layers (default `False`: element-wise float32
-            moments for every variable, exactly lazy Adam).
+            the embedding tables of keras_yt's layers (default `False`: element-wise moments
+            for every variable, exactly lazy Adam).
+        table_moment_dtype: `"float32"` or `"bfloat16"`: the dtype of the element-wise moments
+            of the embedding tables of keras_yt's layers (float32 on JAX either way).
         **kwargs: the usual `keras.optimizers.Optimizer` arguments (`clipnorm`, `name`, ...);
             `amsgrad` is not supported.
 
@@ -80,6 +93,7 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         compact_table_moments: bool = False,
+        table_moment_dtype: str = "float32",
         name: str = "sparse_adam",
         **kwargs,
     ):
@@ -95,6 +109,11 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
             raise ValueError(
                 f"compact_table_moments must be True or False, got {compact_table_moments!r}"
             )
+        if table_moment_dtype not in TABLE_MOMENT_DTYPES:
+            raise ValueError(
+                f"table_moment_dtype must be one of {TABLE_MOMENT_DTYPES}, got "
+                f"{table_moment_dtype!r}"
+            )
         super().__init__(
             learning_rate=learning_rate,
             beta_1=beta_1,
@@ -105,6 +124,7 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
             **kwargs,
         )
         self.compact_table_moments = compact_table_moments
+        self.table_moment_dtype = table_moment_dtype
 
     def _is_compact(self, variable) -> bool:
         """Whether `variable`'s moments were built compact (checked by slot: in a TensorFlow
@@ -112,17 +132,25 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
         index = self._get_variable_index(variable)
         return index in getattr(self, "_compact_indices", ())
 
+    def _has_own_slots(self, variable) -> bool:
+        """Whether `variable`'s moments are not Keras' float32 copies of it (compact, or in
+        another dtype): Keras' own Adam step cannot update them."""
+        index = self._get_variable_index(variable)
+        return index in getattr(self, "_own_slot_indices", ())
+
     def build(self, var_list):
         if self.built:
             return
         keras.optimizers.Optimizer.build(self, var_list)
         self._momentums, self._velocities = [], []
-        self._compact_indices = set()
+        self._compact_indices, self._own_slot_indices = set(), set()
+        table_dtype = _table_moment_dtype(self.table_moment_dtype)
         for variable in var_list:
             if self._overwrite_variable_with_gradient(variable):
                 self._momentums.append(None)
                 self._velocities.append(None)
             elif self.compact_table_moments and is_embedding_table(variable):
+                self._own_slot_indices.add(len(self._momentums))
                 self._compact_indices.add(len(self._momentums))
                 self._momentums.append(
                     self._slot(variable, "momentum", variable.shape, _compact_momentum_dtype())
@@ -130,6 +158,10 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
                 self._velocities.append(
                     self._slot(variable, "velocity", (variable.shape[0], 1), variable.dtype)
                 )
+            elif is_embedding_table(variable) and table_dtype != variable.dtype:
+                self._own_slot_indices.add(len(self._momentums))
+                for slots, name in ((self._momentums, "momentum"), (self._velocities, "velocity")):
+                    slots.append(self._slot(variable, name, variable.shape, table_dtype))
             else:
                 self._momentums.append(self.add_variable_from_reference(variable, "momentum"))
                 self._velocities.append(self.add_variable_from_reference(variable, "velocity"))
@@ -169,12 +201,13 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
                 ops.square(g), axis=-1, keepdims=True
             )
             return [m, v], m * (alpha / (ops.sqrt(v) + self.epsilon))
+        m, v = ops.cast(m, g.dtype), ops.cast(v, g.dtype)  # bfloat16 slots: float32 rule
         m = self.beta_1 * m + (1 - self.beta_1) * g
         v = self.beta_2 * v + (1 - self.beta_2) * ops.square(g)
         return [m, v], alpha * m / (ops.sqrt(v) + self.epsilon)
 
     def _dense_update_step(self, gradient, variable, learning_rate):
-        if not self._is_compact(variable):
+        if not self._has_own_slots(variable):
             return super()._dense_update_step(gradient, variable, learning_rate)
         self._rule_update_dense(gradient, variable, learning_rate)
 
@@ -187,7 +220,20 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
         )
 
     def get_config(self):
-        return {**super().get_config(), "compact_table_moments": self.compact_table_moments}
+        return {
+            **super().get_config(),
+            "compact_table_moments": self.compact_table_moments,
+            "table_moment_dtype": self.table_moment_dtype,
+        }
+
+
+TABLE_MOMENT_DTYPES = ("float32", "bfloat16")
+
+
+def _table_moment_dtype(requested: str) -> str:
+    """The element-wise moments' dtype of a table on this backend (float32 on JAX, for the
+    reason of `_compact_momentum_dtype`)."""
+    return "float32" if keras.backend.backend() == "jax" else requested
 
 
 def _compact_momentum_dtype() -> str:

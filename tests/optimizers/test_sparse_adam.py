@@ -8,19 +8,22 @@ import tensorflow as tf
 from keras_yt.optimizers import SparseAdam
 
 
-def _lazy_adam_reference(initial, gradients, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
-    """numpy lazy Adam: only the rows with a (summed) gradient are updated at each step."""
-    theta = initial.astype(np.float64).copy()
+def _lazy_adam_reference(initial, gradients, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                         store=lambda moment: moment, dtype=np.float64):
+    """numpy lazy Adam: only the rows with a (summed) gradient are updated at each step; the
+    step uses the new moments, which are kept through `store` (e.g. a rounding to bfloat16)."""
+    theta = initial.astype(dtype).copy()
     m, v = np.zeros_like(theta), np.zeros_like(theta)
     for t, (indices, values) in enumerate(gradients, start=1):
         dense = np.zeros_like(theta)
         np.add.at(dense, indices, values)
         rows = np.unique(indices)
         g = dense[rows]
-        m[rows] = beta_1 * m[rows] + (1 - beta_1) * g
-        v[rows] = beta_2 * v[rows] + (1 - beta_2) * g**2
+        new_m = beta_1 * m[rows] + (1 - beta_1) * g
+        new_v = beta_2 * v[rows] + (1 - beta_2) * g**2
         alpha = lr * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
-        theta[rows] -= alpha * m[rows] / (np.sqrt(v[rows]) + epsilon)
+        theta[rows] -= alpha * new_m / (np.sqrt(new_v) + epsilon)
+        m[rows], v[rows] = store(new_m), store(new_v)
     return theta
 
 
@@ -43,6 +46,38 @@ def test_row_sparse_steps_equal_a_numpy_lazy_adam():
     untouched = np.setdiff1d(np.arange(50), np.concatenate(steps))
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable)[untouched],
                                   initial[untouched])
+
+
+@pytest.mark.tf_only
+def test_bfloat16_table_moments_equal_a_numpy_lazy_adam_rounding_them():
+    import ml_dtypes
+
+    from keras_yt._table_marks import mark_embedding_table
+
+    rng = np.random.default_rng(2)
+    initial = rng.normal(size=(50, 4)).astype("float32")
+    steps = [np.array([3, 7, 3, 49]), np.array([7, 11]), np.array([3, 3, 20]), np.array([7])]
+    gradients = [(idx, rng.normal(size=(len(idx), 4)).astype("float32")) for idx in steps]
+    table, plain = keras.Variable(initial), keras.Variable(initial)
+    mark_embedding_table(table)  # an embedding table of keras_yt's layers; `plain` is not one
+    optimizer = SparseAdam(0.05, table_moment_dtype="bfloat16")
+    for indices, values in gradients:
+        sparse = tf.IndexedSlices(values, indices.astype("int64"), dense_shape=(50, 4))
+        optimizer.apply([sparse, sparse], [table, plain])
+    assert [slot.dtype for slot in optimizer._momentums + optimizer._velocities] == [
+        "bfloat16", "float32", "bfloat16", "float32"]
+
+    def bfloat16(moment):
+        return moment.astype(ml_dtypes.bfloat16).astype(np.float32)
+
+    expected = _lazy_adam_reference(initial, gradients, 0.05, store=bfloat16, dtype=np.float32)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(table), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain),
+                               _lazy_adam_reference(initial, gradients, 0.05),
+                               rtol=1e-5, atol=1e-6)
+    # And the rounding matters: float32 moments would have given another table.
+    assert not np.allclose(expected, _lazy_adam_reference(initial, gradients, 0.05), rtol=1e-6,
+                           atol=1e-7)
 
 
 @pytest.mark.tf_only
@@ -142,3 +177,8 @@ def test_config_round_trip_and_validation():
         SparseAdam(beta_2=1.5)
     with pytest.raises(ValueError, match="amsgrad"):
         SparseAdam(amsgrad=True)
+    with pytest.raises(ValueError, match=r"table_moment_dtype must be one of .*got 'float16'"):
+        SparseAdam(table_moment_dtype="float16")
+    bfloat16 = SparseAdam(table_moment_dtype="bfloat16")
+    assert keras.optimizers.deserialize(
+        keras.optimizers.serialize(bfloat16)).table_moment_dtype == "bfloat16"
