@@ -398,6 +398,7 @@ def _summarise(runs: list[dict]) -> dict:
         "examples_per_s": _examples_per_step(cfg) / (step / 1000.0),
         "step_ms_per_repeat": medians,
         "peak_rss_gib": max(r["peak_rss_gib"] for r in ok),
+        "peak_rss_gib_per_repeat": [r["peak_rss_gib"] for r in ok],
         "row_wise_variables": ok[0]["row_wise_variables"],
         "config": cfg,
         "errors": [r["error"] for r in runs if "error" in r],

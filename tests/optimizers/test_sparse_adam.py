@@ -80,6 +80,18 @@ def test_bfloat16_table_moments_equal_a_numpy_lazy_adam_rounding_them():
                            atol=1e-7)
 
 
+def test_bfloat16_table_moments_are_float32_on_jax():
+    from keras_yt._table_marks import mark_embedding_table
+
+    table = keras.Variable(np.ones((10, 4), "float32"))
+    mark_embedding_table(table)
+    optimizer = SparseAdam(0.05, table_moment_dtype="bfloat16")
+    optimizer.build([table])
+    # XLA:CPU scatters into a bfloat16 array by converting all of it: float32 slots on JAX.
+    expected = "float32" if keras.backend.backend() == "jax" else "bfloat16"
+    assert [optimizer._momentums[0].dtype, optimizer._velocities[0].dtype] == [expected] * 2
+
+
 @pytest.mark.tf_only
 def test_rows_touched_every_step_get_keras_adams_update():
     rng = np.random.default_rng(1)
