@@ -234,7 +234,25 @@ class FeatureModelMixin:
             # first, so that no later callback (e.g. a checkpoint) sees the broken weights
             callbacks.insert(0, StopOnNonFiniteLoss())
         kwargs["callbacks"] = callbacks
+        self._build_before_tracing()
         return super().fit(x, y, *args, **kwargs)
+
+    def _build_before_tracing(self) -> None:
+        """Builds the model and its optimizer now, not inside the first traced train step.
+
+        Without a `tf.distribute` strategy, Keras' TensorFlow trainer builds both while it
+        traces the train function, where the new variables' initial values stay allocated
+        longer: at 1M x 256 the peak RSS of `fit` was 5.61 GiB instead of 5.01 GiB (measured
+        with the system allocator; up to 0.85 GiB more with TensorFlow's pool allocator).
+        Under a strategy (whose scope Keras builds in) and on JAX (which builds eagerly)
+        nothing changes.
+        """
+        if keras.backend.backend() != "tensorflow" or self._distribute_strategy is not None:
+            return
+        self.build()
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.trainable_variables)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_inputs(x, y, kwargs.get("sample_weight"))
@@ -277,6 +295,7 @@ class FeatureModelMixin:
         self._check_inputs(x, y, sample_weight)
         if isinstance(x, dict):
             x, y, sample_weight, _ = _pad_inputs(x, y, sample_weight)
+        self._build_before_tracing()
         logs = super().train_on_batch(x, y, sample_weight, *args, **kwargs)
         loss = logs.get("loss") if isinstance(logs, dict) else np.ravel(logs)[0]
         if loss is not None and not math.isfinite(float(loss)):

@@ -521,3 +521,26 @@ def test_direct_calls_check_numpy_features_like_predict(bad):
     features["watch_history"][1, 0] = bad
     with pytest.raises(ValueError, match=r"feature 'watch_history' must hold"):
         model(features)
+
+
+@pytest.mark.tf_only
+def test_fit_builds_the_model_and_optimizer_before_tracing_the_train_step():
+    # Keras' TensorFlow trainer would build both inside the first trace of the train function,
+    # where the new variables' initial values stay allocated longer (docs/performance.md).
+    for train in ("fit", "train_on_batch"):
+        model = make_model()
+        model.compile()
+        seen = []
+        make_train_function = model.make_train_function
+
+        def recording(*args, model=model, make=make_train_function, **kwargs):
+            seen.append((model.built, model.optimizer.built))
+            return make(*args, **kwargs)
+
+        model.make_train_function = recording
+        x, y = make_features(16), np.arange(1, 17)
+        if train == "fit":
+            model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        else:
+            model.train_on_batch(x, y)
+        assert seen and seen[0] == (True, True), (train, seen)
