@@ -194,3 +194,25 @@ def test_config_round_trip_and_validation():
     bfloat16 = SparseAdam(table_moment_dtype="bfloat16")
     assert keras.optimizers.deserialize(
         keras.optimizers.serialize(bfloat16)).table_moment_dtype == "bfloat16"
+
+
+@pytest.mark.tf_only
+def test_bfloat16_table_moments_survive_a_keras_save_and_load(tmp_path):
+    from keras_yt.models import CandidateGenerator
+
+    model = CandidateGenerator(num_videos=997, video_embedding_dim=8, max_history=4,
+                               hidden_units=(16, 8), num_sampled=16, seed=0)
+    model.compile(optimizer=SparseAdam(0.01, table_moment_dtype="bfloat16"))
+    rng = np.random.default_rng(0)
+    x = {"watch_history": rng.integers(1, 997, (8, 4)).astype("int32"),
+         "example_age": np.zeros(8, "float32")}
+    model.fit(x, rng.integers(1, 997, 8), verbose=0)
+    model.save(tmp_path / "model.keras")
+    restored = keras.saving.load_model(tmp_path / "model.keras")
+    assert restored.optimizer.table_moment_dtype == "bfloat16"
+    saved, loaded = model.optimizer.variables, restored.optimizer.variables
+    assert [v.dtype for v in loaded] == [v.dtype for v in saved]
+    assert "bfloat16" in [v.dtype for v in loaded]
+    for before, after in zip(saved, loaded, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(after).astype("float32"),
+                                      keras.ops.convert_to_numpy(before).astype("float32"))
