@@ -50,9 +50,10 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
     then weigh what Adagrad's one float32 accumulator does. With `beta_2 = 0.999` a step moves
     `v` by at most 0.1 % of it downwards, less than half a bfloat16 step (0.2–0.4 %), so a
     row's second moment never decreases and grows only when `g²` exceeds three to five times
-    it: it follows the largest gradients, as Adagrad's accumulator does. On the MovieLens quality benchmark
-    (3 seeds, `docs/performance.md`) this kept the quality of float32 moments. On JAX the
-    moments stay float32 (XLA:CPU scatters into a bfloat16 array by converting all of it).
+    it: it follows the largest gradients, as Adagrad's accumulator does. On the MovieLens
+    quality benchmark (3 seeds, `docs/performance.md`) this kept the quality of float32
+    moments. On JAX the moments stay float32 (XLA:CPU scatters into a bfloat16 array by
+    converting all of it).
     `compact_table_moments=True` takes precedence.
 
     This is the default optimizer of `CandidateGenerator.compile()`. For dense gradients it
