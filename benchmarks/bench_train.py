@@ -138,6 +138,8 @@ def _model(cfg: dict, cls):
         options["history_encoder"] = "attention"
     if cfg["impl"] == "sequential_head":  # movielens_sequential's head: u = the encoder state
         options.update(hidden_units=(), output_bias=False)
+    if cfg["impl"] == "ours_bf16":  # the model's own policy: smoke runs share one process
+        options["dtype"] = "mixed_bfloat16"
     return cls(
         num_videos=cfg["num_videos"],
         video_embedding_dim=cfg["dim"],
@@ -173,8 +175,6 @@ def _run_keras(cfg: dict) -> dict:
             return loss
 
     cls = FullSoftmaxCandidateGenerator if cfg["impl"] == "full_softmax" else CandidateGenerator
-    if cfg["impl"] == "ours_bf16":
-        keras.config.set_dtype_policy("mixed_bfloat16")
     model = _model(cfg, cls)
     if cfg["impl"] == "ours_adagrad":
         from keras_yt.optimizers import SparseAdagrad
