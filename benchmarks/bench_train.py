@@ -5,13 +5,15 @@ a softmax over all videos), each configuration in its own subprocess so that its
 (`VmHWM`) is its own:
 
 * `ours`: `keras_yt.models.CandidateGenerator` trained with plain `model.fit` and its default
-  optimizer (`SparseAdam`, row-wise "lazy" Adam updates of the embedding tables and their
-  compact moments) and sampled softmax; `ours_adagrad`: the same with `SparseAdagrad` (one
+  optimizer (`SparseAdam`, row-wise "lazy" Adam updates of the embedding tables; their moments
+  in bfloat16 from 2**24 elements, e.g. 100k × 256, float32 below) and sampled softmax;
+  `ours_f32_moments`: the same with float32 moments at every size (the default until
+  2026-12-07); `ours_adagrad`: the same with `SparseAdagrad` (one
   accumulator table per embedding table: the optimizer the TF peer uses); `ours_bf16`: `ours`
   under Keras' `mixed_bfloat16` dtype policy (float32 weights and optimizer, bfloat16 matmuls:
   2.3 x float32's throughput on a CPU with AVX512_BF16; the TF peer stays float32);
   `ours_bf16_moments`: `ours` with `SparseAdam(table_moment_dtype="bfloat16")` (both moments
-  of the embedding tables in bfloat16: the optimizer state of Adagrad's size).
+  of the embedding tables in bfloat16 at every size: the optimizer state of Adagrad's size).
 * `tf_peer`: the same model in plain TensorFlow, the way a TF-native trainer writes it:
   `tf.nn.embedding_lookup_sparse` (mean) for the bag, a ReLU tower, `tf.nn.sampled_softmax_loss`
   (log-uniform sampler) and `tf.compat.v1.train.AdagradOptimizer` (sparse row updates), one
@@ -27,7 +29,8 @@ a softmax over all videos), each configuration in its own subprocess so that its
   train as well as with the tower (docs/sequential.md).
 * `ours_jax` (`--backend jax`): `ours` with `KERAS_BACKEND=jax`: the same `model.fit`, whose
   JAX train step takes the gradients of the tables row by row (`keras_yt.backend.jax.train_step`)
-  and updates only those rows.
+  and updates only those rows; `ours_jax_bf16_moments`: the same with
+  `SparseAdam(table_moment_dtype="bfloat16")` (held as bfloat16 bits on JAX).
 * `jax_row_sparse` (`--backend jax`): the same model on JAX, trained by
   `keras_yt.backend.jax.RowSparseAdagrad`, a jitted step that takes the gradients with respect
   to the rows read (`capture_rows`) instead of the whole tables and applies Adagrad to those
@@ -68,10 +71,10 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMPLS = ("ours", "ours_bf16_moments", "ours_bf16", "ours_adagrad", "tf_peer", "full_softmax",
-         "sequential", "sequential_head")
+IMPLS = ("ours", "ours_f32_moments", "ours_bf16_moments", "ours_bf16", "ours_adagrad", "tf_peer",
+         "full_softmax", "sequential", "sequential_head")
 SEQUENTIAL_IMPLS = ("sequential", "sequential_head")
-JAX_IMPLS = ("ours_jax", "jax_row_sparse")
+JAX_IMPLS = ("ours_jax", "ours_jax_bf16_moments", "jax_row_sparse")
 
 TARGETS = {  # issue 22 (step and memory against the TF peer, JAX against TensorFlow)
     "ours_vs_peer_at_largest_n": ("<=", 0.75),
@@ -180,10 +183,14 @@ def _run_keras(cfg: dict) -> dict:
         from keras_yt.optimizers import SparseAdagrad
 
         model.compile(optimizer=SparseAdagrad(0.2))
-    elif cfg["impl"] == "ours_bf16_moments":
+    elif cfg["impl"] in ("ours_bf16_moments", "ours_jax_bf16_moments"):
         from keras_yt.optimizers import SparseAdam
 
         model.compile(optimizer=SparseAdam(table_moment_dtype="bfloat16"))
+    elif cfg["impl"] == "ours_f32_moments":
+        from keras_yt.optimizers import SparseAdam
+
+        model.compile(optimizer=SparseAdam(table_moment_dtype="float32"))
     else:
         model.compile()  # the default optimizer: SparseAdam
     history, age, labels = _batches(cfg)
@@ -421,7 +428,7 @@ def _ratios(rows: dict) -> dict:
         out["ours_vs_peer_at_largest_n"] = ours[big]["step_ms"] / peer[big]["step_ms"]
         out["ours_rss_vs_peer_at_largest_n"] = (
             ours[big]["peak_rss_gib"] / peer[big]["peak_rss_gib"])
-        for impl in ("ours_bf16", "ours_bf16_moments"):  # opt-in variants, same model
+        for impl in ("ours_f32_moments", "ours_bf16", "ours_bf16_moments"):  # same model
             row = rows.get((impl, big), {})
             if "step_ms" in row:
                 out[f"{impl}_vs_peer_at_largest_n"] = row["step_ms"] / peer[big]["step_ms"]
@@ -445,7 +452,7 @@ def _ratios(rows: dict) -> dict:
             out[f"{name}_peak_rss_gib_at_largest_n"] = rates[big]["peak_rss_gib"]
     jax_best = {}
     for (impl, n), r in rows.items():
-        if impl in JAX_IMPLS and "step_ms" in r:
+        if impl in JAX_IMPLS and impl != "ours_jax_bf16_moments" and "step_ms" in r:
             jax_best[n] = min(jax_best.get(n, float("inf")), r["step_ms"])
     if big in jax_best:
         out["jax_vs_tf_at_largest_n"] = jax_best[big] / ours[big]["step_ms"]
@@ -454,6 +461,12 @@ def _ratios(rows: dict) -> dict:
         out["jax_fit_vs_tf_at_largest_n"] = fit_jax["step_ms"] / ours[big]["step_ms"]
         out["jax_fit_rss_vs_tf_at_largest_n"] = (
             fit_jax["peak_rss_gib"] / ours[big]["peak_rss_gib"])
+    fit_jax, fit_tf = rows.get(("ours_jax_bf16_moments", big), {}), rows.get(
+        ("ours_bf16_moments", big), {})
+    if "step_ms" in fit_jax and "step_ms" in fit_tf:  # the same opt-in on both backends
+        out["jax_fit_bf16_moments_vs_tf_at_largest_n"] = fit_jax["step_ms"] / fit_tf["step_ms"]
+        out["jax_fit_bf16_moments_rss_vs_tf_at_largest_n"] = (
+            fit_jax["peak_rss_gib"] / fit_tf["peak_rss_gib"])
     return out
 
 
@@ -482,7 +495,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num-videos", type=int, nargs="+", help="override the sizes")
     p.add_argument("--impls", nargs="+", choices=IMPLS + JAX_IMPLS, default=list(IMPLS))
     p.add_argument("--backend", nargs="+", choices=("tensorflow", "jax"), default=["tensorflow"],
-                   help="Keras backends of `ours`; jax adds ours_jax and jax_row_sparse")
+                   help="Keras backends of `ours`; jax adds the JAX impls (all unless named)")
     p.add_argument("--repeats", type=int, default=1, help="runs per configuration (interleaved)")
     p.add_argument("--steps", type=int, help="timed steps per run")
     p.add_argument("--ids", choices=("zipf", "uniform"), default="zipf")
@@ -526,15 +539,15 @@ def main(argv: list[str] | None = None) -> dict:
             met = value <= bound if op == "<=" else value >= bound
             targets[name] = {"value": value, "target": f"{op} {bound}", "met": bool(met)}
 
-    print(f"\n{'impl':<19}{'N':>11}{'batch':>7}{'ms/step':>10}{'ms/1024 ex':>12}{'ex/s':>9}"
+    print(f"\n{'impl':<22}{'N':>11}{'batch':>7}{'ms/step':>10}{'ms/1024 ex':>12}{'ex/s':>9}"
           f"{'peak RSS':>10}  per-repeat medians (ms)")
     for row in rows.values():
         if "error" in row:
             cfg = row["config"]
-            print(f"{cfg['impl']:<19}{cfg['num_videos']:>11,}  ERROR {row['error'][:200]}")
+            print(f"{cfg['impl']:<22}{cfg['num_videos']:>11,}  ERROR {row['error'][:200]}")
             continue
         reps = ", ".join(f"{m:.0f}" for m in row["step_ms_per_repeat"])
-        print(f"{row['impl']:<19}{row['num_videos']:>11,}{row['batch']:>7}{row['step_ms']:>10.1f}"
+        print(f"{row['impl']:<22}{row['num_videos']:>11,}{row['batch']:>7}{row['step_ms']:>10.1f}"
               f"{row['ms_per_1024_examples']:>12.1f}{row['examples_per_s']:>9.0f}"
               f"{row['peak_rss_gib']:>8.2f} G  {reps}")
     if ratios:
@@ -544,7 +557,9 @@ def main(argv: list[str] | None = None) -> dict:
         for name, t in targets.items():
             print(f"  {name:<44} {t['value']:8.2f}  target {t['target']:<7} "
                   f"{'met' if t['met'] else 'MISSED'}")
-        for name in ("jax_fit_vs_tf_at_largest_n", "jax_fit_rss_vs_tf_at_largest_n"):
+        for name in ("jax_fit_vs_tf_at_largest_n", "jax_fit_rss_vs_tf_at_largest_n",
+                     "jax_fit_bf16_moments_vs_tf_at_largest_n",
+                     "jax_fit_bf16_moments_rss_vs_tf_at_largest_n"):
             if name in ratios:
                 print(f"  {name:<44} {ratios[name]:8.2f}")
         print(f"  load average at the end: {os.getloadavg()} (ratios are taken in one run; "

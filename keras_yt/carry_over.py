@@ -174,7 +174,14 @@ def carry_over_weights(old_model: Any, new_model: Any, growths: list[AxisGrowth]
     rng = np.random.default_rng(seed)
     report = {"copied": [], "grown": {}, "optimizer": "reset"}
 
-    def transfer(old_vars, new_vars, zero_new: bool, what: str) -> None:
+    def plain_read(variable) -> np.ndarray:
+        return np.asarray(variable.numpy())
+
+    def plain_write(variable, value) -> None:
+        variable.assign(value)
+
+    def transfer(old_vars, new_vars, zero_new: bool, what: str, read=plain_read,
+                 write=plain_write) -> None:
         by_path = {}
         for var in old_vars:
             by_path.setdefault(_relative(var.path), var)
@@ -186,10 +193,10 @@ def carry_over_weights(old_model: Any, new_model: Any, growths: list[AxisGrowth]
                     raise ValueError(f"{what} variable {var.path!r} of the new model has no "
                                      "counterpart in the old one: not the same architecture")
                 continue  # e.g. a seed generator's state
-            old_value = np.asarray(source.numpy())
+            old_value = read(source)
             value = _grow_array(old_value, tuple(var.shape), growths, var.path, new_rows, rng,
                                 zero_new)
-            var.assign(value)
+            write(var, value)
             if value.shape != old_value.shape:
                 report["grown"][var.path] = [i for i, (a, b) in
                                              enumerate(zip(old_value.shape, value.shape)) if a != b]
@@ -203,7 +210,12 @@ def carry_over_weights(old_model: Any, new_model: Any, growths: list[AxisGrowth]
             and old_opt.variables:
         if not new_opt.built:
             new_opt.build(new_model.trainable_variables)
-        transfer(old_opt.variables, new_opt.variables, True, "optimizer")
+        # keras_yt's optimizers read and write their slots as values: a bfloat16 slot (its
+        # bits on JAX) may meet a float32 one when a table grows past `SparseAdam`'s size for
+        # bfloat16 moments.
+        transfer(old_opt.variables, new_opt.variables, True, "optimizer",
+                 getattr(old_opt, "variable_numbers", plain_read),
+                 getattr(new_opt, "assign_variable_numbers", plain_write))
         report["optimizer"] = "carried"
     return report
 

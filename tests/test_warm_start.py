@@ -432,6 +432,49 @@ def test_carry_over_by_path_grows_any_video_axis_and_refuses_other_changes():
         carry_over_weights(model(4, width=3), model(6, width=5), [AxisGrowth("video", 4, 6)])
 
 
+def test_carried_adam_moments_keep_their_values_when_a_table_grows_into_bfloat16_moments(
+        monkeypatch):
+    """A table that grows past `SparseAdam`'s size for bfloat16 moments ("auto") gets the old
+    float32 moments rounded to bfloat16 (held as bits on JAX), not their bits cast as numbers."""
+    import keras
+    import ml_dtypes
+
+    from keras_yt.models import CandidateGenerator
+    from keras_yt.optimizers import sparse_adam
+
+    monkeypatch.setattr(sparse_adam, "BFLOAT16_MOMENTS_MIN_SIZE", 1000)
+
+    def model(num_videos):
+        generator = CandidateGenerator(num_videos=num_videos, video_embedding_dim=8,
+                                       max_history=4, hidden_units=(8,), num_sampled=16, seed=0,
+                                       name="generator")  # one name: the paths match
+        generator.build()
+        generator.compile()  # SparseAdam, table_moment_dtype="auto"
+        return generator
+
+    old, new = model(100), model(150)  # watch tables of 800 and 1,200 elements
+    rng = np.random.default_rng(0)
+    x = {"watch_history": rng.integers(1, 100, (16, 4)).astype("int32"),
+         "example_age": np.zeros(16, "float32")}
+    old.fit(x, rng.integers(1, 100, 16), verbose=0)
+    carry_over_weights(old, new, [AxisGrowth("video", 100, 150)], optimizer_state="carry")
+
+    def moments(generator):
+        optimizer, table = generator.optimizer, generator.watch_embedding.embeddings
+        index = optimizer._get_variable_index(table)
+        return [optimizer._momentums[index], optimizer._velocities[index]]
+
+    for before, after in zip(moments(old), moments(new)):
+        assert before.dtype == "float32"
+        assert after.dtype == ("uint16" if keras.backend.backend() == "jax" else "bfloat16")
+        old_values = np.asarray(before.numpy())
+        new_values = new.optimizer.variable_numbers(after)
+        assert new_values.dtype == ml_dtypes.bfloat16 and np.any(old_values != 0)
+        np.testing.assert_array_equal(new_values[:100].astype("float32"),
+                                      old_values.astype(ml_dtypes.bfloat16).astype("float32"))
+        assert not np.any(new_values[100:].astype("float32"))
+
+
 def test_cowatched_rows_average_the_known_neighbours():
     log = {"user": [1, 1, 1, 1, 2, 2], "video": [1, 4, 2, 3, 5, 5],
            "timestamp": [0, 1, 2, 3, 0, 1]}

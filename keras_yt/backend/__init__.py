@@ -18,7 +18,8 @@ time search queries are tokenised).
 
 Interface: `is_ragged`, `ragged_to_dense`, `tokenize_queries`, `gather_rows`, `bag_sum_rows`,
 `row_sparse_parts`, `with_row_values`, `unique_rows`, `scatter_assign_rows`, `scatter_sub_rows`,
-`replica_sum`, `rows_where`, `strings_to_tensors`, and `name` (the backend these functions were
+`replica_sum`, `rows_where`, `strings_to_tensors`, `bfloat16_storage_dtype`, `load_bfloat16`,
+`store_bfloat16`, and `name` (the backend these functions were
 picked for).
 """
 
@@ -47,6 +48,9 @@ INTERFACE = (
     "replica_sum",
     "rows_where",
     "strings_to_tensors",
+    "bfloat16_storage_dtype",
+    "load_bfloat16",
+    "store_bfloat16",
 )
 
 is_ragged = _impl.is_ragged
@@ -62,5 +66,8 @@ scatter_sub_rows = _impl.scatter_sub_rows
 replica_sum = _impl.replica_sum
 rows_where = _impl.rows_where
 strings_to_tensors = _impl.strings_to_tensors
+bfloat16_storage_dtype = _impl.bfloat16_storage_dtype
+load_bfloat16 = _impl.load_bfloat16
+store_bfloat16 = _impl.store_bfloat16
 
 __all__ = ["INTERFACE", "name", *INTERFACE]

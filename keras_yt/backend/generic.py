@@ -123,6 +123,49 @@ def scatter_sub_rows(variable, indices, rows) -> None:
     scatter_assign_rows(variable, indices, current - ops.cast(rows, variable.dtype))
 
 
+def bfloat16_storage_dtype() -> str:
+    """The dtype of a variable that holds bfloat16 values (an optimizer's compact slots).
+
+    `"bfloat16"` here and on TensorFlow; on JAX `"uint16"`, the values' bits (XLA:CPU
+    scatters rows into a bfloat16 array by converting the whole array, not into a uint16 one).
+    `load_bfloat16` and `store_bfloat16` convert between it and float32.
+
+    Returns:
+        The dtype name.
+
+    Example:
+
+    >>> bfloat16_storage_dtype()
+    'bfloat16'
+    """
+    return "bfloat16"
+
+
+def load_bfloat16(values):
+    """float32 values of a tensor read from a `bfloat16_storage_dtype()` variable (exact).
+
+    Args:
+        values: a tensor of that dtype (e.g. rows gathered from the variable).
+
+    Returns:
+        A float32 tensor of the same shape.
+    """
+    return ops.cast(values, "float32")
+
+
+def store_bfloat16(values):
+    """`values` rounded to the nearest bfloat16, in `bfloat16_storage_dtype()`.
+
+    Args:
+        values: a float tensor.
+
+    Returns:
+        A tensor of the same shape, ready to be written into a `bfloat16_storage_dtype()`
+        variable.
+    """
+    return ops.cast(values, "bfloat16")
+
+
 def replica_sum(value):
     """`value`: a train step sees the whole global batch on this backend (one replica)."""
     return value

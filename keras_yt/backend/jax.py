@@ -33,15 +33,18 @@ __all__ = [
     "RowGradient",
     "RowSparseAdagrad",
     "bag_sum_rows",
+    "bfloat16_storage_dtype",
     "capture_rows",
     "gather_rows",
     "is_ragged",
+    "load_bfloat16",
     "ragged_to_dense",
     "replica_sum",
     "row_sparse_parts",
     "rows_where",
     "scatter_assign_rows",
     "scatter_sub_rows",
+    "store_bfloat16",
     "strings_to_tensors",
     "tokenize_queries",
     "train_step",
@@ -68,6 +71,34 @@ def scatter_sub_rows(variable, indices, rows) -> None:
     out of range are dropped)."""
     rows = ops.cast(rows, variable.dtype)
     variable.assign(variable.value.at[_rows(indices)].add(-rows, mode="drop"))
+
+
+def bfloat16_storage_dtype() -> str:
+    """`"uint16"`: a variable of bfloat16 values holds their bits on JAX.
+
+    XLA:CPU scatters rows into a bfloat16 array by converting the whole array to float32 and
+    back (681 ms for two 1M × 256 moment tables against 41 ms as uint16, 56,320 rows, measured);
+    into a uint16 array it writes the rows in place. `load_bfloat16` / `store_bfloat16` reinterpret
+    the bits, so the values are exactly TensorFlow's bfloat16 ones.
+    """
+    return "uint16"
+
+
+def load_bfloat16(values):
+    """float32 values of bfloat16 bits (`uint16`), exactly."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.lax.bitcast_convert_type(values, jnp.bfloat16).astype(jnp.float32)
+
+
+def store_bfloat16(values):
+    """`values` rounded to the nearest bfloat16 (ties to even), as their bits (`uint16`)."""
+    import jax
+    import jax.numpy as jnp
+
+    rounded = ops.convert_to_tensor(values).astype(jnp.bfloat16)
+    return jax.lax.bitcast_convert_type(rounded, jnp.uint16)
 
 
 class RowGradient:

@@ -11,6 +11,8 @@ have no `keras.ops` equivalent live here and use TensorFlow directly:
 * `row_sparse_parts`, `scatter_assign_rows`, `scatter_sub_rows`: row-wise updates for
   `keras_yt.optimizers.SparseAdagrad` (gradients of embedding lookups are `tf.IndexedSlices`).
 * `replica_sum`: the global denominators of a loss under `tf.distribute.MirroredStrategy`.
+* `bfloat16_storage_dtype`, `load_bfloat16`, `store_bfloat16`: bfloat16 slots are bfloat16
+  variables here.
 * `strings_to_tensors`: numpy string features (search queries) as `tf.string` tensors, since
   Keras' data adapters take numeric arrays only.
 
@@ -251,6 +253,21 @@ def scatter_sub_rows(variable, indices, rows) -> None:
 
 
 # --- tf.distribute --------------------------------------------------------------------------------
+
+
+def bfloat16_storage_dtype() -> str:
+    """`"bfloat16"`: TensorFlow scatters rows into bfloat16 variables in place."""
+    return "bfloat16"
+
+
+def load_bfloat16(values):
+    """float32 values of a bfloat16 tensor (exact)."""
+    return tf.cast(values, tf.float32)
+
+
+def store_bfloat16(values):
+    """`values` rounded to the nearest bfloat16 (ties to even)."""
+    return tf.cast(values, tf.bfloat16)
 
 
 def replica_sum(value):

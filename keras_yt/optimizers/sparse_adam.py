@@ -3,6 +3,7 @@
 import contextlib
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_yt import backend
@@ -31,8 +32,7 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
 
     Compact moments of embedding tables (`compact_table_moments=True`, opt-in): for the
     tables of keras_yt's layers (`EmbeddingBag`, `SampledSoftmax`'s output embeddings) the first
-    moment is kept in bfloat16 (float32 on JAX, whose CPU scatters convert a bfloat16 array
-    whole) and the second moment is one value per row, the mean of `g_r²` over
+    moment is kept in bfloat16 and the second moment is one value per row, the mean of `g_r²` over
     the row ("partial row-wise Adam", as in FBGEMM's embedding optimizers):
 
         m_r ← β₁ m_r + (1 − β₁) g_r,   v_r ← β₂ v_r + (1 − β₂) mean(g_r²),
@@ -44,16 +44,22 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
     Other variables (the tower, the biases, tables of other layers) keep Adam's element-wise
     moments in float32.
 
-    Element-wise moments in bfloat16 (`table_moment_dtype="bfloat16"`): the same tables keep
-    both moments element by element, stored in bfloat16 (the rule runs in float32 on the
-    gathered rows, and the new rows are rounded to nearest). Two tables of optimizer state
-    then weigh what Adagrad's one float32 accumulator does. With `beta_2 = 0.999` a step moves
-    `v` by at most 0.1 % of it downwards, less than half a bfloat16 step (0.2–0.4 %), so a
-    row's second moment never decreases and grows only when `g²` exceeds three to five times
-    it: it follows the largest gradients, as Adagrad's accumulator does. On the MovieLens
-    quality benchmark (3 seeds, `docs/performance.md`) this kept the quality of float32
-    moments. On JAX the moments stay float32 (XLA:CPU scatters into a bfloat16 array by
-    converting all of it).
+    Element-wise moments in bfloat16 (`table_moment_dtype`; by default, `"auto"`, for the
+    tables of at least 2**24 elements, e.g. 65,536 videos × 256, where the float32 moments
+    would weigh 128 MiB or more): the same tables keep both moments element by element, stored
+    in bfloat16 (the rule runs in float32 on the gathered rows, and the new rows are rounded to
+    nearest). Two tables of optimizer state then weigh what Adagrad's one float32 accumulator
+    does: at 1M videos × 256 the default optimizer trains in the TF-native Adagrad trainer's
+    memory (`docs/performance.md`). Smaller tables keep float32 moments (exactly lazy Adam).
+
+    What the rounding does: with `beta_2 = 0.999` a step moves `v` by at most 0.1 % of it
+    downwards, less than half a bfloat16 step (0.2–0.4 %), so a row's second moment never
+    decreases and grows only when `g²` exceeds three to five times it: it follows the largest
+    gradients, as Adagrad's accumulator (or AMSGrad's maximum) does. On the MovieLens quality
+    benchmark, bfloat16 moments forced on its small tables (3 seeds, full and sampled softmax,
+    `docs/performance.md`) kept the quality of float32 moments. On JAX a bfloat16 slot holds
+    the values' bits (`uint16`: XLA:CPU scatters rows into a bfloat16 array by converting all
+    of it); the values, the rounding and a saved optimizer are the same as on TensorFlow.
     `compact_table_moments=True` takes precedence.
 
     This is the default optimizer of `CandidateGenerator.compile()`. For dense gradients it
@@ -73,8 +79,10 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
         compact_table_moments: keep bfloat16 first moments and row-wise second moments for
             the embedding tables of keras_yt's layers (default `False`: element-wise moments
             for every variable, exactly lazy Adam).
-        table_moment_dtype: `"float32"` or `"bfloat16"`: the dtype of the element-wise moments
-            of the embedding tables of keras_yt's layers (float32 on JAX either way).
+        table_moment_dtype: the dtype of the element-wise moments of the embedding tables of
+            keras_yt's layers: `"float32"`, `"bfloat16"`, or `"auto"` (the default: bfloat16
+            for tables of at least `BFLOAT16_MOMENTS_MIN_SIZE` = 2**24 elements, float32 for
+            smaller ones).
         **kwargs: the usual `keras.optimizers.Optimizer` arguments (`clipnorm`, `name`, ...);
             `amsgrad` is not supported.
 
@@ -94,7 +102,7 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
         compact_table_moments: bool = False,
-        table_moment_dtype: str = "float32",
+        table_moment_dtype: str = "auto",
         name: str = "sparse_adam",
         **kwargs,
     ):
@@ -145,7 +153,6 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
         keras.optimizers.Optimizer.build(self, var_list)
         self._momentums, self._velocities = [], []
         self._compact_indices, self._own_slot_indices = set(), set()
-        table_dtype = _table_moment_dtype(self.table_moment_dtype)
         for variable in var_list:
             if self._overwrite_variable_with_gradient(variable):
                 self._momentums.append(None)
@@ -154,15 +161,18 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
                 self._own_slot_indices.add(len(self._momentums))
                 self._compact_indices.add(len(self._momentums))
                 self._momentums.append(
-                    self._slot(variable, "momentum", variable.shape, _compact_momentum_dtype())
+                    self._slot(variable, "momentum", variable.shape, _storage("bfloat16"))
                 )
                 self._velocities.append(
                     self._slot(variable, "velocity", (variable.shape[0], 1), variable.dtype)
                 )
-            elif is_embedding_table(variable) and table_dtype != variable.dtype:
+            elif is_embedding_table(variable) and (
+                dtype := _moment_dtype(self.table_moment_dtype, variable)
+            ) != variable.dtype:
                 self._own_slot_indices.add(len(self._momentums))
+                dtype = _storage(dtype)
                 for slots, name in ((self._momentums, "momentum"), (self._velocities, "velocity")):
-                    slots.append(self._slot(variable, name, variable.shape, table_dtype))
+                    slots.append(self._slot(variable, name, variable.shape, dtype))
             else:
                 self._momentums.append(self.add_variable_from_reference(variable, "momentum"))
                 self._velocities.append(self.add_variable_from_reference(variable, "velocity"))
@@ -196,13 +206,13 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
         (m, v), g = slot_rows, gradient
         alpha = self._alpha(learning_rate, variable.dtype)
         if self._is_compact(variable):
-            # `m` float32 rows (stored bfloat16 on TensorFlow), `v` one value per row.
+            # `m` rows read from bfloat16 (the rule is float32), `v` one value per row.
             m = self.beta_1 * ops.cast(m, g.dtype) + (1 - self.beta_1) * g
             v = self.beta_2 * v + (1 - self.beta_2) * ops.mean(
                 ops.square(g), axis=-1, keepdims=True
             )
             return [m, v], m * (alpha / (ops.sqrt(v) + self.epsilon))
-        m, v = ops.cast(m, g.dtype), ops.cast(v, g.dtype)  # bfloat16 slots: float32 rule
+        m, v = ops.cast(m, g.dtype), ops.cast(v, g.dtype)
         m = self.beta_1 * m + (1 - self.beta_1) * g
         v = self.beta_2 * v + (1 - self.beta_2) * ops.square(g)
         return [m, v], alpha * m / (ops.sqrt(v) + self.epsilon)
@@ -228,16 +238,18 @@ class SparseAdam(RowSparseOptimizerMixin, keras.optimizers.Adam):
         }
 
 
-TABLE_MOMENT_DTYPES = ("float32", "bfloat16")
+TABLE_MOMENT_DTYPES = ("auto", "float32", "bfloat16")
+BFLOAT16_MOMENTS_MIN_SIZE = 2**24  # elements of a table: 64 MiB per float32 moment
 
 
-def _table_moment_dtype(requested: str) -> str:
-    """The element-wise moments' dtype of a table on this backend (float32 on JAX, for the
-    reason of `_compact_momentum_dtype`)."""
-    return "float32" if keras.backend.backend() == "jax" else requested
+def _moment_dtype(requested: str, table) -> str:
+    """The dtype of a marked table's element-wise moments (`"auto"`: by the table's size)."""
+    if requested != "auto":
+        return requested
+    size = int(np.prod(table.shape))
+    return "bfloat16" if size >= BFLOAT16_MOMENTS_MIN_SIZE else "float32"
 
 
-def _compact_momentum_dtype() -> str:
-    """bfloat16 first moments, except on JAX: XLA:CPU scatters into a bfloat16 array by
-    converting all of it to float32 and back (two passes over the table per step)."""
-    return "float32" if keras.backend.backend() == "jax" else "bfloat16"
+def _storage(dtype: str) -> str:
+    """The dtype of a slot of `dtype` values (bfloat16 ones are held as bits on JAX)."""
+    return backend.bfloat16_storage_dtype() if dtype == "bfloat16" else dtype

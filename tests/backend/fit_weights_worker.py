@@ -12,6 +12,7 @@ from keras_yt.optimizers import SparseAdagrad, SparseAdam
 OPTIMIZERS = {
     "adam": lambda: SparseAdam(0.01),
     "adam_compact": lambda: SparseAdam(0.01, compact_table_moments=True),
+    "adam_bfloat16": lambda: SparseAdam(0.01, table_moment_dtype="bfloat16"),
     "adagrad": lambda: SparseAdagrad(0.1, clipnorm=0.5),
 }
 

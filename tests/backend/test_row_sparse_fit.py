@@ -33,9 +33,9 @@ def test_jax_fit_equals_tensorflow_fit(both):
     tf_weights, jax_weights = both
     assert sorted(tf_weights) == sorted(jax_weights)
     for name in tf_weights:
-        # SparseAdam's compact first moments are bfloat16 on TensorFlow, float32 on JAX: the
-        # updates differ by bfloat16's rounding (~0.4 %) of lr = 0.01 over 5 steps.
-        atol = 3e-4 if name.startswith("adam_compact/") else 2e-6
+        # bfloat16 moments (stored as bits on JAX) are rounded the same way on both backends, but
+        # a float32 difference of one ulp can round a moment to the neighbouring bfloat16.
+        atol = 2e-5 if name.startswith(("adam_compact/", "adam_bfloat16/")) else 2e-6
         np.testing.assert_allclose(jax_weights[name], tf_weights[name], rtol=1e-4, atol=atol,
                                    err_msg=name)
 

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -48,10 +51,24 @@ def test_row_sparse_steps_equal_a_numpy_lazy_adam():
                                   initial[untouched])
 
 
-@pytest.mark.tf_only
+def _row_sparse(indices, values, num_rows):
+    """The backend's row-sparse gradient: `tf.IndexedSlices`, or on JAX a `RowGradient` (its
+    rows summed per id, as the JAX train step makes it)."""
+    if keras.backend.backend() != "jax":
+        return tf.IndexedSlices(values, indices.astype("int64"),
+                                dense_shape=(num_rows, values.shape[1]))
+    from keras_yt.backend.jax import RowGradient
+
+    rows, inverse = np.unique(indices, return_inverse=True)
+    summed = np.zeros((len(rows), values.shape[1]), values.dtype)
+    np.add.at(summed, inverse, values)
+    return RowGradient(rows.astype("int32"), summed, num_rows)
+
+
 def test_bfloat16_table_moments_equal_a_numpy_lazy_adam_rounding_them():
     import ml_dtypes
 
+    from keras_yt import backend
     from keras_yt._table_marks import mark_embedding_table
 
     rng = np.random.default_rng(2)
@@ -62,10 +79,14 @@ def test_bfloat16_table_moments_equal_a_numpy_lazy_adam_rounding_them():
     mark_embedding_table(table)  # an embedding table of keras_yt's layers; `plain` is not one
     optimizer = SparseAdam(0.05, table_moment_dtype="bfloat16")
     for indices, values in gradients:
-        sparse = tf.IndexedSlices(values, indices.astype("int64"), dense_shape=(50, 4))
+        sparse = _row_sparse(indices, values, 50)
         optimizer.apply([sparse, sparse], [table, plain])
+    # bfloat16 slots (on JAX their bits: XLA:CPU scatters into a bfloat16 array by converting
+    # all of it).
+    stored = "uint16" if keras.backend.backend() == "jax" else "bfloat16"
+    assert backend.bfloat16_storage_dtype() == stored
     assert [slot.dtype for slot in optimizer._momentums + optimizer._velocities] == [
-        "bfloat16", "float32", "bfloat16", "float32"]
+        stored, "float32", stored, "float32"]
 
     def bfloat16(moment):
         return moment.astype(ml_dtypes.bfloat16).astype(np.float32)
@@ -75,21 +96,38 @@ def test_bfloat16_table_moments_equal_a_numpy_lazy_adam_rounding_them():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(plain),
                                _lazy_adam_reference(initial, gradients, 0.05),
                                rtol=1e-5, atol=1e-6)
+    # The stored moments are the reference's, rounded the same way (bits on JAX read as such).
+    m = np.asarray(optimizer._momentums[0].numpy())
+    m = m.view(ml_dtypes.bfloat16) if m.dtype == np.uint16 else m
+    touched = np.unique(np.concatenate(steps))
+    assert np.all(m.astype(np.float32)[touched] != 0)
+    assert np.all(m.astype(np.float32)[np.setdiff1d(np.arange(50), touched)] == 0)
     # And the rounding matters: float32 moments would have given another table.
     assert not np.allclose(expected, _lazy_adam_reference(initial, gradients, 0.05), rtol=1e-6,
                            atol=1e-7)
 
 
-def test_bfloat16_table_moments_are_float32_on_jax():
+def test_auto_table_moments_are_bfloat16_from_2_to_the_24_elements():
+    from keras_yt import backend
     from keras_yt._table_marks import mark_embedding_table
+    from keras_yt.optimizers.sparse_adam import BFLOAT16_MOMENTS_MIN_SIZE
 
-    table = keras.Variable(np.ones((10, 4), "float32"))
-    mark_embedding_table(table)
-    optimizer = SparseAdam(0.05, table_moment_dtype="bfloat16")
-    optimizer.build([table])
-    # XLA:CPU scatters into a bfloat16 array by converting all of it: float32 slots on JAX.
-    expected = "float32" if keras.backend.backend() == "jax" else "bfloat16"
-    assert [optimizer._momentums[0].dtype, optimizer._velocities[0].dtype] == [expected] * 2
+    assert BFLOAT16_MOMENTS_MIN_SIZE == 2**24
+    big = keras.Variable(np.zeros((2**16, 256), "float32"))  # 2**24 elements: 64 MiB each
+    small = keras.Variable(np.zeros((2**16 - 1, 256), "float32"))
+    vector = keras.Variable(np.zeros((2**25,), "float32"))  # biases: rank 1, never a table
+    for variable in (big, small, vector):
+        mark_embedding_table(variable)
+    unmarked = keras.Variable(np.zeros((2**16, 256), "float32"))
+    optimizer = SparseAdam()
+    assert optimizer.table_moment_dtype == "auto"
+    optimizer.build([big, small, vector, unmarked])
+    stored = backend.bfloat16_storage_dtype()
+    assert [m.dtype for m in optimizer._momentums] == [stored, "float32", "float32", "float32"]
+    assert [v.dtype for v in optimizer._velocities] == [stored, "float32", "float32", "float32"]
+    forced = SparseAdam(table_moment_dtype="float32")
+    forced.build([big])
+    assert forced._momentums[0].dtype == "float32"
 
 
 @pytest.mark.tf_only
@@ -196,8 +234,7 @@ def test_config_round_trip_and_validation():
         keras.optimizers.serialize(bfloat16)).table_moment_dtype == "bfloat16"
 
 
-@pytest.mark.tf_only
-def test_bfloat16_table_moments_survive_a_keras_save_and_load(tmp_path):
+def _trained_with_bfloat16_moments():
     from keras_yt.models import CandidateGenerator
 
     model = CandidateGenerator(num_videos=997, video_embedding_dim=8, max_history=4,
@@ -207,12 +244,70 @@ def test_bfloat16_table_moments_survive_a_keras_save_and_load(tmp_path):
     x = {"watch_history": rng.integers(1, 997, (8, 4)).astype("int32"),
          "example_age": np.zeros(8, "float32")}
     model.fit(x, rng.integers(1, 997, 8), verbose=0)
+    return model
+
+
+def _moment_values(optimizer) -> list:
+    """Every optimizer variable's values as float32 (bfloat16 bits on JAX read as bfloat16)."""
+    import ml_dtypes
+
+    values = []
+    for variable in optimizer.variables:
+        value = np.asarray(variable.numpy())
+        values.append((value.view(ml_dtypes.bfloat16) if value.dtype == np.uint16 else value)
+                      .astype("float32"))
+    return values
+
+
+def _saved_optimizer_dtypes(path) -> list:
+    """The dtypes an optimizer's variables have in a `.keras` file (as Keras records them)."""
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as weights:
+        with h5py.File(weights) as h5:
+            group = h5["optimizer/vars"]
+            return [group[key].attrs.get("dtype", str(group[key].dtype))
+                    for key in sorted(group, key=int)]
+
+
+def test_bfloat16_table_moments_survive_a_keras_save_and_load(tmp_path):
+    model = _trained_with_bfloat16_moments()
     model.save(tmp_path / "model.keras")
+    # Saved as bfloat16 on every backend (JAX holds the bits), so a file moves between backends.
+    assert "bfloat16" in _saved_optimizer_dtypes(tmp_path / "model.keras")
+    assert "uint16" not in _saved_optimizer_dtypes(tmp_path / "model.keras")
     restored = keras.saving.load_model(tmp_path / "model.keras")
     assert restored.optimizer.table_moment_dtype == "bfloat16"
     saved, loaded = model.optimizer.variables, restored.optimizer.variables
     assert [v.dtype for v in loaded] == [v.dtype for v in saved]
-    assert "bfloat16" in [v.dtype for v in loaded]
-    for before, after in zip(saved, loaded, strict=True):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(after).astype("float32"),
-                                      keras.ops.convert_to_numpy(before).astype("float32"))
+    for before, after in zip(_moment_values(model.optimizer), _moment_values(restored.optimizer),
+                             strict=True):
+        np.testing.assert_array_equal(after, before)
+    assert any(np.any(values != 0) for values in _moment_values(restored.optimizer))
+
+
+@pytest.mark.tf_only
+def test_bfloat16_table_moments_saved_on_tensorflow_load_on_jax(tmp_path):
+    """A file written on TensorFlow (bfloat16 slots) loads on JAX (bits) to the same values."""
+    pytest.importorskip("jax")
+    from tests.conftest import REPO
+
+    model = _trained_with_bfloat16_moments()
+    model.save(tmp_path / "model.keras")
+    np.save(tmp_path / "moments.npy", np.concatenate(
+        [v.ravel() for v in _moment_values(model.optimizer)]))
+    code = (
+        "import sys, numpy as np, keras, keras_yt.models\n"
+        "from tests.optimizers.test_sparse_adam import _moment_values\n"
+        "model = keras.saving.load_model(sys.argv[1] + '/model.keras')\n"
+        "assert 'uint16' in [v.dtype for v in model.optimizer.variables]\n"
+        "got = np.concatenate([v.ravel() for v in _moment_values(model.optimizer)])\n"
+        "np.testing.assert_array_equal(got, np.load(sys.argv[1] + '/moments.npy'))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, cwd=REPO,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
