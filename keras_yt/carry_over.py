@@ -124,9 +124,19 @@ def _grow_array(old: np.ndarray, new_shape: tuple, growths: list[AxisGrowth], pa
     return out
 
 
-def _relative(path: str) -> str:
-    """A variable path without its first component (the model's or optimizer's name)."""
-    return path.split("/", 1)[1] if "/" in path else path
+def _relative(path: str, model_name: str) -> str:
+    """A model variable's path without the model's name (a subclassed model's variables start
+    with it, a functional model's with their layer's name)."""
+    prefix = f"{model_name}/"
+    return path[len(prefix):] if path.startswith(prefix) else path
+
+
+def _relative_slot(path: str, model_name: str) -> str:
+    """An optimizer variable's path without the optimizer's and the model's names (Keras names a
+    slot after its variable's path, which starts with the model's name)."""
+    relative = path.split("/", 1)[1] if "/" in path else path  # without the optimizer's name
+    prefix = f"{model_name}_"
+    return relative[len(prefix):] if relative.startswith(prefix) else relative
 
 
 def carry_over_weights(old_model: Any, new_model: Any, growths: list[AxisGrowth],
@@ -138,8 +148,8 @@ def carry_over_weights(old_model: Any, new_model: Any, growths: list[AxisGrowth]
     are; an axis whose size went from `g.old_size` to `g.new_size` for one of `growths` is a
     vocabulary axis: its first `g.old_size` rows are copied bit-identically and the appended
     rows are initialised (`new_rows`, see the module docstring). The same is done for the
-    optimizer's variables (matched by path without the optimizer's name; new rows of its
-    moments are zero) when `optimizer_state="carry"` and both models are compiled.
+    optimizer's variables (matched by path without the optimizer's and the model's names; new
+    rows of its moments are zero) when `optimizer_state="carry"` and both models are compiled.
 
     Args:
         old_model: the trained model (built).
@@ -154,8 +164,9 @@ def carry_over_weights(old_model: Any, new_model: Any, growths: list[AxisGrowth]
         `{"copied": [paths], "grown": {path: axis...}, "optimizer": "carried" | "reset"}`.
 
     Raises:
-        ValueError: a trainable variable of the new model has no counterpart in the old one,
-            or a shape changed along an axis that is no vocabulary axis.
+        ValueError: a trainable variable of the new model, or a variable of its optimizer when
+            the optimizer state is carried, has no counterpart in the old one, or a shape
+            changed along an axis that is no vocabulary axis.
 
     Example:
     >>> import keras
@@ -181,15 +192,16 @@ def carry_over_weights(old_model: Any, new_model: Any, growths: list[AxisGrowth]
         variable.assign(value)
 
     def transfer(old_vars, new_vars, zero_new: bool, what: str, read=plain_read,
-                 write=plain_write) -> None:
+                 write=plain_write, old_key=None, new_key=None) -> None:
+        old_key = old_key or (lambda path: _relative(path, old_model.name))
+        new_key = new_key or (lambda path: _relative(path, new_model.name))
         by_path = {}
         for var in old_vars:
-            by_path.setdefault(_relative(var.path), var)
+            by_path.setdefault(old_key(var.path), var)
         for var in new_vars:
-            key = _relative(var.path)
-            source = by_path.get(key)
+            source = by_path.get(new_key(var.path))
             if source is None:
-                if getattr(var, "trainable", False):
+                if getattr(var, "trainable", False) or what == "optimizer":
                     raise ValueError(f"{what} variable {var.path!r} of the new model has no "
                                      "counterpart in the old one: not the same architecture")
                 continue  # e.g. a seed generator's state
@@ -215,7 +227,9 @@ def carry_over_weights(old_model: Any, new_model: Any, growths: list[AxisGrowth]
         # bfloat16 moments.
         transfer(old_opt.variables, new_opt.variables, True, "optimizer",
                  getattr(old_opt, "variable_numbers", plain_read),
-                 getattr(new_opt, "assign_variable_numbers", plain_write))
+                 getattr(new_opt, "assign_variable_numbers", plain_write),
+                 lambda path: _relative_slot(path, old_model.name),
+                 lambda path: _relative_slot(path, new_model.name))
         report["optimizer"] = "carried"
     return report
 

@@ -446,8 +446,7 @@ def test_carried_adam_moments_keep_their_values_when_a_table_grows_into_bfloat16
 
     def model(num_videos):
         generator = CandidateGenerator(num_videos=num_videos, video_embedding_dim=8,
-                                       max_history=4, hidden_units=(8,), num_sampled=16, seed=0,
-                                       name="generator")  # one name: the paths match
+                                       max_history=4, hidden_units=(8,), num_sampled=16, seed=0)
         generator.build()
         generator.compile()  # SparseAdam, table_moment_dtype="auto"
         return generator
@@ -457,6 +456,7 @@ def test_carried_adam_moments_keep_their_values_when_a_table_grows_into_bfloat16
     x = {"watch_history": rng.integers(1, 100, (16, 4)).astype("int32"),
          "example_age": np.zeros(16, "float32")}
     old.fit(x, rng.integers(1, 100, 16), verbose=0)
+    assert old.name != new.name  # slots are named after the model: matched without it
     carry_over_weights(old, new, [AxisGrowth("video", 100, 150)], optimizer_state="carry")
 
     def moments(generator):
@@ -473,6 +473,40 @@ def test_carried_adam_moments_keep_their_values_when_a_table_grows_into_bfloat16
         np.testing.assert_array_equal(new_values[:100].astype("float32"),
                                       old_values.astype(ml_dtypes.bfloat16).astype("float32"))
         assert not np.any(new_values[100:].astype("float32"))
+
+
+def test_carry_over_matches_layers_of_the_same_shape_by_their_own_paths():
+    import keras
+
+    def model(num_videos):
+        inputs = keras.Input((2,), dtype="int32")
+        x = keras.layers.Flatten()(keras.layers.Embedding(num_videos, 3, name="table")(inputs))
+        x = keras.layers.Dense(6, name="first")(x)
+        return keras.Model(inputs, keras.layers.Dense(6, name="second")(x))
+
+    old, new = model(4), model(6)
+    carry_over_weights(old, new, [AxisGrowth("video", 4, 6)])
+    for name in ("first", "second"):  # same shapes, different layers: each its own
+        np.testing.assert_array_equal(np.asarray(new.get_layer(name).kernel.numpy()),
+                                      np.asarray(old.get_layer(name).kernel.numpy()))
+
+
+def test_carrying_the_optimizer_state_of_another_optimizer_is_refused():
+    import keras
+
+    from keras_yt.optimizers import SparseAdagrad, SparseAdam
+
+    def model(num_videos, optimizer):
+        inputs = keras.Input((2,), dtype="int32")
+        x = keras.layers.Flatten()(keras.layers.Embedding(num_videos, 3, name="table")(inputs))
+        built = keras.Model(inputs, keras.layers.Dense(1, name="head")(x))
+        built.compile(optimizer=optimizer, loss="mse")
+        built.optimizer.build(built.trainable_variables)
+        return built
+
+    old, new = model(4, SparseAdagrad(0.1)), model(6, SparseAdam())
+    with pytest.raises(ValueError, match=r"optimizer variable .*momentum.* has no counterpart"):
+        carry_over_weights(old, new, [AxisGrowth("video", 4, 6)], optimizer_state="carry")
 
 
 def test_cowatched_rows_average_the_known_neighbours():
