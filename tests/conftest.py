@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 # The backend under test: KERAS_BACKEND from the environment (CI runs both), TensorFlow if unset.
@@ -43,6 +44,15 @@ settings.load_profile("keras_yt")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KERAS_YT_SHARED", REPO.parent / "shared"))
+
+
+def run_python(code: str, *args: str, backend: str = "jax") -> subprocess.CompletedProcess:
+    """Runs `code` in a new Python process on Keras backend `backend`, with `args` as
+    `sys.argv[1:]` and the repository importable (its output captured, as text)."""
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=REPO,
+                          capture_output=True, text=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -19,8 +19,8 @@ time search queries are tokenised).
 Interface: `is_ragged`, `ragged_to_dense`, `tokenize_queries`, `gather_rows`, `bag_sum_rows`,
 `row_sparse_parts`, `with_row_values`, `unique_rows`, `scatter_assign_rows`, `scatter_sub_rows`,
 `replica_sum`, `rows_where`, `strings_to_tensors`, `bfloat16_storage_dtype`, `load_bfloat16`,
-`store_bfloat16`, and `name` (the backend these functions were
-picked for).
+`store_bfloat16` (bfloat16 optimizer slots: their bits on JAX), and `name` (the backend these
+functions were picked for).
 """
 
 import keras

@@ -252,9 +252,6 @@ def scatter_sub_rows(variable, indices, rows) -> None:
     _tf_variable(variable).scatter_sub(tf.IndexedSlices(rows, indices))
 
 
-# --- tf.distribute --------------------------------------------------------------------------------
-
-
 def bfloat16_storage_dtype() -> str:
     """`"bfloat16"`: TensorFlow scatters rows into bfloat16 variables in place."""
     return "bfloat16"
@@ -268,6 +265,9 @@ def load_bfloat16(values):
 def store_bfloat16(values):
     """`values` rounded to the nearest bfloat16 (ties to even)."""
     return tf.cast(values, tf.bfloat16)
+
+
+# --- tf.distribute --------------------------------------------------------------------------------
 
 
 def replica_sum(value):

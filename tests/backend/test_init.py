@@ -2,9 +2,6 @@
 
 import importlib
 import inspect
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,7 +9,7 @@ import pytest
 
 from keras_yt import backend
 from keras_yt.backend import generic
-from tests.conftest import REPO
+from tests.conftest import run_python
 
 
 def test_the_module_of_the_current_backend_is_picked():
@@ -46,11 +43,7 @@ def test_importing_keras_yt_on_jax_leaves_tensorflow_out():
         "bad = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.'))\n"
         "assert not bad, bad[:5]\n"
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO
-    )
+    result = run_python(code, backend="jax")
     assert result.returncode == 0, result.stderr[-2000:]
 
 

@@ -1,7 +1,4 @@
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -292,7 +289,7 @@ def test_bfloat16_table_moments_survive_a_keras_save_and_load(tmp_path):
 def test_bfloat16_table_moments_saved_on_tensorflow_load_on_jax(tmp_path):
     """A file written on TensorFlow (bfloat16 slots) loads on JAX (bits) to the same values."""
     pytest.importorskip("jax")
-    from tests.conftest import REPO
+    from tests.conftest import run_python
 
     model = _trained_with_bfloat16_moments()
     model.save(tmp_path / "model.keras")
@@ -306,8 +303,5 @@ def test_bfloat16_table_moments_saved_on_tensorflow_load_on_jax(tmp_path):
         "got = np.concatenate([v.ravel() for v in _moment_values(model.optimizer)])\n"
         "np.testing.assert_array_equal(got, np.load(sys.argv[1] + '/moments.npy'))\n"
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, cwd=REPO,
-                            capture_output=True, text=True)
+    result = run_python(code, str(tmp_path), backend="jax")
     assert result.returncode == 0, result.stderr[-2000:]
