@@ -231,7 +231,7 @@ def _trained_synthetic(num_videos: int, num_users: int, epochs: int, seed: int,
         num_videos=logs.num_videos, video_embedding_dim=64, max_history=50,
         hidden_units=(256, 128, 64), num_sampled=2048, sampler="log_uniform",
         example_age_scale=30.0, seed=seed)
-    history = pipeline.train_candidate_generator(model, examples, epochs, batch_size=1024)
+    history = pipeline.train_candidate_generator(model, examples, None, epochs, batch_size=1024)
     print(f"trained on {len(examples['label']):,} examples in {time.perf_counter() - t:.0f} s, "
           f"loss {history['loss'][0]:.2f} -> {history['loss'][-1]:.2f}", flush=True)
     features = {"watch_history": test["watch_history"]}
@@ -260,8 +260,11 @@ def _end_to_end(model, features: dict, index, k: int, requests: int, epsilon: fl
     n = min(len(features["watch_history"]), requests)
     one = [{name: value[i : i + 1] for name, value in features.items()} for i in range(n)]
 
+    specs = served.structured_input_signature[1]  # the exported dtypes (int32 ids)
+
     def saved_model_tower(x):
-        return served(**{name: tf.constant(v) for name, v in x.items()})["user_vector"].numpy()
+        inputs = {name: tf.constant(v, dtype=specs[name].dtype) for name, v in x.items()}
+        return served(**inputs)["user_vector"].numpy()
 
     def keras_tower(x):  # the compiled predict step; `predict()` adds ~100 ms of set-up per call
         return np.asarray(tower.predict_on_batch(x))
