@@ -75,6 +75,9 @@ IMPLS = ("ours", "ours_f32_moments", "ours_bf16_moments", "ours_bf16", "ours_ada
          "full_softmax", "sequential", "sequential_head")
 SEQUENTIAL_IMPLS = ("sequential", "sequential_head")
 JAX_IMPLS = ("ours_jax", "ours_jax_bf16_moments", "jax_row_sparse")
+# The impls that set SparseAdam's table_moment_dtype (the others keep the default, "auto").
+MOMENT_DTYPES = {"ours_f32_moments": "float32", "ours_bf16_moments": "bfloat16",
+                 "ours_jax_bf16_moments": "bfloat16"}
 
 TARGETS = {  # issue 22 (step and memory against the TF peer, JAX against TensorFlow)
     "ours_vs_peer_at_largest_n": ("<=", 0.75),
@@ -183,14 +186,10 @@ def _run_keras(cfg: dict) -> dict:
         from keras_yt.optimizers import SparseAdagrad
 
         model.compile(optimizer=SparseAdagrad(0.2))
-    elif cfg["impl"] in ("ours_bf16_moments", "ours_jax_bf16_moments"):
+    elif cfg["impl"] in MOMENT_DTYPES:
         from keras_yt.optimizers import SparseAdam
 
-        model.compile(optimizer=SparseAdam(table_moment_dtype="bfloat16"))
-    elif cfg["impl"] == "ours_f32_moments":
-        from keras_yt.optimizers import SparseAdam
-
-        model.compile(optimizer=SparseAdam(table_moment_dtype="float32"))
+        model.compile(optimizer=SparseAdam(table_moment_dtype=MOMENT_DTYPES[cfg["impl"]]))
     else:
         model.compile()  # the default optimizer: SparseAdam
     history, age, labels = _batches(cfg)

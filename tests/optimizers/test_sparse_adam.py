@@ -246,14 +246,7 @@ def _trained_with_bfloat16_moments():
 
 def _moment_values(optimizer) -> list:
     """Every optimizer variable's values as float32 (bfloat16 bits on JAX read as bfloat16)."""
-    import ml_dtypes
-
-    values = []
-    for variable in optimizer.variables:
-        value = np.asarray(variable.numpy())
-        values.append((value.view(ml_dtypes.bfloat16) if value.dtype == np.uint16 else value)
-                      .astype("float32"))
-    return values
+    return [optimizer.variable_numbers(v).astype("float32") for v in optimizer.variables]
 
 
 def _saved_optimizer_dtypes(path) -> list:
