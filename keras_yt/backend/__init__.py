@@ -6,8 +6,8 @@ updates) are functions of this package, with the same names and signatures on ev
 
 * `keras_yt.backend.tensorflow`: TensorFlow (row-sparse `tf.IndexedSlices` gradients, ragged ids,
   `tf.string` queries);
-* `keras_yt.backend.jax`: JAX (dense gradients, dense padded ids only; strings are tokenised in
-  the input pipeline, see `TokenBag`);
+* `keras_yt.backend.jax`: JAX (row-sparse gradients in keras_yt's own train step, dense padded
+  ids only; strings are tokenised in the input pipeline, see `TokenBag`);
 * `keras_yt.backend.generic`: any other Keras backend, with `keras.ops` only.
 
 The module is picked once, at import, from `keras.backend.backend()` (the `KERAS_BACKEND`
@@ -19,7 +19,8 @@ time search queries are tokenised).
 Interface: `is_ragged`, `ragged_to_dense`, `tokenize_queries`, `gather_rows`, `bag_sum_rows`,
 `row_sparse_parts`, `with_row_values`, `unique_rows`, `scatter_assign_rows`, `scatter_sub_rows`,
 `replica_sum`, `rows_where`, `strings_to_tensors`, `bfloat16_storage_dtype`, `load_bfloat16`,
-`store_bfloat16` (bfloat16 optimizer slots: their bits on JAX), and `name` (the backend these
+`store_bfloat16` (bfloat16 optimizer slots: their bits on JAX), `table_initializer`
+(large tables drawn by blocks of rows on JAX), and `name` (the backend these
 functions were picked for).
 """
 
@@ -51,6 +52,7 @@ INTERFACE = (
     "bfloat16_storage_dtype",
     "load_bfloat16",
     "store_bfloat16",
+    "table_initializer",
 )
 
 is_ragged = _impl.is_ragged
@@ -69,5 +71,6 @@ strings_to_tensors = _impl.strings_to_tensors
 bfloat16_storage_dtype = _impl.bfloat16_storage_dtype
 load_bfloat16 = _impl.load_bfloat16
 store_bfloat16 = _impl.store_bfloat16
+table_initializer = _impl.table_initializer
 
 __all__ = ["INTERFACE", "name", *INTERFACE]

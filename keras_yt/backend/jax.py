@@ -1,9 +1,12 @@
-"""JAX backend helpers: dense padded ids, dense gradients, strings tokenised outside `jit`.
+"""JAX backend helpers: row-sparse training steps, dense padded ids, strings tokenised outside jit.
 
-* Gradients are dense: `jax.grad` of an embedding lookup is a table-sized array (a scatter-add
-  of the looked-up rows into zeros), `row_sparse_parts` returns `None` and
-  `keras_yt.optimizers.SparseAdagrad` takes `keras.optimizers.Adagrad`'s dense path (see
-  `docs/performance.md` for the measured cost and the row-sparse route).
+* Row-sparse gradients: `train_step` (used by `CandidateGenerator` / `Ranker` `fit` and
+  `train_on_batch` with keras_yt's optimizers) takes the gradient with respect to the rows the
+  layers read (`capture_rows`) and hands it to the optimizer as a `RowGradient`, which updates
+  those rows only (`.at[rows]` scatters, in place in the donated state). Outside it, `jax.grad`
+  of an embedding lookup is a table-sized dense array.
+* bfloat16 optimizer slots hold their bits as `uint16` (`bfloat16_storage_dtype`); large tables
+  are drawn a block of rows at a time (`table_initializer`).
 * Ids must be dense `(batch, L)` arrays padded with id `0`: a `tf.RaggedTensor` raises a
   `ValueError` that says how to pad it.
 * JAX arrays hold no strings: search queries are tokenised eagerly or in a `tf.data` pipeline
@@ -46,6 +49,7 @@ __all__ = [
     "scatter_sub_rows",
     "store_bfloat16",
     "strings_to_tensors",
+    "table_initializer",
     "tokenize_queries",
     "train_step",
     "unique_rows",
@@ -99,6 +103,123 @@ def store_bfloat16(values):
 
     rounded = ops.convert_to_tensor(values).astype(jnp.bfloat16)
     return jax.lax.bitcast_convert_type(rounded, jnp.uint16)
+
+
+ROW_BLOCK_INIT_MIN_SIZE = 2**24  # elements (a 65,536 × 256 table: 64 MiB of float32)
+_ROW_BLOCK_ELEMENTS = 2**20  # elements drawn at a time (4 MiB of float32)
+
+
+def table_initializer(initializer):
+    """An initializer that draws a large table a block of rows at a time, inside one `jit`.
+
+    Keras' JAX initialisers draw a table whole, through about three table-sized temporaries
+    (random bits, floats, scaled floats: 4.2 GiB of peak memory for one 1M × 256 float32 table,
+    jitted or not, measured), which made the build of a 1M-video model the peak of its run.
+    Here a 2-D table of at least `ROW_BLOCK_INIT_MIN_SIZE` elements, for `RandomUniform`,
+    `RandomNormal`, `TruncatedNormal` and `VarianceScaling` (Glorot, He, LeCun: the scale from
+    the whole table's shape), is filled with blocks of `_ROW_BLOCK_ELEMENTS` values drawn from
+    the same distribution, each from its own key folded from the initializer's seed (1.8 GiB of
+    peak memory for the 1M × 256 table, the table itself being 1 GiB). The values are not Keras'
+    own draws; smaller tables, other initializers and tables built under a `keras.distribution`
+    (which Keras draws shard by shard) are Keras' own.
+
+    Args:
+        initializer: a Keras initializer (object, name or callable).
+
+    Returns:
+        An initializer to give `add_weight`.
+
+    Example:
+
+    >>> draw = table_initializer(keras.initializers.RandomUniform(-0.05, 0.05, seed=1))
+    >>> table = draw((65536, 256), "float32")
+    >>> float(ops.max(ops.abs(table))) <= 0.05, abs(float(ops.mean(table))) < 1e-3
+    (True, True)
+    """
+    initializer = keras.initializers.get(initializer)
+    if _distribution(initializer, (2, 2)) is None:
+        return initializer
+    return _RowBlockInitializer(initializer)
+
+
+def _distribution(initializer, shape) -> tuple | None:
+    """`(kind, a, b)` of a Keras initializer on `shape`: `("uniform", low, high)`, `("normal",
+    mean, stddev)` or `("truncated_normal", mean, stddev)` (at 2 stddev); None if unknown."""
+    init = keras.initializers
+    if isinstance(initializer, init.RandomUniform):
+        return "uniform", initializer.minval, initializer.maxval
+    if isinstance(initializer, init.RandomNormal):
+        return "normal", initializer.mean, initializer.stddev
+    if isinstance(initializer, init.TruncatedNormal):
+        return "truncated_normal", initializer.mean, initializer.stddev
+    if isinstance(initializer, init.VarianceScaling) and len(shape) == 2:
+        fan_in, fan_out = shape  # Keras' fans of a 2-D weight
+        fan = {"fan_in": fan_in, "fan_out": fan_out,
+               "fan_avg": (fan_in + fan_out) / 2}[initializer.mode]
+        scale = initializer.scale / max(1.0, fan)
+        if initializer.distribution == "truncated_normal":
+            return "truncated_normal", 0.0, scale**0.5 / 0.87962566103423978
+        if initializer.distribution == "untruncated_normal":
+            return "normal", 0.0, scale**0.5
+        limit = (3.0 * scale) ** 0.5
+        return "uniform", -limit, limit
+    return None
+
+
+class _RowBlockInitializer(keras.initializers.Initializer):
+    """`table_initializer`'s initializer: Keras' own below the size, by blocks of rows above."""
+
+    def __init__(self, initializer):
+        self.initializer = initializer
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(int(n) for n in shape)
+        size = 1
+        for n in shape:
+            size *= n
+        if (len(shape) != 2 or size < ROW_BLOCK_INIT_MIN_SIZE
+                or keras.distribution.distribution() is not None):
+            # Under a keras.distribution the table may be sharded: Keras draws each shard.
+            return self.initializer(shape, dtype=dtype)
+        import jax
+
+        kind, a, b = _distribution(self.initializer, shape)
+        seed = self.initializer.seed
+        if isinstance(seed, keras.random.SeedGenerator):
+            key = jax.random.wrap_key_data(seed.next())
+        else:
+            key = jax.random.key(seed)
+        dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
+        return _fill_by_blocks(key, shape, kind, float(a), float(b), dtype)
+
+    def get_config(self) -> dict:
+        return {"initializer": keras.initializers.serialize(self.initializer)}
+
+
+def _fill_by_blocks(key, shape, kind, a, b, dtype):
+    import jax
+    import jax.numpy as jnp
+
+    rows, cols = shape
+    block = max(1, min(rows, _ROW_BLOCK_ELEMENTS // max(cols, 1)))
+
+    def draw(key):
+        if kind == "uniform":
+            return jax.random.uniform(key, (block, cols), jnp.float32, a, b)
+        if kind == "normal":
+            return a + b * jax.random.normal(key, (block, cols), jnp.float32)
+        return a + b * jax.random.truncated_normal(key, -2.0, 2.0, (block, cols), jnp.float32)
+
+    def fill(key):
+        def body(i, table):
+            start = jnp.minimum(i * block, rows - block)  # the last block may overlap
+            values = draw(jax.random.fold_in(key, i)).astype(dtype)
+            return jax.lax.dynamic_update_slice(table, values, (start, 0))
+
+        table = jnp.zeros(shape, dtype)
+        return jax.lax.fori_loop(0, -(-rows // block), body, table)
+
+    return jax.jit(fill)(key)
 
 
 class RowGradient:

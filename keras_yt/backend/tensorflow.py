@@ -267,6 +267,11 @@ def store_bfloat16(values):
     return tf.cast(values, tf.bfloat16)
 
 
+def table_initializer(initializer):
+    """`initializer` itself: TensorFlow draws a table without table-sized temporaries beyond it."""
+    return keras.initializers.get(initializer)
+
+
 # --- tf.distribute --------------------------------------------------------------------------------
 
 

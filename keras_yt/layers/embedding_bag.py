@@ -104,7 +104,7 @@ class EmbeddingBag(keras.layers.Layer):
             return
         self.embeddings = self.add_weight(
             shape=(self.input_dim, self.output_dim),
-            initializer=self.embeddings_initializer,
+            initializer=yt_backend.table_initializer(self.embeddings_initializer),
             regularizer=self.embeddings_regularizer,
             name="embeddings",
         )

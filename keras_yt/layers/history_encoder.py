@@ -178,7 +178,9 @@ class HistoryEncoder(keras.layers.Layer):
                 self._shared_embedding_layer.build(None)
         else:
             self._own_embeddings = self.add_weight(
-                shape=(self.num_videos, d), initializer="glorot_uniform", name="embeddings"
+                shape=(self.num_videos, d),
+                initializer=yt_backend.table_initializer("glorot_uniform"),
+                name="embeddings",
             )
         self.position_embeddings = self.add_weight(
             shape=(self.max_length, d), initializer="glorot_uniform", name="position_embeddings"

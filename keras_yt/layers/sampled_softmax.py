@@ -281,7 +281,7 @@ class SampledSoftmax(keras.layers.Layer):
             self._output_embeddings = self.add_weight(
                 name="output_embeddings",
                 shape=(self.num_classes, d),
-                initializer=self.embeddings_initializer,
+                initializer=yt_backend.table_initializer(self.embeddings_initializer),
             )
             if self.num_sampled is not None or self.sampler == "in_batch":
                 # Read row by row in training (a full softmax reads the whole table).

@@ -114,3 +114,97 @@ def test_row_sparse_adagrad_steps_equal_fit_with_sparse_adagrad():
         )
     moved = np.any(ops.convert_to_numpy(stepped.softmax.output_embeddings) != initial, axis=1)
     assert set(y.tolist()) <= set(np.flatnonzero(moved).tolist())
+
+
+# --- table_initializer: large tables drawn a block of rows at a time -----------------------------
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Tables of 1,000 elements and more drawn by blocks of 1,000 values (62 rows of 16)."""
+    from keras_yt.backend import jax as yt_jax
+
+    monkeypatch.setattr(yt_jax, "ROW_BLOCK_INIT_MIN_SIZE", 1000)
+    monkeypatch.setattr(yt_jax, "_ROW_BLOCK_ELEMENTS", 1000)
+    return yt_jax
+
+
+def _reference(name_or_initializer, shape):
+    """The distribution a Keras initializer draws from, written out with scipy and numpy."""
+    from scipy import stats
+
+    fan_in, fan_out = shape
+    init = keras.initializers.get(name_or_initializer)
+    if isinstance(init, keras.initializers.RandomUniform):
+        return stats.uniform(init.minval, init.maxval - init.minval)
+    if isinstance(init, keras.initializers.RandomNormal):
+        return stats.norm(init.mean, init.stddev)
+    if isinstance(init, keras.initializers.TruncatedNormal):
+        return stats.truncnorm(-2, 2, loc=init.mean, scale=init.stddev)
+    limit = np.sqrt(6 / (fan_in + fan_out))  # glorot_uniform
+    if name_or_initializer == "he_normal":  # truncated at 2 of its own stddev
+        return stats.truncnorm(-2, 2, scale=np.sqrt(2 / fan_in) / 0.87962566103423978)
+    if name_or_initializer == "lecun_uniform":
+        limit = np.sqrt(3 / fan_in)
+    return stats.uniform(-limit, 2 * limit)
+
+
+@pytest.mark.parametrize("initializer", [
+    keras.initializers.RandomUniform(-0.05, 0.05, seed=1),
+    keras.initializers.RandomNormal(0.1, 0.02, seed=2),
+    keras.initializers.TruncatedNormal(0.0, 0.3, seed=3),
+    "glorot_uniform", "he_normal", "lecun_uniform",
+], ids=lambda i: i if isinstance(i, str) else type(i).__name__)
+def test_table_initializer_draws_by_blocks_from_the_initializers_distribution(
+        small_blocks, initializer):
+    from scipy import stats
+
+    shape = (3000, 16)  # 48 blocks of 62 rows, the last one overlapping
+    table = np.asarray(small_blocks.table_initializer(initializer)(shape, "float32"))
+    assert table.shape == shape and table.dtype == np.float32
+    # Every block drawn with its own key: no row repeats another.
+    assert len(np.unique(table, axis=0)) == shape[0]
+    reference = _reference(initializer, shape)
+    assert stats.kstest(table.ravel(), reference.cdf).pvalue > 1e-3
+    keras_own = np.asarray(keras.initializers.get(initializer)(shape, "float32"))
+    assert stats.kstest(keras_own.ravel(), reference.cdf).pvalue > 1e-3  # the reference holds
+
+
+def test_table_initializer_is_seeded_and_keras_own_below_the_size(small_blocks):
+    def draw(seed, shape=(3000, 16)):
+        init = keras.initializers.RandomUniform(seed=seed)
+        return np.asarray(small_blocks.table_initializer(init)(shape))
+
+    np.testing.assert_array_equal(draw(7), draw(7))
+    assert not np.array_equal(draw(7), draw(8))
+    # Below ROW_BLOCK_INIT_MIN_SIZE: Keras' own draw, unchanged.
+    np.testing.assert_array_equal(
+        draw(7, (10, 16)), keras.initializers.RandomUniform(seed=7)((10, 16)))
+    # A seed generator advances: two tables differ.
+    generator = keras.initializers.RandomUniform(seed=keras.random.SeedGenerator(3))
+    draw_generated = small_blocks.table_initializer(generator)
+    first, second = draw_generated((3000, 16)), draw_generated((3000, 16))
+    assert not np.array_equal(np.asarray(first), np.asarray(second))
+    # Under a keras.distribution (tables may be sharded): Keras' own draw.
+    with keras.distribution.DataParallel().scope():
+        np.testing.assert_array_equal(
+            draw(7), keras.initializers.RandomUniform(seed=7)((3000, 16)))
+    # Initializers without a known distribution are Keras' own, whatever the size.
+    orthogonal = keras.initializers.Orthogonal(seed=1)
+    assert small_blocks.table_initializer(orthogonal) is orthogonal
+
+
+def test_large_tables_of_the_layers_are_drawn_by_blocks(small_blocks, monkeypatch):
+    from keras_yt.layers import EmbeddingBag, HistoryEncoder, SampledSoftmax
+
+    drawn = []
+    fill = small_blocks._fill_by_blocks
+    monkeypatch.setattr(small_blocks, "_fill_by_blocks",
+                        lambda key, shape, *a: drawn.append(shape) or fill(key, shape, *a))
+    bag = EmbeddingBag(500, 8, embeddings_initializer=keras.initializers.RandomUniform(seed=4))
+    bag.build(None)
+    expected = small_blocks.table_initializer(keras.initializers.RandomUniform(seed=4))((500, 8))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(bag.embeddings), expected)
+    SampledSoftmax(num_classes=300, num_sampled=10).build((None, 8))
+    HistoryEncoder(num_videos=200, embedding_dim=8, max_length=5).build(None)
+    assert drawn == [(500, 8), (500, 8), (300, 8), (200, 8)]
