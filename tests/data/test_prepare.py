@@ -250,3 +250,52 @@ def test_vocabulary_rule_matches_from_ids(tmp_path):
     shards = ExampleShards(tmp_path / "ex")
     np.testing.assert_array_equal(shards.videos.ids, Vocabulary.from_ids(log["video"]).ids)
     np.testing.assert_array_equal(shards.users.ids, Vocabulary.from_ids(log["user"]).ids)
+
+
+def test_batches_computed_ahead_of_the_writer_arrive_whole_and_stop_with_it():
+    import threading
+
+    from keras_yt.data.duckdb_examples import _prefetched
+
+    assert list(_prefetched(iter(range(50)), depth=2)) == list(range(50))
+    producer_calls = []
+
+    def numbers():
+        for i in range(1000):
+            producer_calls.append(threading.current_thread().name)
+            yield i
+
+    reader = _prefetched(numbers(), depth=2)
+    assert [next(reader) for _ in range(3)] == [0, 1, 2]
+    reader.close()  # the consumer stops early: the producer stops too, a few items ahead
+    assert len(producer_calls) <= 3 + 2 + 2
+    assert set(producer_calls) == {"keras-yt-prepare"}
+    assert not any(t.name == "keras-yt-prepare" for t in threading.enumerate())
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(_prefetched(failing()))
+
+
+def test_a_writer_failing_mid_stream_fails_the_prepare_and_leaves_no_thread(tmp_path,
+                                                                            monkeypatch):
+    import threading
+
+    path = write_csv(tmp_path / "log.csv", random_log(4, n=3000))
+    original = prepared_folder.split_and_write
+
+    def fails_after_one_batch(batches, *args):
+        def one_then_fail():
+            yield next(batches)
+            raise OSError("No space left on device")
+        return original(one_then_fail(), *args)
+
+    monkeypatch.setattr(prepared_folder, "split_and_write", fails_after_one_batch)
+    monkeypatch.setattr(prepared_folder, "BATCH_ROWS", 64)  # several batches
+    with pytest.raises(OSError, match="No space left"):
+        prepare_examples(path, tmp_path / "ex", max_history=5)
+    assert not (tmp_path / "ex").exists()
+    assert not any(t.name == "keras-yt-prepare" for t in threading.enumerate())
