@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -327,7 +324,7 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     batches = (batch for low, high in ranges
                for batch in _arrow_reader(con.sql(query.format(low=low, high=high, rows=rows)),
                                           prepared_folder.BATCH_ROWS))
-    sizes = prepared_folder.split_and_write(_prefetched(batches), stage, rows_per_shard)
+    sizes = prepared_folder.split_and_write(batches, stage, rows_per_shard)
     if sequences:
         keep = "" if cap is None else f"AND win < {int(cap)}"
         windows = f"""
@@ -347,8 +344,7 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
         batches = (batch for low, high in ranges
                    for batch in _arrow_reader(con.sql(windows.format(low=low, high=high)),
                                               prepared_folder.BATCH_ROWS))
-        sizes["train"] = prepared_folder.write_sequences(_prefetched(batches), stage,
-                                                         rows_per_shard)
+        sizes["train"] = prepared_folder.write_sequences(batches, stage, rows_per_shard)
     # Serving: each user's last H watches, all of them (same-second ones too), in the same
     # ranges of users (list aggregates do not spill either).
     latest = f"""
@@ -358,7 +354,7 @@ def _job(con, stage: str, max_history: int, cap: int | None, rows_per_shard: int
     batches = (batch for low, high in ranges
                for batch in _arrow_reader(con.sql(latest.format(low=low, high=high)),
                                           prepared_folder.BATCH_ROWS))
-    sizes["users"] = prepared_folder.write_latest(_prefetched(batches), stage, H)
+    sizes["users"] = prepared_folder.write_latest(batches, stage, H)
     _mark("histories and Parquet writing")
     sizes["watches"] = int(n_rows)
     return {"counts": sizes, "example_age_reference": {
@@ -389,51 +385,6 @@ def _user_ranges(watches_per_user: np.ndarray, rows_per_pass: int) -> list[int]:
         bounds.append(max(bounds[-1] + 1,
                           int(np.searchsorted(total, done + rows_per_pass, side="right"))))
     return bounds
-
-
-def _prefetched(batches: Iterator, depth: int = 2) -> Iterator:
-    """`batches`, computed in a thread of their own up to `depth` ahead of the consumer.
-
-    DuckDB computes the next batches of a query while the caller writes Parquet (both release
-    the GIL), instead of the two taking turns. Every DuckDB call of `batches` happens in that
-    thread, and the thread has ended when this generator returns or raises, so the connection is
-    never used from two threads at once.
-    """
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        items.put((batch, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put((done, None))
-        except BaseException as error:  # re-raised in the consumer
-            items.put((done, error))
-
-    thread = threading.Thread(target=produce, name="keras-yt-prepare", daemon=True)
-    thread.start()
-    try:
-        while True:
-            batch, error = items.get()
-            if error is not None:
-                raise error
-            if batch is done:
-                return
-            yield batch
-    finally:
-        stop.set()
-        while thread.is_alive():
-            with contextlib.suppress(queue.Empty):
-                items.get(timeout=0.1)  # unblocks a producer waiting on a full queue
-        thread.join()
 
 
 def _arrow_reader(relation, rows: int):
