@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 
 import keras
@@ -174,10 +175,7 @@ class _RowBlockInitializer(keras.initializers.Initializer):
 
     def __call__(self, shape, dtype=None):
         shape = tuple(int(n) for n in shape)
-        size = 1
-        for n in shape:
-            size *= n
-        if (len(shape) != 2 or size < ROW_BLOCK_INIT_MIN_SIZE
+        if (len(shape) != 2 or math.prod(shape) < ROW_BLOCK_INIT_MIN_SIZE
                 or keras.distribution.distribution() is not None):
             # Under a keras.distribution the table may be sharded: Keras draws each shard.
             return self.initializer(shape, dtype=dtype)
